@@ -1,0 +1,832 @@
+package dev.lora4j.model;
+
+import com.fasterxml.jackson.core.JsonProcessingException;
+import com.fasterxml.jackson.core.util.DefaultIndenter;
+import com.fasterxml.jackson.core.util.DefaultPrettyPrinter;
+import com.fasterxml.jackson.core.util.Separators;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import java.util.StringJoiner;
+import java.util.TreeMap;
+
+/**
+ * Architecture of a Llama-family decoder as described by a Hugging Face {@code config.json}
+ * (model types {@code llama} — which includes TinyLlama and SmolLM —, {@code mistral} and
+ * {@code qwen2}). Immutable; all accessors return effective values (defaults applied):
+ * {@code num_key_value_heads} defaults to {@code num_attention_heads}, {@code head_dim} to
+ * {@code hidden_size / num_attention_heads}, {@code rope_theta} to 10000 and
+ * {@code tie_word_embeddings} to false, as in {@code transformers}.
+ *
+ * <p>Biases follow the architectures rather than a single flag: llama's {@code attention_bias}
+ * adds a bias to q, k, v and o projections and {@code mlp_bias} to the MLP; mistral has none;
+ * qwen2 always has q/k/v biases and no o bias (see {@link #qkvBias()}, {@link #outputProjBias()}).
+ * For qwen2, {@link #slidingWindow()} is null unless {@code use_sliding_window} is true.
+ *
+ * <p>Validation errors are {@link IllegalArgumentException}s naming the source, the key, the
+ * value and the rule, e.g. {@code config.json: num_attention_heads (32) must be divisible by
+ * num_key_value_heads (5)}.
+ */
+public final class LlamaConfig {
+
+    public static final List<String> SUPPORTED_MODEL_TYPES = List.of("llama", "mistral", "qwen2");
+
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    /**
+     * RoPE frequency scaling. {@code linear} divides positions by {@code factor}; {@code llama3}
+     * (Llama 3.1+) rescales low frequencies by {@code factor}, keeps high frequencies, and
+     * interpolates between wavelengths {@code original_max_position_embeddings / low_freq_factor}
+     * and {@code original_max_position_embeddings / high_freq_factor}. Unused fields are 0.
+     */
+    public record RopeScaling(String type, double factor, double lowFreqFactor, double highFreqFactor,
+            int originalMaxPositionEmbeddings) {
+
+        public static final List<String> SUPPORTED_TYPES = List.of("llama3", "linear");
+
+        public static RopeScaling linear(double factor) {
+            return new RopeScaling("linear", factor, 0, 0, 0);
+        }
+
+        public static RopeScaling llama3(double factor, double lowFreqFactor, double highFreqFactor,
+                int originalMaxPositionEmbeddings) {
+            return new RopeScaling("llama3", factor, lowFreqFactor, highFreqFactor, originalMaxPositionEmbeddings);
+        }
+
+        Map<String, Object> toJsonMap() {
+            Map<String, Object> map = new TreeMap<>();
+            map.put("rope_type", type);
+            map.put("factor", factor);
+            if (type.equals("llama3")) {
+                map.put("low_freq_factor", lowFreqFactor);
+                map.put("high_freq_factor", highFreqFactor);
+                map.put("original_max_position_embeddings", originalMaxPositionEmbeddings);
+            }
+            return map;
+        }
+    }
+
+    private final String modelType;
+    private final List<String> architectures;
+    private final int vocabSize;
+    private final int hiddenSize;
+    private final int intermediateSize;
+    private final int numHiddenLayers;
+    private final int numAttentionHeads;
+    private final int numKeyValueHeads;
+    private final int headDim;
+    private final int maxPositionEmbeddings;
+    private final double rmsNormEps;
+    private final double ropeTheta;
+    private final RopeScaling ropeScaling;
+    private final boolean tieWordEmbeddings;
+    private final boolean attentionBias;
+    private final boolean mlpBias;
+    private final String hiddenAct;
+    private final String torchDtype;
+    private final Integer bosTokenId;
+    private final List<Integer> eosTokenIds;
+    private final Integer padTokenId;
+    private final Integer slidingWindow;
+    // what was given explicitly, so that toBuilder() recomputes defaults after a change
+    private final Integer givenKeyValueHeads;
+    private final Integer givenHeadDim;
+
+    private LlamaConfig(Builder b) {
+        String src = b.source;
+        checkModelType(src, b.modelType);
+        positive(src, "vocab_size", b.vocabSize);
+        positive(src, "hidden_size", b.hiddenSize);
+        positive(src, "intermediate_size", b.intermediateSize);
+        positive(src, "num_hidden_layers", b.numHiddenLayers);
+        positive(src, "num_attention_heads", b.numAttentionHeads);
+        positive(src, "max_position_embeddings", b.maxPositionEmbeddings);
+        if (b.numKeyValueHeads != null) {
+            positive(src, "num_key_value_heads", b.numKeyValueHeads);
+        }
+        if (b.headDim != null) {
+            positive(src, "head_dim", b.headDim);
+        } else if (b.hiddenSize % b.numAttentionHeads != 0) {
+            throw new IllegalArgumentException(src + ": hidden_size (" + b.hiddenSize
+                    + ") must be divisible by num_attention_heads (" + b.numAttentionHeads + ") when head_dim is absent");
+        }
+        int kvHeads = b.numKeyValueHeads != null ? b.numKeyValueHeads : b.numAttentionHeads;
+        int dim = b.headDim != null ? b.headDim : b.hiddenSize / b.numAttentionHeads;
+        if (b.numAttentionHeads % kvHeads != 0) {
+            throw new IllegalArgumentException(src + ": num_attention_heads (" + b.numAttentionHeads
+                    + ") must be divisible by num_key_value_heads (" + kvHeads + ")");
+        }
+        if (dim % 2 != 0) {
+            throw new IllegalArgumentException(src + ": head_dim (" + dim
+                    + ") must be even: rotary embeddings rotate pairs of dimensions");
+        }
+        if (!(b.rmsNormEps > 0) || Double.isInfinite(b.rmsNormEps)) {
+            throw new IllegalArgumentException(src + ": rms_norm_eps must be a finite number > 0, found " + b.rmsNormEps);
+        }
+        if (!(b.ropeTheta > 0) || Double.isInfinite(b.ropeTheta)) {
+            throw new IllegalArgumentException(src + ": rope_theta must be a finite number > 0, found " + b.ropeTheta);
+        }
+        if (!"silu".equals(b.hiddenAct)) {
+            throw new IllegalArgumentException(src + ": hidden_act '" + b.hiddenAct
+                    + "' is not supported; Llama-family MLPs use 'silu' (SwiGLU), the only activation lora4j implements");
+        }
+        if (b.ropeScaling != null) {
+            validateRopeScaling(src, b.ropeScaling);
+        }
+        if (!b.modelType.equals("llama") && (b.attentionBias || b.mlpBias)) {
+            throw new IllegalArgumentException(src + ": " + (b.attentionBias ? "attention_bias" : "mlp_bias")
+                    + " is true but only model_type llama has that option (mistral has no biases; qwen2 always has"
+                    + " q/k/v biases and no others)");
+        }
+        if (b.slidingWindow != null) {
+            if (b.modelType.equals("llama")) {
+                throw new IllegalArgumentException(src + ": sliding_window (" + b.slidingWindow
+                        + ") is set but llama attends to the full context; it applies to mistral and qwen2 only");
+            }
+            positive(src, "sliding_window", b.slidingWindow);
+        }
+        for (Integer id : b.eosTokenIds) {
+            if (id == null) {
+                throw new IllegalArgumentException(src + ": eos_token_id list contains null");
+            }
+        }
+        this.modelType = b.modelType;
+        this.architectures = List.copyOf(b.architectures != null ? b.architectures : List.of(defaultArchitecture(b.modelType)));
+        this.vocabSize = b.vocabSize;
+        this.hiddenSize = b.hiddenSize;
+        this.intermediateSize = b.intermediateSize;
+        this.numHiddenLayers = b.numHiddenLayers;
+        this.numAttentionHeads = b.numAttentionHeads;
+        this.numKeyValueHeads = kvHeads;
+        this.headDim = dim;
+        this.maxPositionEmbeddings = b.maxPositionEmbeddings;
+        this.rmsNormEps = b.rmsNormEps;
+        this.ropeTheta = b.ropeTheta;
+        this.ropeScaling = b.ropeScaling;
+        this.tieWordEmbeddings = b.tieWordEmbeddings;
+        this.attentionBias = b.attentionBias;
+        this.mlpBias = b.mlpBias;
+        this.hiddenAct = b.hiddenAct;
+        this.torchDtype = b.torchDtype;
+        this.bosTokenId = b.bosTokenId;
+        this.eosTokenIds = List.copyOf(b.eosTokenIds);
+        this.padTokenId = b.padTokenId;
+        this.slidingWindow = b.slidingWindow;
+        this.givenKeyValueHeads = b.numKeyValueHeads;
+        this.givenHeadDim = b.headDim;
+    }
+
+    private static void checkModelType(String src, String modelType) {
+        if (modelType == null || !SUPPORTED_MODEL_TYPES.contains(modelType)) {
+            throw new IllegalArgumentException(src + ": model_type " + (modelType == null ? "is missing" : "'" + modelType
+                    + "' is not supported") + "; supported: " + String.join(", ", SUPPORTED_MODEL_TYPES));
+        }
+    }
+
+    private static void positive(String src, String key, int value) {
+        if (value <= 0) {
+            throw new IllegalArgumentException(src + ": " + key + " must be a positive integer, found " + value);
+        }
+    }
+
+    private static void validateRopeScaling(String src, RopeScaling s) {
+        if (s.type() == null || !RopeScaling.SUPPORTED_TYPES.contains(s.type())) {
+            throw new IllegalArgumentException(src + ": rope_scaling type '" + s.type() + "' is not supported; supported: "
+                    + String.join(", ", RopeScaling.SUPPORTED_TYPES) + " (or rope_scaling null)");
+        }
+        if (!(s.factor() >= 1) || Double.isInfinite(s.factor())) {
+            throw new IllegalArgumentException(src + ": rope_scaling factor must be a finite number >= 1, found " + s.factor());
+        }
+        if (s.type().equals("llama3")) {
+            if (!(s.lowFreqFactor() > 0) || !(s.highFreqFactor() > s.lowFreqFactor())) {
+                throw new IllegalArgumentException(src + ": llama3 rope_scaling needs 0 < low_freq_factor < high_freq_factor,"
+                        + " found low_freq_factor " + s.lowFreqFactor() + " and high_freq_factor " + s.highFreqFactor());
+            }
+            if (s.originalMaxPositionEmbeddings() <= 0) {
+                throw new IllegalArgumentException(src + ": llama3 rope_scaling needs a positive"
+                        + " original_max_position_embeddings, found " + s.originalMaxPositionEmbeddings());
+            }
+        }
+    }
+
+    private static String defaultArchitecture(String modelType) {
+        return switch (modelType) {
+            case "mistral" -> "MistralForCausalLM";
+            case "qwen2" -> "Qwen2ForCausalLM";
+            default -> "LlamaForCausalLM";
+        };
+    }
+
+    // ---------------------------------------------------------------- presets
+
+    /** meta-llama/Llama-2-7b-hf as published. */
+    public static LlamaConfig llama2_7b() {
+        return builder().source("llama2_7b").modelType("llama").vocabSize(32000).hiddenSize(4096)
+                .intermediateSize(11008).numHiddenLayers(32).numAttentionHeads(32).numKeyValueHeads(32)
+                .maxPositionEmbeddings(4096).rmsNormEps(1e-5).ropeTheta(10000).tieWordEmbeddings(false)
+                .torchDtype("float16").bosTokenId(1).eosTokenIds(List.of(2)).build();
+    }
+
+    // ---------------------------------------------------------------- JSON
+
+    /** Reads and validates a Hugging Face config.json; errors name the file. */
+    public static LlamaConfig read(Path configJson) throws IOException {
+        return parse(Files.readString(configJson), configJson.toString());
+    }
+
+    /**
+     * Parses config.json text; {@code sourceName} starts every error message. Unknown keys are
+     * ignored; {@code rope_parameters} (transformers 5) is read like {@code rope_theta} plus
+     * {@code rope_scaling}, and {@code dtype} like {@code torch_dtype}.
+     */
+    public static LlamaConfig parse(String json, String sourceName) {
+        JsonNode root;
+        try {
+            root = JSON.readTree(json);
+        } catch (JsonProcessingException e) {
+            throw new IllegalArgumentException(sourceName + ": not valid JSON: " + e.getOriginalMessage(), e);
+        }
+        if (root == null || !root.isObject()) {
+            throw new IllegalArgumentException(sourceName + ": expected a JSON object");
+        }
+        Reader r = new Reader(root, sourceName);
+        String modelType = r.string("model_type", null);
+        checkModelType(sourceName, modelType);
+        Builder b = builder().source(sourceName).modelType(modelType)
+                .architectures(r.stringList("architectures"))
+                .vocabSize(r.requiredInt("vocab_size"))
+                .hiddenSize(r.requiredInt("hidden_size"))
+                .intermediateSize(r.requiredInt("intermediate_size"))
+                .numHiddenLayers(r.requiredInt("num_hidden_layers"))
+                .numAttentionHeads(r.requiredInt("num_attention_heads"))
+                .numKeyValueHeads(r.optionalInt("num_key_value_heads"))
+                .headDim(r.optionalInt("head_dim"))
+                .maxPositionEmbeddings(r.requiredInt("max_position_embeddings"))
+                .rmsNormEps(r.requiredNumber("rms_norm_eps"))
+                .tieWordEmbeddings(r.bool("tie_word_embeddings", false))
+                .hiddenAct(r.string("hidden_act", "silu"))
+                .torchDtype(r.string("torch_dtype", r.string("dtype", null)))
+                .bosTokenId(r.optionalInt("bos_token_id"))
+                .eosTokenIds(r.intOrIntList("eos_token_id"))
+                .padTokenId(r.optionalInt("pad_token_id"));
+        JsonNode ropeParameters = r.present("rope_parameters") ? root.get("rope_parameters") : null;
+        double ropeTheta = r.number("rope_theta", 10000);
+        JsonNode scaling = r.present("rope_scaling") ? root.get("rope_scaling") : null;
+        if (ropeParameters != null) {
+            Reader p = new Reader(ropeParameters, sourceName + ": rope_parameters");
+            ropeTheta = p.number("rope_theta", ropeTheta);
+            scaling = ropeParameters;
+        }
+        b.ropeTheta(ropeTheta).ropeScaling(scaling == null ? null : parseRopeScaling(scaling, sourceName));
+        if (modelType.equals("llama")) {
+            b.attentionBias(r.bool("attention_bias", false)).mlpBias(r.bool("mlp_bias", false));
+        } else if (modelType.equals("mistral")) {
+            b.slidingWindow(r.optionalInt("sliding_window"));
+        } else if (modelType.equals("qwen2")) {
+            b.slidingWindow(r.bool("use_sliding_window", false) ? r.optionalInt("sliding_window") : null);
+        }
+        return b.build();
+    }
+
+    private static RopeScaling parseRopeScaling(JsonNode node, String sourceName) {
+        String where = sourceName + ": rope_scaling";
+        if (!node.isObject()) {
+            throw new IllegalArgumentException(where + " must be null or an object, found " + node);
+        }
+        Reader s = new Reader(node, where);
+        String type = s.string("rope_type", s.string("type", null));
+        if (type == null) {
+            throw new IllegalArgumentException(where + " has no \"rope_type\" (or \"type\"); supported: "
+                    + String.join(", ", RopeScaling.SUPPORTED_TYPES));
+        }
+        return switch (type) {
+            case "default" -> null;
+            case "linear" -> RopeScaling.linear(s.requiredNumber("factor"));
+            case "llama3" -> RopeScaling.llama3(s.requiredNumber("factor"), s.requiredNumber("low_freq_factor"),
+                    s.requiredNumber("high_freq_factor"), s.requiredInt("original_max_position_embeddings"));
+            default -> throw new IllegalArgumentException(where + " type '" + type + "' is not supported; supported: "
+                    + String.join(", ", RopeScaling.SUPPORTED_TYPES) + " (or rope_scaling null)");
+        };
+    }
+
+    /** Typed access to a JSON object, where JSON null counts as absent. */
+    private record Reader(JsonNode node, String where) {
+
+        boolean present(String key) {
+            JsonNode v = node.get(key);
+            return v != null && !v.isNull();
+        }
+
+        int requiredInt(String key) {
+            if (!present(key)) {
+                throw new IllegalArgumentException(where + ": " + key + " is missing");
+            }
+            return toInt(key, node.get(key));
+        }
+
+        Integer optionalInt(String key) {
+            return present(key) ? toInt(key, node.get(key)) : null;
+        }
+
+        private int toInt(String key, JsonNode v) {
+            if (!v.isIntegralNumber() || !v.canConvertToInt()) {
+                throw new IllegalArgumentException(where + ": " + key + " must be an integer, found " + v);
+            }
+            return v.intValue();
+        }
+
+        double requiredNumber(String key) {
+            if (!present(key)) {
+                throw new IllegalArgumentException(where + ": " + key + " is missing");
+            }
+            return number(key, 0);
+        }
+
+        double number(String key, double absent) {
+            if (!present(key)) {
+                return absent;
+            }
+            JsonNode v = node.get(key);
+            if (!v.isNumber()) {
+                throw new IllegalArgumentException(where + ": " + key + " must be a number, found " + v);
+            }
+            return v.doubleValue();
+        }
+
+        boolean bool(String key, boolean absent) {
+            if (!present(key)) {
+                return absent;
+            }
+            JsonNode v = node.get(key);
+            if (!v.isBoolean()) {
+                throw new IllegalArgumentException(where + ": " + key + " must be true or false, found " + v);
+            }
+            return v.booleanValue();
+        }
+
+        String string(String key, String absent) {
+            if (!present(key)) {
+                return absent;
+            }
+            JsonNode v = node.get(key);
+            if (!v.isTextual()) {
+                throw new IllegalArgumentException(where + ": " + key + " must be a string, found " + v);
+            }
+            return v.textValue();
+        }
+
+        List<String> stringList(String key) {
+            if (!present(key)) {
+                return null;
+            }
+            JsonNode v = node.get(key);
+            List<String> out = new ArrayList<>();
+            for (JsonNode item : v) {
+                out.add(item.textValue());
+            }
+            if (!v.isArray() || out.contains(null)) {
+                throw new IllegalArgumentException(where + ": " + key + " must be a list of strings, found " + v);
+            }
+            return out;
+        }
+
+        List<Integer> intOrIntList(String key) {
+            if (!present(key)) {
+                return List.of();
+            }
+            JsonNode v = node.get(key);
+            if (!v.isArray()) {
+                return List.of(toInt(key, v));
+            }
+            List<Integer> out = new ArrayList<>();
+            for (JsonNode item : v) {
+                out.add(toInt(key, item));
+            }
+            return out;
+        }
+    }
+
+    /**
+     * This configuration as a Hugging Face config.json (keys sorted, two-space indent, as
+     * {@code save_pretrained} writes it) that {@link #parse} reads back equal.
+     */
+    public String toJson() {
+        Map<String, Object> map = new TreeMap<>();
+        map.put("architectures", architectures);
+        map.put("model_type", modelType);
+        map.put("vocab_size", vocabSize);
+        map.put("hidden_size", hiddenSize);
+        map.put("intermediate_size", intermediateSize);
+        map.put("num_hidden_layers", numHiddenLayers);
+        map.put("num_attention_heads", numAttentionHeads);
+        map.put("num_key_value_heads", numKeyValueHeads);
+        map.put("head_dim", headDim);
+        map.put("max_position_embeddings", maxPositionEmbeddings);
+        map.put("rms_norm_eps", rmsNormEps);
+        map.put("rope_theta", ropeTheta);
+        map.put("rope_scaling", ropeScaling == null ? null : ropeScaling.toJsonMap());
+        map.put("tie_word_embeddings", tieWordEmbeddings);
+        map.put("hidden_act", hiddenAct);
+        switch (modelType) {
+            case "llama" -> {
+                map.put("attention_bias", attentionBias);
+                map.put("mlp_bias", mlpBias);
+            }
+            case "mistral" -> map.put("sliding_window", slidingWindow);
+            default -> {
+                map.put("use_sliding_window", slidingWindow != null);
+                map.put("sliding_window", slidingWindow);
+            }
+        }
+        if (torchDtype != null) {
+            map.put("torch_dtype", torchDtype);
+        }
+        if (bosTokenId != null) {
+            map.put("bos_token_id", bosTokenId);
+        }
+        if (!eosTokenIds.isEmpty()) {
+            map.put("eos_token_id", eosTokenIds.size() == 1 ? eosTokenIds.get(0) : eosTokenIds);
+        }
+        if (padTokenId != null) {
+            map.put("pad_token_id", padTokenId);
+        }
+        DefaultIndenter indenter = new DefaultIndenter("  ", "\n");
+        DefaultPrettyPrinter printer = new DefaultPrettyPrinter()
+                .withSeparators(Separators.createDefaultInstance().withObjectFieldValueSpacing(Separators.Spacing.AFTER));
+        printer.indentObjectsWith(indenter);
+        printer.indentArraysWith(indenter);
+        try {
+            return JSON.writer(printer).writeValueAsString(map) + "\n";
+        } catch (JsonProcessingException e) {
+            throw new IllegalStateException("cannot serialize " + this, e);
+        }
+    }
+
+    public void write(Path configJson) throws IOException {
+        Files.writeString(configJson, toJson());
+    }
+
+    // ---------------------------------------------------------------- accessors
+
+    public String modelType() {
+        return modelType;
+    }
+
+    public List<String> architectures() {
+        return architectures;
+    }
+
+    public int vocabSize() {
+        return vocabSize;
+    }
+
+    public int hiddenSize() {
+        return hiddenSize;
+    }
+
+    public int intermediateSize() {
+        return intermediateSize;
+    }
+
+    public int numHiddenLayers() {
+        return numHiddenLayers;
+    }
+
+    public int numAttentionHeads() {
+        return numAttentionHeads;
+    }
+
+    public int numKeyValueHeads() {
+        return numKeyValueHeads;
+    }
+
+    public int headDim() {
+        return headDim;
+    }
+
+    public int maxPositionEmbeddings() {
+        return maxPositionEmbeddings;
+    }
+
+    public double rmsNormEps() {
+        return rmsNormEps;
+    }
+
+    public double ropeTheta() {
+        return ropeTheta;
+    }
+
+    /** Null when positions are not rescaled. */
+    public RopeScaling ropeScaling() {
+        return ropeScaling;
+    }
+
+    public boolean tieWordEmbeddings() {
+        return tieWordEmbeddings;
+    }
+
+    /** llama's {@code attention_bias} flag as configured (false for other model types). */
+    public boolean attentionBias() {
+        return attentionBias;
+    }
+
+    /** Whether gate/up/down projections have biases (llama's {@code mlp_bias}). */
+    public boolean mlpBias() {
+        return mlpBias;
+    }
+
+    public String hiddenAct() {
+        return hiddenAct;
+    }
+
+    /** The checkpoint's stored precision ("float32", "bfloat16", ...), or null if not stated. */
+    public String torchDtype() {
+        return torchDtype;
+    }
+
+    public Integer bosTokenId() {
+        return bosTokenId;
+    }
+
+    /** End-of-sequence ids (several for chat models that stop on any of them); may be empty. */
+    public List<Integer> eosTokenIds() {
+        return eosTokenIds;
+    }
+
+    public Integer padTokenId() {
+        return padTokenId;
+    }
+
+    /** Attention window in tokens (mistral, qwen2 with use_sliding_window), or null for full attention. */
+    public Integer slidingWindow() {
+        return slidingWindow;
+    }
+
+    /** Whether q, k and v projections have biases: llama's attention_bias, always for qwen2. */
+    public boolean qkvBias() {
+        return modelType.equals("qwen2") || attentionBias;
+    }
+
+    /** Whether the attention output projection (o_proj) has a bias: only llama with attention_bias. */
+    public boolean outputProjBias() {
+        return attentionBias;
+    }
+
+    /** Query heads per key/value head (1 for multi-head attention). */
+    public int numKeyValueGroups() {
+        return numAttentionHeads / numKeyValueHeads;
+    }
+
+    /** Output width of q_proj: {@code num_attention_heads * head_dim}. */
+    public int queryDim() {
+        return numAttentionHeads * headDim;
+    }
+
+    /** Output width of k_proj and v_proj: {@code num_key_value_heads * head_dim}. */
+    public int keyValueDim() {
+        return numKeyValueHeads * headDim;
+    }
+
+    // ---------------------------------------------------------------- builder, equality
+
+    public static Builder builder() {
+        return new Builder();
+    }
+
+    /** A builder holding this configuration; defaults that were derived are derived again. */
+    public Builder toBuilder() {
+        Builder b = new Builder();
+        b.modelType = modelType;
+        b.architectures = architectures;
+        b.vocabSize = vocabSize;
+        b.hiddenSize = hiddenSize;
+        b.intermediateSize = intermediateSize;
+        b.numHiddenLayers = numHiddenLayers;
+        b.numAttentionHeads = numAttentionHeads;
+        b.numKeyValueHeads = givenKeyValueHeads;
+        b.headDim = givenHeadDim;
+        b.maxPositionEmbeddings = maxPositionEmbeddings;
+        b.rmsNormEps = rmsNormEps;
+        b.ropeTheta = ropeTheta;
+        b.ropeScaling = ropeScaling;
+        b.tieWordEmbeddings = tieWordEmbeddings;
+        b.attentionBias = attentionBias;
+        b.mlpBias = mlpBias;
+        b.hiddenAct = hiddenAct;
+        b.torchDtype = torchDtype;
+        b.bosTokenId = bosTokenId;
+        b.eosTokenIds = eosTokenIds;
+        b.padTokenId = padTokenId;
+        b.slidingWindow = slidingWindow;
+        return b;
+    }
+
+    /**
+     * Mutable builder. Sizes and {@code rmsNormEps} have no defaults (build() rejects zeros);
+     * {@code modelType} defaults to "llama", {@code hiddenAct} to "silu", {@code ropeTheta} to
+     * 10000, {@code architectures} to the model type's CausalLM class.
+     */
+    public static final class Builder {
+        private String source = "LlamaConfig";
+        private String modelType = "llama";
+        private List<String> architectures;
+        private int vocabSize;
+        private int hiddenSize;
+        private int intermediateSize;
+        private int numHiddenLayers;
+        private int numAttentionHeads;
+        private Integer numKeyValueHeads;
+        private Integer headDim;
+        private int maxPositionEmbeddings;
+        private double rmsNormEps;
+        private double ropeTheta = 10000;
+        private RopeScaling ropeScaling;
+        private boolean tieWordEmbeddings;
+        private boolean attentionBias;
+        private boolean mlpBias;
+        private String hiddenAct = "silu";
+        private String torchDtype;
+        private Integer bosTokenId;
+        private List<Integer> eosTokenIds = List.of();
+        private Integer padTokenId;
+        private Integer slidingWindow;
+
+        private Builder() {}
+
+        /** Name that starts validation messages (a file name, or "LlamaConfig" by default). */
+        public Builder source(String value) {
+            source = Objects.requireNonNull(value);
+            return this;
+        }
+
+        public Builder modelType(String value) {
+            modelType = value;
+            return this;
+        }
+
+        /** Null derives it from the model type. */
+        public Builder architectures(List<String> value) {
+            architectures = value == null ? null : List.copyOf(value);
+            return this;
+        }
+
+        public Builder vocabSize(int value) {
+            vocabSize = value;
+            return this;
+        }
+
+        public Builder hiddenSize(int value) {
+            hiddenSize = value;
+            return this;
+        }
+
+        public Builder intermediateSize(int value) {
+            intermediateSize = value;
+            return this;
+        }
+
+        public Builder numHiddenLayers(int value) {
+            numHiddenLayers = value;
+            return this;
+        }
+
+        public Builder numAttentionHeads(int value) {
+            numAttentionHeads = value;
+            return this;
+        }
+
+        /** Null means one key/value head per query head. */
+        public Builder numKeyValueHeads(Integer value) {
+            numKeyValueHeads = value;
+            return this;
+        }
+
+        /** Null means hidden_size / num_attention_heads. */
+        public Builder headDim(Integer value) {
+            headDim = value;
+            return this;
+        }
+
+        public Builder maxPositionEmbeddings(int value) {
+            maxPositionEmbeddings = value;
+            return this;
+        }
+
+        public Builder rmsNormEps(double value) {
+            rmsNormEps = value;
+            return this;
+        }
+
+        public Builder ropeTheta(double value) {
+            ropeTheta = value;
+            return this;
+        }
+
+        public Builder ropeScaling(RopeScaling value) {
+            ropeScaling = value;
+            return this;
+        }
+
+        public Builder tieWordEmbeddings(boolean value) {
+            tieWordEmbeddings = value;
+            return this;
+        }
+
+        public Builder attentionBias(boolean value) {
+            attentionBias = value;
+            return this;
+        }
+
+        public Builder mlpBias(boolean value) {
+            mlpBias = value;
+            return this;
+        }
+
+        public Builder hiddenAct(String value) {
+            hiddenAct = value;
+            return this;
+        }
+
+        public Builder torchDtype(String value) {
+            torchDtype = value;
+            return this;
+        }
+
+        public Builder bosTokenId(Integer value) {
+            bosTokenId = value;
+            return this;
+        }
+
+        public Builder eosTokenIds(List<Integer> value) {
+            eosTokenIds = value == null ? List.of() : new ArrayList<>(value);
+            return this;
+        }
+
+        public Builder padTokenId(Integer value) {
+            padTokenId = value;
+            return this;
+        }
+
+        public Builder slidingWindow(Integer value) {
+            slidingWindow = value;
+            return this;
+        }
+
+        /** @throws IllegalArgumentException naming the source, key, value and rule on invalid settings */
+        public LlamaConfig build() {
+            return new LlamaConfig(this);
+        }
+    }
+
+    /** Equality of effective values (so a config equals its own toJson() read back). */
+    @Override
+    public boolean equals(Object o) {
+        return o instanceof LlamaConfig c && fields().equals(c.fields());
+    }
+
+    @Override
+    public int hashCode() {
+        return fields().hashCode();
+    }
+
+    @Override
+    public String toString() {
+        StringJoiner joiner = new StringJoiner(", ", "LlamaConfig{", "}");
+        fields().forEach((k, v) -> joiner.add(k + "=" + v));
+        return joiner.toString();
+    }
+
+    private Map<String, Object> fields() {
+        Map<String, Object> f = new LinkedHashMap<>();
+        f.put("model_type", modelType);
+        f.put("architectures", architectures);
+        f.put("vocab_size", vocabSize);
+        f.put("hidden_size", hiddenSize);
+        f.put("intermediate_size", intermediateSize);
+        f.put("num_hidden_layers", numHiddenLayers);
+        f.put("num_attention_heads", numAttentionHeads);
+        f.put("num_key_value_heads", numKeyValueHeads);
+        f.put("head_dim", headDim);
+        f.put("max_position_embeddings", maxPositionEmbeddings);
+        f.put("rms_norm_eps", rmsNormEps);
+        f.put("rope_theta", ropeTheta);
+        f.put("rope_scaling", ropeScaling);
+        f.put("tie_word_embeddings", tieWordEmbeddings);
+        f.put("attention_bias", attentionBias);
+        f.put("mlp_bias", mlpBias);
+        f.put("hidden_act", hiddenAct);
+        f.put("torch_dtype", torchDtype);
+        f.put("bos_token_id", bosTokenId);
+        f.put("eos_token_id", eosTokenIds);
+        f.put("pad_token_id", padTokenId);
+        f.put("sliding_window", slidingWindow);
+        return f;
+    }
+}
