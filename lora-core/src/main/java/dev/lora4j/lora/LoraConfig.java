@@ -224,7 +224,8 @@ public final class LoraConfig {
      * that matches the module name as {@code re.match(rf"(.*\.)?({key})$", name)} gives the rank;
      * other targeted modules use {@link #rank()}. Keys are regular expressions, so
      * {@code "q_proj"} matches every q_proj and {@code "model.layers.0.self_attn.q_proj"} one
-     * module.
+     * module. A module's alpha does not follow its pattern rank: it stays {@link #alpha()} unless
+     * {@link #alphaPattern(Map)} says otherwise, as in PEFT.
      */
     public LoraConfig rankPattern(Map<String, Integer> rankPattern) {
         Objects.requireNonNull(rankPattern, "rankPattern");
@@ -627,7 +628,7 @@ public final class LoraConfig {
         }
     }
 
-    static IllegalArgumentException invalid(String parameter, String rule, Object value, String fix) {
+    private static IllegalArgumentException invalid(String parameter, String rule, Object value, String fix) {
         return new IllegalArgumentException(parameter + " must be " + rule + ", was " + value + "; " + fix);
     }
 
