@@ -1,0 +1,33 @@
+package dev.lora4j.lora;
+
+import java.util.List;
+
+/**
+ * Groups of Llama-family linear layers that LoRA can adapt, by their Hugging Face module names.
+ * A module is targeted when its full path ends with {@code "." + suffix} or equals the suffix, as
+ * in PEFT's list form of {@code target_modules} (e.g. {@code q_proj} targets
+ * {@code model.layers.3.self_attn.q_proj}).
+ */
+public enum Target {
+    QUERY("q_proj"),
+    KEY("k_proj"),
+    VALUE("v_proj"),
+    /** The attention output projection. */
+    PROJECTION("o_proj"),
+    MLP("gate_proj", "up_proj", "down_proj"),
+    /** The output layer (vocabulary projection). */
+    HEAD("lm_head"),
+    /** Every group above, the output layer included. */
+    ALL("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "lm_head");
+
+    private final List<String> moduleSuffixes;
+
+    Target(String... moduleSuffixes) {
+        this.moduleSuffixes = List.of(moduleSuffixes);
+    }
+
+    /** The Hugging Face module names of this group, e.g. {@code [gate_proj, up_proj, down_proj]}. */
+    public List<String> moduleSuffixes() {
+        return moduleSuffixes;
+    }
+}
