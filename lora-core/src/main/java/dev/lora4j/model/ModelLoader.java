@@ -1,0 +1,129 @@
+package dev.lora4j.model;
+
+import dev.lora4j.io.Checkpoint;
+import dev.lora4j.io.SafetensorsWriter;
+import dev.lora4j.io.TensorInfo;
+import dev.lora4j.tensor.BufferStorage;
+import dev.lora4j.tensor.DType;
+import dev.lora4j.tensor.Tensor;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.LinkedHashSet;
+import java.util.Map;
+import java.util.Set;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * Reads and writes Hugging Face model folders: {@code config.json} plus {@code model.safetensors}
+ * or a sharded {@code model.safetensors.index.json}. Frozen weights stay memory-mapped in their
+ * stored dtype unless {@link Options#frozenDType} asks for a conversion; norm weights are always
+ * copied to F32 (they are tiny and read on every token).
+ */
+public final class ModelLoader {
+    private static final Logger LOG = LoggerFactory.getLogger(ModelLoader.class);
+
+    private ModelLoader() {
+    }
+
+    /**
+     * @param frozenDType dtype for the frozen matrices (embedding, projections, lm_head): null
+     *     keeps what the checkpoint stores (zero-copy), F32/BF16/F16 convert into heap memory
+     */
+    public record Options(DType frozenDType) {
+        public Options {
+            if (frozenDType != null && frozenDType != DType.F32 && frozenDType != DType.BF16 && frozenDType != DType.F16) {
+                throw new IllegalArgumentException("frozenDType must be F32, BF16, F16 or null (as stored), was " + frozenDType);
+            }
+        }
+
+        public static Options defaults() {
+            return new Options(null);
+        }
+
+        public Options frozenDType(DType value) {
+            return new Options(value);
+        }
+    }
+
+    public static LlamaModel load(Path folder, Options options) {
+        if (!Files.isDirectory(folder)) {
+            throw new IllegalArgumentException("model folder " + folder + " does not exist or is not a folder; expected a "
+                    + "Hugging Face model folder with config.json and model.safetensors");
+        }
+        Path configPath = folder.resolve("config.json");
+        if (!Files.isRegularFile(configPath)) {
+            throw new IllegalArgumentException(folder + ": config.json is missing; a Hugging Face model folder needs "
+                    + "config.json next to model.safetensors");
+        }
+        try {
+            LlamaConfig config = LlamaConfig.read(configPath);
+            Checkpoint checkpoint = Checkpoint.open(folder);
+            Set<String> unused = new LinkedHashSet<>(checkpoint.names());
+            LlamaModel model = LlamaModel.assemble(config, (name, shape) -> {
+                if (!checkpoint.contains(name)) {
+                    throw new IllegalArgumentException(checkpoint.source().getFileName() + ": tensor " + name + " is missing ("
+                            + "config.json says " + config.numHiddenLayers() + " layers"
+                            + (name.equals("lm_head.weight") ? " and tie_word_embeddings false" : "") + ")");
+                }
+                TensorInfo info = checkpoint.info(name);
+                if (!Arrays.equals(info.shape(), shape)) {
+                    throw new IllegalArgumentException(checkpoint.source().getFileName() + ": tensor " + name + " has shape "
+                            + Arrays.toString(info.shape()) + " but config.json implies " + Arrays.toString(shape));
+                }
+                if (!info.dtype().isFloatingPoint() || info.dtype() == DType.F64) {
+                    throw new IllegalArgumentException(checkpoint.source().getFileName() + ": tensor " + name + " is "
+                            + info.dtype() + "; F32, BF16 and F16 weights are supported (4-bit checkpoints load through lora-quant)");
+                }
+                unused.remove(name);
+                boolean small = shape.length == 1;
+                Tensor t;
+                if (small) {
+                    t = checkpoint.f32(name);
+                } else if (options.frozenDType() == null || options.frozenDType() == info.dtype()) {
+                    t = checkpoint.tensor(name);
+                } else if (options.frozenDType() == DType.F32) {
+                    t = checkpoint.f32(name);
+                } else {
+                    t = new Tensor(BufferStorage.of(checkpoint.f32(name).data(), options.frozenDType()), shape);
+                }
+                return t.name(name);
+            });
+            unused.removeIf(n -> n.endsWith("rotary_emb.inv_freq"));
+            if (config.tieWordEmbeddings()) {
+                unused.remove("lm_head.weight");
+            }
+            if (!unused.isEmpty()) {
+                LOG.warn("{}: {} tensor(s) not used by {}: {}", folder, unused.size(), config.modelType(), unused);
+            }
+            LOG.info("loaded {} ({} layers, hidden {}, {} parameters, {} MB of weights) from {}", config.modelType(),
+                    config.numHiddenLayers(), config.hiddenSize(), model.baseParameterCount(),
+                    model.baseByteSize() / (1 << 20), folder);
+            return model;
+        } catch (IOException e) {
+            throw new UncheckedIOException("reading model folder " + folder + ": " + e.getMessage(), e);
+        }
+    }
+
+    /**
+     * Writes config.json and model.safetensors (Hugging Face names; lm_head.weight omitted when
+     * tied) with every tensor stored as {@code dtype}.
+     */
+    public static void save(LlamaModel model, Path folder, DType dtype) {
+        try {
+            Files.createDirectories(folder);
+            model.config().write(folder.resolve("config.json"));
+            SafetensorsWriter writer = new SafetensorsWriter();
+            for (Map.Entry<String, Tensor> e : model.allTensors().entrySet()) {
+                writer.add(e.getKey(), e.getValue(), dtype);
+            }
+            writer.metadata("format", "pt");
+            writer.write(folder.resolve("model.safetensors"));
+        } catch (IOException e) {
+            throw new UncheckedIOException("writing model folder " + folder + ": " + e.getMessage(), e);
+        }
+    }
+}

@@ -1,0 +1,114 @@
+package dev.lora4j.train;
+
+import dev.lora4j.tensor.Tensor;
+import java.util.List;
+
+/**
+ * AdamW exactly as torch.optim.AdamW (Loshchilov and Hutter; decoupled weight decay), per element
+ * at step t: p ← p·(1 − lr·λ); m ← β₁m + (1−β₁)g; v ← β₂v + (1−β₂)g²;
+ * p ← p − (lr / (1−β₁ᵗ)) · m / (√v / √(1−β₂ᵗ) + ε). Defaults as PyTorch: β = (0.9, 0.999),
+ * ε = 1e-8, λ = 0.01. State: m and v, 8 bytes per parameter.
+ */
+public final class AdamW implements Optimizer {
+    private final List<Tensor> params;
+    private final float[][] m;
+    private final float[][] v;
+    private double lr;
+    private final double beta1;
+    private final double beta2;
+    private final double eps;
+    private final double weightDecay;
+    private long t;
+
+    public AdamW(List<Tensor> params, double lr, double beta1, double beta2, double eps, double weightDecay) {
+        Checks.positive("lr", lr, "a learning rate such as 3e-4");
+        Checks.inRange("beta1", beta1, 0, 1);
+        Checks.inRange("beta2", beta2, 0, 1);
+        Checks.positive("eps", eps, "1e-8");
+        Checks.nonNegative("weightDecay", weightDecay);
+        this.params = List.copyOf(params);
+        this.m = new float[params.size()][];
+        this.v = new float[params.size()][];
+        for (int i = 0; i < params.size(); i++) {
+            int n = Math.toIntExact(params.get(i).numel());
+            m[i] = new float[n];
+            v[i] = new float[n];
+        }
+        this.lr = lr;
+        this.beta1 = beta1;
+        this.beta2 = beta2;
+        this.eps = eps;
+        this.weightDecay = weightDecay;
+    }
+
+    public AdamW(List<Tensor> params, double lr, double weightDecay) {
+        this(params, lr, 0.9, 0.999, 1e-8, weightDecay);
+    }
+
+    @Override
+    public void step() {
+        t++;
+        double bias1 = 1 - Math.pow(beta1, t);
+        double bias2Sqrt = Math.sqrt(1 - Math.pow(beta2, t));
+        float stepSize = (float) (lr / bias1);
+        float decay = (float) (1 - lr * weightDecay);
+        float b1 = (float) beta1;
+        float b2 = (float) beta2;
+        for (int i = 0; i < params.size(); i++) {
+            Tensor p = params.get(i);
+            if (p.grad() == null) {
+                continue;
+            }
+            float[] w = p.data();
+            float[] g = p.grad().data();
+            float[] mi = m[i];
+            float[] vi = v[i];
+            for (int j = 0; j < w.length; j++) {
+                w[j] *= decay;
+                mi[j] = b1 * mi[j] + (1 - b1) * g[j];
+                vi[j] = b2 * vi[j] + (1 - b2) * g[j] * g[j];
+                float denom = (float) (Math.sqrt(vi[j]) / bias2Sqrt + eps);
+                w[j] -= stepSize * mi[j] / denom;
+            }
+        }
+    }
+
+    @Override
+    public List<Tensor> parameters() {
+        return params;
+    }
+
+    @Override
+    public double learningRate() {
+        return lr;
+    }
+
+    @Override
+    public void setLearningRate(double lr) {
+        this.lr = lr;
+    }
+
+    @Override
+    public long stepCount() {
+        return t;
+    }
+
+    @Override
+    public long stateBytes() {
+        long n = 0;
+        for (float[] a : m) {
+            n += 8L * a.length;
+        }
+        return n;
+    }
+
+    /** First and second moment buffers of parameter i (for checkpoints and tests). */
+    public float[][] moments(int i) {
+        return new float[][] {m[i], v[i]};
+    }
+
+    @Override
+    public String toString() {
+        return "AdamW(lr=" + lr + ", betas=(" + beta1 + ", " + beta2 + "), eps=" + eps + ", weightDecay=" + weightDecay + ")";
+    }
+}

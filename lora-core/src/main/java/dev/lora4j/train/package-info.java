@@ -1,0 +1,6 @@
+/**
+ * Training: AdamW and SGD with PyTorch semantics, warmup + cosine schedule, global-norm clipping,
+ * the causal-LM loss with prompt masking, and the {@link dev.lora4j.train.Trainer} loop with
+ * gradient accumulation.
+ */
+package dev.lora4j.train;
