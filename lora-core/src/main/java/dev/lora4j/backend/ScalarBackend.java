@@ -1,0 +1,580 @@
+package dev.lora4j.backend;
+
+import dev.lora4j.tensor.Device;
+import dev.lora4j.tensor.FloatStorage;
+import dev.lora4j.tensor.Storage;
+
+/**
+ * Plain-Java CPU kernels; the fallback when the Vector API is not enabled and the base class of
+ * the Vector API backend, which replaces only the innermost loops.
+ *
+ * <p>{@link #gemm} follows the GotoBLAS/BLIS layering (K. Goto and R. van de Geijn, "Anatomy of
+ * high-performance matrix multiplication", ACM TOMS 34(3), 2008): C is split into column ranges
+ * (row ranges when C is narrow) that run on {@link Parallel}; within a range, for every depth block
+ * of {@value #KC}, a panel of op(B) is packed (and widened from its storage) into
+ * {@code nr}-wide micro-panels, a block of op(A) into {@code mr}-tall micro-panels, and a
+ * register-blocked micro-kernel adds each {@code mr x nr} tile of the product to C. Packing turns
+ * all four transpose forms and every leading dimension into the same unit-stride inner loop, and
+ * means a BF16/F16/4-bit B is only ever widened one panel at a time, into a thread-local buffer.
+ *
+ * <p>Every element of C is computed as
+ * {@code c = beta*c (or 0 when beta == 0); for each depth block in order: c += alpha * s_block},
+ * where {@code s_block} sums its products in increasing k. This order depends only on k, so results
+ * are bit-identical whatever the thread split or scheduling. Zero padding of partial micro-panels
+ * only feeds the padded (discarded) lanes.
+ */
+public class ScalarBackend implements Backend {
+
+    /** Depth of a packed block: elements of k per pass over a C tile. */
+    static final int KC = 256;
+    /** Rows of op(A) packed at a time. */
+    static final int MC = 192;
+    /** Columns of op(B) packed at a time (rounded down to a multiple of the column unit). */
+    static final int NC = 768;
+    /** Below this many multiply-adds a product runs on the calling thread. */
+    static final long MIN_PARALLEL_MACS = 1L << 20;
+
+    private static final int SCALAR_MR = 4;
+    private static final int SCALAR_NR = 4;
+
+    private final int mr;
+    private final int nr;
+    private final ThreadLocal<Workspace> workspaces = ThreadLocal.withInitial(Workspace::new);
+
+    public ScalarBackend() {
+        this(SCALAR_MR, SCALAR_NR);
+    }
+
+    /** For subclasses whose {@link #microKernel} computes {@code mr x nr} tiles. */
+    protected ScalarBackend(int mr, int nr) {
+        if (mr < 1 || nr < 1 || MC % mr != 0) {
+            throw new IllegalArgumentException("micro-tile " + mr + "x" + nr + " must be positive with mr dividing " + MC);
+        }
+        this.mr = mr;
+        this.nr = nr;
+    }
+
+    @Override
+    public String name() {
+        return "scalar";
+    }
+
+    /** Rows of the micro-kernel's register tile. */
+    public final int microTileRows() {
+        return mr;
+    }
+
+    /** Columns of the micro-kernel's register tile. */
+    public final int microTileColumns() {
+        return nr;
+    }
+
+    @Override
+    public String toString() {
+        return name() + " backend (" + mr + "x" + nr + " micro-tiles)";
+    }
+
+    // ---------------------------------------------------------------- gemm
+
+    @Override
+    public void gemm(boolean transA, boolean transB, int m, int n, int k, float alpha,
+                     Storage a, long aOffset, int lda,
+                     Storage b, long bOffset, int ldb,
+                     float beta, Storage c, long cOffset, int ldc) {
+        checkDimension("m", m);
+        checkDimension("n", n);
+        checkDimension("k", k);
+        checkLeading("lda", lda, "A", transA, m, k, "m", "k");
+        checkLeading("ldb", ldb, "B", transB, k, n, "k", "n");
+        checkLeading("ldc", ldc, "C", false, m, n, "m", "n");
+        float[] cArray = heapFloats("C", c);
+        checkExtent("C", c, cOffset, m, n, ldc, false);
+        if (m == 0 || n == 0) {
+            return;
+        }
+        int co = (int) cOffset;
+        if (k == 0 || alpha == 0f) {
+            scale(cArray, co, ldc, 0, m, 0, n, beta);
+            return;
+        }
+        float[] aArray = heapFloats("A", a);
+        checkExtent("A", a, aOffset, m, k, lda, transA);
+        if (b.device() != Device.CPU) {
+            throw new IllegalArgumentException("gemm: B is a " + b.getClass().getSimpleName() + " on " + b.device()
+                    + "; the " + name() + " backend reads CPU storages only (copy it to the host or use the "
+                    + b.device() + " backend)");
+        }
+        checkExtent("B", b, bOffset, k, n, ldb, transB);
+
+        Product p = new Product(transA, transB, m, n, k, alpha, aArray, (int) aOffset, lda,
+                b, bOffset, ldb, beta, cArray, co, ldc, columnUnit(b, transB));
+        int threads = Parallel.parallelism();
+        long macs = (long) m * n * k;
+        int columnUnits = ceilDiv(n, p.columnUnit);
+        int rowUnits = ceilDiv(m, mr);
+        if (threads <= 1 || macs < MIN_PARALLEL_MACS || (columnUnits == 1 && rowUnits == 1)) {
+            p.run(0, m, 0, n);
+        } else if (columnUnits >= 2 * threads || columnUnits >= rowUnits) {
+            long macsPerUnit = (long) m * k * p.columnUnit;
+            int grain = (int) Math.max(1, MIN_PARALLEL_MACS / macsPerUnit);
+            Parallel.forRange(columnUnits, grain,
+                    (from, to) -> p.run(0, m, from * p.columnUnit, Math.min(n, to * p.columnUnit)));
+        } else {
+            long macsPerUnit = (long) mr * k * n;
+            int grain = (int) Math.max(1, MIN_PARALLEL_MACS / macsPerUnit);
+            Parallel.forRange(rowUnits, grain, (from, to) -> p.run(from * mr, Math.min(m, to * mr), 0, n));
+        }
+    }
+
+    /**
+     * Column ranges handed to threads are multiples of this, so that a blockwise-quantized B
+     * stored [k, n] is decoded in whole blocks.
+     */
+    private int columnUnit(Storage b, boolean transB) {
+        int align = b.decodeAlignment();
+        if (!transB && align > nr && align <= 1024 && align % nr == 0) {
+            return align;
+        }
+        return nr;
+    }
+
+    /** One gemm call: the operands and the work on a rectangle of C. */
+    private final class Product {
+        final boolean transA;
+        final boolean transB;
+        final int m;
+        final int n;
+        final int k;
+        final float alpha;
+        final float[] a;
+        final int aOffset;
+        final int lda;
+        final Storage b;
+        final float[] bHeap;
+        final long bOffset;
+        final int ldb;
+        final float beta;
+        final float[] c;
+        final int cOffset;
+        final int ldc;
+        final int columnUnit;
+        final int ncBlock;
+
+        Product(boolean transA, boolean transB, int m, int n, int k, float alpha, float[] a, int aOffset, int lda,
+                Storage b, long bOffset, int ldb, float beta, float[] c, int cOffset, int ldc, int columnUnit) {
+            this.transA = transA;
+            this.transB = transB;
+            this.m = m;
+            this.n = n;
+            this.k = k;
+            this.alpha = alpha;
+            this.a = a;
+            this.aOffset = aOffset;
+            this.lda = lda;
+            this.b = b;
+            this.bHeap = b instanceof FloatStorage fs ? fs.array() : null;
+            this.bOffset = bOffset;
+            this.ldb = ldb;
+            this.beta = beta;
+            this.c = c;
+            this.cOffset = cOffset;
+            this.ldc = ldc;
+            this.columnUnit = columnUnit;
+            this.ncBlock = Math.max(columnUnit, NC / columnUnit * columnUnit);
+        }
+
+        /** C[i0:i1, j0:j1] = alpha * op(A)[i0:i1, :] * op(B)[:, j0:j1] + beta * C[i0:i1, j0:j1]. */
+        void run(int i0, int i1, int j0, int j1) {
+            scale(c, cOffset, ldc, i0, i1, j0, j1, beta);
+            Workspace ws = workspaces.get();
+            boolean borrowed = !ws.inUse;
+            if (!borrowed) {
+                ws = new Workspace(); // re-entered on this thread (nested parallel region)
+            }
+            ws.inUse = true;
+            try {
+                Widener widener = bHeap == null ? widener(b) : null;
+                int kcMax = Math.min(KC, k);
+                float[] packedB = ws.packedB(ceilDiv(Math.min(ncBlock, j1 - j0), nr) * nr * kcMax);
+                float[] packedA = ws.packedA(ceilDiv(Math.min(MC, i1 - i0), mr) * mr * kcMax);
+                float[] tile = ws.tile(mr * nr);
+                for (int jc = j0; jc < j1; jc += ncBlock) {
+                    int nc = Math.min(ncBlock, j1 - jc);
+                    for (int pc = 0; pc < k; pc += KC) {
+                        int kc = Math.min(KC, k - pc);
+                        if (transB) {
+                            packBTransposed(ws, widener, packedB, pc, kc, jc, nc);
+                        } else {
+                            packB(ws, widener, packedB, pc, kc, jc, nc);
+                        }
+                        for (int ic = i0; ic < i1; ic += MC) {
+                            int mc = Math.min(MC, i1 - ic);
+                            if (transA) {
+                                packATransposed(packedA, ic, mc, pc, kc);
+                            } else {
+                                packA(packedA, ic, mc, pc, kc);
+                            }
+                            multiplyBlock(packedA, packedB, tile, ic, mc, jc, nc, kc);
+                        }
+                    }
+                }
+            } finally {
+                ws.inUse = false;
+            }
+        }
+
+        private void multiplyBlock(float[] packedA, float[] packedB, float[] tile, int ic, int mc, int jc, int nc,
+                                   int kc) {
+            for (int jr = 0; jr < nc; jr += nr) {
+                int cols = Math.min(nr, nc - jr);
+                int bIndex = jr * kc;
+                for (int ir = 0; ir < mc; ir += mr) {
+                    int rows = Math.min(mr, mc - ir);
+                    int aIndex = ir * kc;
+                    int cIndex = cOffset + (ic + ir) * ldc + jc + jr;
+                    if (rows == mr && cols == nr) {
+                        microKernel(kc, packedA, aIndex, packedB, bIndex, c, cIndex, ldc, alpha);
+                    } else {
+                        java.util.Arrays.fill(tile, 0, mr * nr, 0f);
+                        microKernel(kc, packedA, aIndex, packedB, bIndex, tile, 0, nr, 1f);
+                        for (int r = 0; r < rows; r++) {
+                            for (int j = 0; j < cols; j++) {
+                                int ci = cIndex + r * ldc + j;
+                                c[ci] = accumulate(c[ci], alpha, tile[r * nr + j]);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+
+        /** op(A) = A stored [m, k]: micro-panel rows are strided, so gather them column by column. */
+        private void packA(float[] dst, int ic, int mc, int pc, int kc) {
+            int d = 0;
+            for (int ir = 0; ir < mc; ir += mr) {
+                int rows = Math.min(mr, mc - ir);
+                int rowStart = aOffset + (ic + ir) * lda + pc;
+                if (rows == mr) {
+                    for (int r = 0; r < mr; r++) {
+                        int src = rowStart + r * lda;
+                        for (int p = 0, q = d + r; p < kc; p++, q += mr) {
+                            dst[q] = a[src + p];
+                        }
+                    }
+                } else {
+                    java.util.Arrays.fill(dst, d, d + mr * kc, 0f);
+                    for (int r = 0; r < rows; r++) {
+                        int src = rowStart + r * lda;
+                        for (int p = 0, q = d + r; p < kc; p++, q += mr) {
+                            dst[q] = a[src + p];
+                        }
+                    }
+                }
+                d += mr * kc;
+            }
+        }
+
+        /** op(A) = Aᵀ with A stored [k, m]: each depth step of a micro-panel is a contiguous run. */
+        private void packATransposed(float[] dst, int ic, int mc, int pc, int kc) {
+            int d = 0;
+            for (int ir = 0; ir < mc; ir += mr) {
+                int rows = Math.min(mr, mc - ir);
+                int src = aOffset + pc * lda + ic + ir;
+                for (int p = 0; p < kc; p++, src += lda, d += mr) {
+                    System.arraycopy(a, src, dst, d, rows);
+                    if (rows < mr) {
+                        java.util.Arrays.fill(dst, d + rows, d + mr, 0f);
+                    }
+                }
+            }
+        }
+
+        /** op(B) = B stored [k, n]: copy nr-wide runs of each row, widening a whole row segment first. */
+        private void packB(Workspace ws, Widener widener, float[] dst, int pc, int kc, int jc, int nc) {
+            float[] row;
+            int rowBase;
+            int panels = ceilDiv(nc, nr);
+            int fullPanels = nc / nr;
+            for (int p = 0; p < kc; p++) {
+                long start = bOffset + (long) (pc + p) * ldb + jc;
+                if (bHeap != null) {
+                    row = bHeap;
+                    rowBase = (int) start;
+                } else {
+                    row = ws.row(nc);
+                    widener.widen(start, nc, row, 0);
+                    rowBase = 0;
+                }
+                int d = p * nr;
+                for (int q = 0; q < fullPanels; q++, d += nr * kc) {
+                    System.arraycopy(row, rowBase + q * nr, dst, d, nr);
+                }
+                if (fullPanels < panels) {
+                    int cols = nc - fullPanels * nr;
+                    System.arraycopy(row, rowBase + fullPanels * nr, dst, d, cols);
+                    java.util.Arrays.fill(dst, d + cols, d + nr, 0f);
+                }
+            }
+        }
+
+        /**
+         * op(B) = Bᵀ with B stored [n, k] (the layout of a weight in y = x·Wᵀ): each micro-panel
+         * column is a contiguous run of a row of B, transposed into depth-major order.
+         */
+        private void packBTransposed(Workspace ws, Widener widener, float[] dst, int pc, int kc, int jc, int nc) {
+            for (int jr = 0; jr < nc; jr += nr) {
+                int cols = Math.min(nr, nc - jr);
+                int d = jr * kc;
+                if (cols < nr) {
+                    java.util.Arrays.fill(dst, d, d + nr * kc, 0f);
+                }
+                for (int j = 0; j < cols; j++) {
+                    long start = bOffset + (long) (jc + jr + j) * ldb + pc;
+                    float[] src;
+                    int s;
+                    if (bHeap != null) {
+                        src = bHeap;
+                        s = (int) start;
+                    } else {
+                        src = ws.row(kc);
+                        widener.widen(start, kc, src, 0);
+                        s = 0;
+                    }
+                    for (int p = 0, q = d + j; p < kc; p++, q += nr) {
+                        dst[q] = src[s + p];
+                    }
+                }
+            }
+        }
+    }
+
+    /**
+     * Adds {@code alpha} times the {@code mr x nr} product of a packed A micro-panel
+     * ({@code kc} steps of {@code mr} values) and a packed B micro-panel ({@code kc} steps of
+     * {@code nr} values) to the tile of C at {@code cIndex}: per element,
+     * {@code c = accumulate(c, alpha, sum_p a[p]*b[p])} with the sum taken in increasing p.
+     */
+    protected void microKernel(int kc, float[] a, int aIndex, float[] b, int bIndex, float[] c, int cIndex, int ldc,
+                               float alpha) {
+        float c00 = 0f, c01 = 0f, c02 = 0f, c03 = 0f;
+        float c10 = 0f, c11 = 0f, c12 = 0f, c13 = 0f;
+        float c20 = 0f, c21 = 0f, c22 = 0f, c23 = 0f;
+        float c30 = 0f, c31 = 0f, c32 = 0f, c33 = 0f;
+        for (int p = 0; p < kc; p++, aIndex += 4, bIndex += 4) {
+            float b0 = b[bIndex];
+            float b1 = b[bIndex + 1];
+            float b2 = b[bIndex + 2];
+            float b3 = b[bIndex + 3];
+            float a0 = a[aIndex];
+            c00 += a0 * b0;
+            c01 += a0 * b1;
+            c02 += a0 * b2;
+            c03 += a0 * b3;
+            float a1 = a[aIndex + 1];
+            c10 += a1 * b0;
+            c11 += a1 * b1;
+            c12 += a1 * b2;
+            c13 += a1 * b3;
+            float a2 = a[aIndex + 2];
+            c20 += a2 * b0;
+            c21 += a2 * b1;
+            c22 += a2 * b2;
+            c23 += a2 * b3;
+            float a3 = a[aIndex + 3];
+            c30 += a3 * b0;
+            c31 += a3 * b1;
+            c32 += a3 * b2;
+            c33 += a3 * b3;
+        }
+        storeRow(c, cIndex, alpha, c00, c01, c02, c03);
+        storeRow(c, cIndex + ldc, alpha, c10, c11, c12, c13);
+        storeRow(c, cIndex + 2 * ldc, alpha, c20, c21, c22, c23);
+        storeRow(c, cIndex + 3 * ldc, alpha, c30, c31, c32, c33);
+    }
+
+    private static void storeRow(float[] c, int i, float alpha, float s0, float s1, float s2, float s3) {
+        c[i] += alpha * s0;
+        c[i + 1] += alpha * s1;
+        c[i + 2] += alpha * s2;
+        c[i + 3] += alpha * s3;
+    }
+
+    /**
+     * The update {@link #microKernel} applies to one element, used for partial tiles so that
+     * they round exactly like full ones.
+     */
+    protected float accumulate(float c, float alpha, float sum) {
+        return c + alpha * sum;
+    }
+
+    /** Widens elements of a non-heap B into a float buffer; one instance per thread and product. */
+    @FunctionalInterface
+    protected interface Widener {
+        void widen(long start, int count, float[] dst, int dstOffset);
+    }
+
+    /** How B elements are widened; subclasses vectorize the storages they know. */
+    protected Widener widener(Storage b) {
+        return b::decode;
+    }
+
+    private static void scale(float[] c, int cOffset, int ldc, int i0, int i1, int j0, int j1, float beta) {
+        if (beta == 1f) {
+            return;
+        }
+        for (int i = i0; i < i1; i++) {
+            int row = cOffset + i * ldc;
+            if (beta == 0f) {
+                java.util.Arrays.fill(c, row + j0, row + j1, 0f);
+            } else {
+                for (int j = row + j0; j < row + j1; j++) {
+                    c[j] *= beta;
+                }
+            }
+        }
+    }
+
+    /** Per-thread packing buffers, grown on demand and reused across calls. */
+    private static final class Workspace {
+        boolean inUse;
+        private float[] packedA = new float[0];
+        private float[] packedB = new float[0];
+        private float[] row = new float[0];
+        private float[] tile = new float[0];
+
+        float[] packedA(int size) {
+            if (packedA.length < size) {
+                packedA = new float[size];
+            }
+            return packedA;
+        }
+
+        float[] packedB(int size) {
+            if (packedB.length < size) {
+                packedB = new float[size];
+            }
+            return packedB;
+        }
+
+        float[] row(int size) {
+            if (row.length < size) {
+                row = new float[Math.max(size, Math.max(KC, NC))];
+            }
+            return row;
+        }
+
+        float[] tile(int size) {
+            if (tile.length < size) {
+                tile = new float[size];
+            }
+            return tile;
+        }
+    }
+
+    // ---------------------------------------------------------------- gemm argument checks
+
+    private static void checkDimension(String name, int value) {
+        if (value < 0) {
+            throw new IllegalArgumentException("gemm: " + name + " (" + value + ") must be >= 0");
+        }
+    }
+
+    /** The row stride of a matrix stored [rows, cols] (op transposed or not) must cover a row. */
+    private static void checkLeading(String ldName, int ld, String matrix, boolean trans, int opRows, int opCols,
+                                     String rowsName, String colsName) {
+        int rowLength = trans ? opRows : opCols;
+        if (ld < rowLength) {
+            String stored = trans ? "[" + colsName + ", " + rowsName + "] = [" + opCols + ", " + opRows + "]"
+                    : "[" + rowsName + ", " + colsName + "] = [" + opRows + ", " + opCols + "]";
+            String need = trans ? rowsName + " (" + opRows + ")" : colsName + " (" + opCols + ")";
+            throw new IllegalArgumentException("gemm: " + ldName + " (" + ld + ") must be >= " + need
+                    + " for " + matrix + (trans ? " (transposed)" : "")
+                    + " stored " + stored);
+        }
+    }
+
+    private static void checkExtent(String matrix, Storage s, long offset, int opRows, int opCols, int ld,
+                                    boolean trans) {
+        int rows = trans ? opCols : opRows;
+        int cols = trans ? opRows : opCols;
+        if (offset < 0) {
+            throw new IllegalArgumentException("gemm: " + matrix + " offset (" + offset + ") must be >= 0");
+        }
+        if (rows == 0 || cols == 0) {
+            return;
+        }
+        long end = offset + (long) (rows - 1) * ld + cols;
+        if (end > s.size()) {
+            throw new IllegalArgumentException("gemm: " + matrix + " stored [" + rows + ", " + cols + "] with row stride "
+                    + ld + " from offset " + offset + " needs " + end + " elements but its storage holds " + s.size());
+        }
+    }
+
+    private float[] heapFloats(String matrix, Storage s) {
+        if (s instanceof FloatStorage fs) {
+            return fs.array();
+        }
+        throw new IllegalArgumentException("gemm: " + matrix + " must be heap F32 (FloatStorage) on the " + name()
+                + " backend, got " + s.getClass().getSimpleName() + " of " + s.dtype() + " on " + s.device()
+                + "; only B may be a half-precision or quantized storage (copy " + matrix + " with Tensor.contiguous())");
+    }
+
+    static int ceilDiv(int x, int y) {
+        return (x + y - 1) / y;
+    }
+
+    // ---------------------------------------------------------------- vector primitives
+
+    @Override
+    public float dot(float[] x, int xOffset, float[] y, int yOffset, int n) {
+        checkRange("dot", "x", x, xOffset, n);
+        checkRange("dot", "y", y, yOffset, n);
+        float s0 = 0f, s1 = 0f, s2 = 0f, s3 = 0f;
+        int i = 0;
+        for (; i + 4 <= n; i += 4) {
+            s0 += x[xOffset + i] * y[yOffset + i];
+            s1 += x[xOffset + i + 1] * y[yOffset + i + 1];
+            s2 += x[xOffset + i + 2] * y[yOffset + i + 2];
+            s3 += x[xOffset + i + 3] * y[yOffset + i + 3];
+        }
+        for (; i < n; i++) {
+            s0 += x[xOffset + i] * y[yOffset + i];
+        }
+        return (s0 + s1) + (s2 + s3);
+    }
+
+    @Override
+    public void axpy(float alpha, float[] x, int xOffset, float[] y, int yOffset, int n) {
+        checkRange("axpy", "x", x, xOffset, n);
+        checkRange("axpy", "y", y, yOffset, n);
+        for (int i = 0; i < n; i++) {
+            y[yOffset + i] += alpha * x[xOffset + i];
+        }
+    }
+
+    @Override
+    public double sumOfSquares(float[] x, int offset, int n) {
+        checkRange("sumOfSquares", "x", x, offset, n);
+        double s0 = 0, s1 = 0;
+        int i = 0;
+        for (; i + 2 <= n; i += 2) {
+            double v0 = x[offset + i];
+            double v1 = x[offset + i + 1];
+            s0 += v0 * v0;
+            s1 += v1 * v1;
+        }
+        if (i < n) {
+            double v = x[offset + i];
+            s0 += v * v;
+        }
+        return s0 + s1;
+    }
+
+    /** Bounds of a vector argument, with the operation and parameter in the message. */
+    static void checkRange(String op, String name, float[] array, int offset, int n) {
+        if (n < 0 || offset < 0 || offset > array.length - n) {
+            throw new IndexOutOfBoundsException(op + ": " + name + " range [" + offset + ", " + offset + " + " + n
+                    + ") does not fit its array of length " + array.length + " (offset and n must be >= 0)");
+        }
+    }
+}

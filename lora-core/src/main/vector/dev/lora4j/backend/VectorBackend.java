@@ -1,0 +1,308 @@
+package dev.lora4j.backend;
+
+import dev.lora4j.tensor.BufferStorage;
+import dev.lora4j.tensor.DType;
+import dev.lora4j.tensor.Storage;
+import java.nio.FloatBuffer;
+import java.nio.ShortBuffer;
+import java.util.Locale;
+import jdk.incubator.vector.DoubleVector;
+import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.ShortVector;
+import jdk.incubator.vector.VectorOperators;
+import jdk.incubator.vector.VectorShape;
+import jdk.incubator.vector.VectorSpecies;
+
+/**
+ * CPU kernels on the Vector API ({@code jdk.incubator.vector}, JEP 338 and successors), using the
+ * platform's preferred vector width. It keeps {@link ScalarBackend}'s blocking, packing and
+ * threading and replaces the inner loops: a register-blocked gemm micro-kernel of
+ * {@code MR x 2} vectors built on lane-wise fused multiply-add (8 rows when the ISA has 32 vector
+ * registers, as AVX-512 and AArch64 do, else 6), vectorized BF16 widening of B panels, and vector
+ * dot / axpy / sum of squares.
+ *
+ * <p>This class is compiled separately with {@code --add-modules jdk.incubator.vector} and is only
+ * ever loaded by name ({@link Backends}), so the rest of lora4j runs without the module. Every
+ * horizontal sum is done in a fixed lane order, never with {@code reduceLanes}, whose order the
+ * API leaves open: results are bit-identical from run to run and between interpreted and compiled
+ * code.
+ */
+public class VectorBackend extends ScalarBackend {
+    private static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;
+    private static final int L = F.length();
+    private static final VectorSpecies<Integer> I = F.withLanes(int.class);
+    /** Shorts with as many lanes as {@link #F}, for BF16 widening. */
+    private static final VectorSpecies<Short> S =
+            VectorSpecies.of(short.class, VectorShape.forBitSize(Math.max(64, L * Short.SIZE)));
+    /** Floats with as many lanes as a preferred double vector, converted to doubles lane by lane. */
+    private static final VectorSpecies<Double> D = DoubleVector.SPECIES_PREFERRED;
+    private static final VectorSpecies<Float> FD =
+            VectorSpecies.of(float.class, VectorShape.forBitSize(Math.max(64, D.length() * Float.SIZE)));
+
+    private final boolean eightRows;
+
+    /**
+     * @throws UnsupportedOperationException when the preferred vector holds fewer than 4 floats,
+     *     where the scalar backend is as fast
+     */
+    public VectorBackend() {
+        this(thirtyTwoRegisters());
+    }
+
+    private VectorBackend(boolean eightRows) {
+        super(eightRows ? 8 : 6, 2 * requireUsefulWidth());
+        this.eightRows = eightRows;
+    }
+
+    private static int requireUsefulWidth() {
+        if (L < 4 || S.length() != L || FD.length() != D.length()) {
+            throw new UnsupportedOperationException("the preferred vector species " + F + " holds " + L
+                    + " floats; vectors of at least 4 floats are needed for the vector backend to pay off");
+        }
+        return L;
+    }
+
+    /** 16 accumulators + 3 operands fit in 32 registers (AVX-512, AArch64), not in 16 (AVX2). */
+    private static boolean thirtyTwoRegisters() {
+        String arch = System.getProperty("os.arch", "").toLowerCase(Locale.ROOT);
+        return F.vectorBitSize() >= 512 || arch.equals("aarch64") || arch.equals("arm64");
+    }
+
+    @Override
+    public String name() {
+        return "vector";
+    }
+
+    @Override
+    public String toString() {
+        return name() + " backend (" + F.vectorBitSize() + "-bit vectors, " + microTileRows() + "x"
+                + microTileColumns() + " micro-tiles)";
+    }
+
+    // ---------------------------------------------------------------- gemm
+
+    @Override
+    protected void microKernel(int kc, float[] a, int aIndex, float[] b, int bIndex, float[] c, int cIndex, int ldc,
+                               float alpha) {
+        if (eightRows) {
+            kernel8x2(kc, a, aIndex, b, bIndex, c, cIndex, ldc, alpha);
+        } else {
+            kernel6x2(kc, a, aIndex, b, bIndex, c, cIndex, ldc, alpha);
+        }
+    }
+
+    @Override
+    protected float accumulate(float c, float alpha, float sum) {
+        return Math.fma(alpha, sum, c); // what update() does lane by lane
+    }
+
+    private static void update(FloatVector sum, FloatVector alpha, float[] c, int i) {
+        sum.fma(alpha, FloatVector.fromArray(F, c, i)).intoArray(c, i);
+    }
+
+    private static void kernel8x2(int kc, float[] a, int ai, float[] b, int bi, float[] c, int ci, int ldc,
+                                  float alpha) {
+        FloatVector c00 = FloatVector.zero(F), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+        FloatVector c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+        FloatVector c60 = c00, c61 = c00, c70 = c00, c71 = c00;
+        for (int p = 0; p < kc; p++, ai += 8, bi += 2 * L) {
+            FloatVector b0 = FloatVector.fromArray(F, b, bi);
+            FloatVector b1 = FloatVector.fromArray(F, b, bi + L);
+            FloatVector x = FloatVector.broadcast(F, a[ai]);
+            c00 = x.fma(b0, c00);
+            c01 = x.fma(b1, c01);
+            x = FloatVector.broadcast(F, a[ai + 1]);
+            c10 = x.fma(b0, c10);
+            c11 = x.fma(b1, c11);
+            x = FloatVector.broadcast(F, a[ai + 2]);
+            c20 = x.fma(b0, c20);
+            c21 = x.fma(b1, c21);
+            x = FloatVector.broadcast(F, a[ai + 3]);
+            c30 = x.fma(b0, c30);
+            c31 = x.fma(b1, c31);
+            x = FloatVector.broadcast(F, a[ai + 4]);
+            c40 = x.fma(b0, c40);
+            c41 = x.fma(b1, c41);
+            x = FloatVector.broadcast(F, a[ai + 5]);
+            c50 = x.fma(b0, c50);
+            c51 = x.fma(b1, c51);
+            x = FloatVector.broadcast(F, a[ai + 6]);
+            c60 = x.fma(b0, c60);
+            c61 = x.fma(b1, c61);
+            x = FloatVector.broadcast(F, a[ai + 7]);
+            c70 = x.fma(b0, c70);
+            c71 = x.fma(b1, c71);
+        }
+        FloatVector al = FloatVector.broadcast(F, alpha);
+        update(c00, al, c, ci);
+        update(c01, al, c, ci + L);
+        update(c10, al, c, ci += ldc);
+        update(c11, al, c, ci + L);
+        update(c20, al, c, ci += ldc);
+        update(c21, al, c, ci + L);
+        update(c30, al, c, ci += ldc);
+        update(c31, al, c, ci + L);
+        update(c40, al, c, ci += ldc);
+        update(c41, al, c, ci + L);
+        update(c50, al, c, ci += ldc);
+        update(c51, al, c, ci + L);
+        update(c60, al, c, ci += ldc);
+        update(c61, al, c, ci + L);
+        update(c70, al, c, ci += ldc);
+        update(c71, al, c, ci + L);
+    }
+
+    private static void kernel6x2(int kc, float[] a, int ai, float[] b, int bi, float[] c, int ci, int ldc,
+                                  float alpha) {
+        FloatVector c00 = FloatVector.zero(F), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+        FloatVector c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+        for (int p = 0; p < kc; p++, ai += 6, bi += 2 * L) {
+            FloatVector b0 = FloatVector.fromArray(F, b, bi);
+            FloatVector b1 = FloatVector.fromArray(F, b, bi + L);
+            FloatVector x = FloatVector.broadcast(F, a[ai]);
+            c00 = x.fma(b0, c00);
+            c01 = x.fma(b1, c01);
+            x = FloatVector.broadcast(F, a[ai + 1]);
+            c10 = x.fma(b0, c10);
+            c11 = x.fma(b1, c11);
+            x = FloatVector.broadcast(F, a[ai + 2]);
+            c20 = x.fma(b0, c20);
+            c21 = x.fma(b1, c21);
+            x = FloatVector.broadcast(F, a[ai + 3]);
+            c30 = x.fma(b0, c30);
+            c31 = x.fma(b1, c31);
+            x = FloatVector.broadcast(F, a[ai + 4]);
+            c40 = x.fma(b0, c40);
+            c41 = x.fma(b1, c41);
+            x = FloatVector.broadcast(F, a[ai + 5]);
+            c50 = x.fma(b0, c50);
+            c51 = x.fma(b1, c51);
+        }
+        FloatVector al = FloatVector.broadcast(F, alpha);
+        update(c00, al, c, ci);
+        update(c01, al, c, ci + L);
+        update(c10, al, c, ci += ldc);
+        update(c11, al, c, ci + L);
+        update(c20, al, c, ci += ldc);
+        update(c21, al, c, ci + L);
+        update(c30, al, c, ci += ldc);
+        update(c31, al, c, ci + L);
+        update(c40, al, c, ci += ldc);
+        update(c41, al, c, ci + L);
+        update(c50, al, c, ci += ldc);
+        update(c51, al, c, ci + L);
+    }
+
+    /** BF16 and F32 buffers are copied in bulk and widened with vector shifts; others decode. */
+    @Override
+    protected Widener widener(Storage b) {
+        if (b instanceof BufferStorage buffer && buffer.dtype() == DType.BF16) {
+            ShortBuffer shorts = buffer.bytes().asShortBuffer();
+            return new Widener() {
+                private short[] raw = new short[0];
+
+                @Override
+                public void widen(long start, int count, float[] dst, int dstOffset) {
+                    if (raw.length < count) {
+                        raw = new short[count];
+                    }
+                    shorts.get(Math.toIntExact(start), raw, 0, count);
+                    widenBf16(raw, count, dst, dstOffset);
+                }
+            };
+        }
+        if (b instanceof BufferStorage buffer && buffer.dtype() == DType.F32) {
+            FloatBuffer floats = buffer.bytes().asFloatBuffer();
+            return (start, count, dst, dstOffset) -> floats.get(Math.toIntExact(start), dst, dstOffset, count);
+        }
+        return super.widener(b);
+    }
+
+    /** bfloat16 is the upper half of a float32: sign-extend to int lanes, shift left 16, reinterpret. */
+    static void widenBf16(short[] src, int count, float[] dst, int dstOffset) {
+        int i = 0;
+        for (int bound = S.loopBound(count); i < bound; i += L) {
+            ((IntVector) ShortVector.fromArray(S, src, i).convertShape(VectorOperators.S2I, I, 0))
+                    .lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().intoArray(dst, dstOffset + i);
+        }
+        for (; i < count; i++) {
+            dst[dstOffset + i] = Float.intBitsToFloat(src[i] << 16);
+        }
+    }
+
+    // ---------------------------------------------------------------- vector primitives
+
+    @Override
+    public float dot(float[] x, int xOffset, float[] y, int yOffset, int n) {
+        checkRange("dot", "x", x, xOffset, n);
+        checkRange("dot", "y", y, yOffset, n);
+        FloatVector s0 = FloatVector.zero(F), s1 = s0, s2 = s0, s3 = s0;
+        int i = 0;
+        for (int bound = n - 4 * L; i <= bound; i += 4 * L) {
+            s0 = FloatVector.fromArray(F, x, xOffset + i).fma(FloatVector.fromArray(F, y, yOffset + i), s0);
+            s1 = FloatVector.fromArray(F, x, xOffset + i + L).fma(FloatVector.fromArray(F, y, yOffset + i + L), s1);
+            s2 = FloatVector.fromArray(F, x, xOffset + i + 2 * L)
+                    .fma(FloatVector.fromArray(F, y, yOffset + i + 2 * L), s2);
+            s3 = FloatVector.fromArray(F, x, xOffset + i + 3 * L)
+                    .fma(FloatVector.fromArray(F, y, yOffset + i + 3 * L), s3);
+        }
+        for (int bound = F.loopBound(n); i < bound; i += L) {
+            s0 = FloatVector.fromArray(F, x, xOffset + i).fma(FloatVector.fromArray(F, y, yOffset + i), s0);
+        }
+        float sum = sumLanes(s0.add(s1).add(s2.add(s3)));
+        for (; i < n; i++) {
+            sum = Math.fma(x[xOffset + i], y[yOffset + i], sum);
+        }
+        return sum;
+    }
+
+    @Override
+    public void axpy(float alpha, float[] x, int xOffset, float[] y, int yOffset, int n) {
+        checkRange("axpy", "x", x, xOffset, n);
+        checkRange("axpy", "y", y, yOffset, n);
+        FloatVector a = FloatVector.broadcast(F, alpha);
+        int i = 0;
+        for (int bound = F.loopBound(n); i < bound; i += L) {
+            a.fma(FloatVector.fromArray(F, x, xOffset + i), FloatVector.fromArray(F, y, yOffset + i))
+                    .intoArray(y, yOffset + i);
+        }
+        for (; i < n; i++) {
+            y[yOffset + i] = Math.fma(alpha, x[xOffset + i], y[yOffset + i]);
+        }
+    }
+
+    @Override
+    public double sumOfSquares(float[] x, int offset, int n) {
+        checkRange("sumOfSquares", "x", x, offset, n);
+        int w = FD.length();
+        DoubleVector s0 = DoubleVector.zero(D), s1 = s0;
+        int i = 0;
+        for (int bound = n - 2 * w; i <= bound; i += 2 * w) {
+            DoubleVector v0 = (DoubleVector) FloatVector.fromArray(FD, x, offset + i).convertShape(VectorOperators.F2D, D, 0);
+            DoubleVector v1 = (DoubleVector) FloatVector.fromArray(FD, x, offset + i + w)
+                    .convertShape(VectorOperators.F2D, D, 0);
+            s0 = v0.fma(v0, s0);
+            s1 = v1.fma(v1, s1);
+        }
+        double[] lanes = s0.add(s1).toArray();
+        double sum = 0;
+        for (double lane : lanes) {
+            sum += lane;
+        }
+        for (; i < n; i++) {
+            double v = x[offset + i];
+            sum = Math.fma(v, v, sum);
+        }
+        return sum;
+    }
+
+    private static float sumLanes(FloatVector v) {
+        float[] lanes = v.toArray();
+        float sum = 0f;
+        for (float lane : lanes) {
+            sum += lane;
+        }
+        return sum;
+    }
+}
