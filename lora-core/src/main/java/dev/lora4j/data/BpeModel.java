@@ -4,6 +4,8 @@ import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * The BPE model of Hugging Face {@code tokenizers} ({@code models/bpe}), for one pre-tokenized
@@ -20,6 +22,7 @@ import java.util.concurrent.ConcurrentHashMap;
  * O(n log n) per word; results of words are cached.
  */
 final class BpeModel {
+    private static final Logger LOG = LoggerFactory.getLogger(BpeModel.class);
     private static final int CACHE_CAPACITY = 10_000;
     private static final int MAX_CACHED_WORD_CHARS = 256;
 
@@ -38,7 +41,9 @@ final class BpeModel {
     private final ConcurrentHashMap<String, int[]> cache = new ConcurrentHashMap<>();
 
     /**
-     * @param merges pairs in rank order; a pair listed twice keeps its later rank, as in HF
+     * @param merges pairs in rank order; a pair listed twice keeps its later rank, as in HF. A
+     *               merge whose parts or result are not tokens can never apply; it is skipped
+     *               with a warning (HF refuses the file, but such files exist in the wild)
      * @param where  names the model in error messages, e.g. {@code "/a/tokenizer.json: model"}
      */
     BpeModel(Map<String, Integer> vocab, List<String[]> merges, String continuingSubwordPrefix,
@@ -58,18 +63,28 @@ final class BpeModel {
 
         this.merges = new LongLongMap(merges.size());
         int prefixLength = prefix == null ? 0 : prefix.length();
+        int skipped = 0;
+        String firstSkipped = null;
         for (int rank = 0; rank < merges.size(); rank++) {
             String[] pair = merges.get(rank);
-            int left = requireToken(pair[0], rank);
-            int right = requireToken(pair[1], rank);
             String mergedToken = pair[0] + pair[1].substring(Math.min(prefixLength, pair[1].length()));
+            Integer left = vocab.get(pair[0]);
+            Integer right = vocab.get(pair[1]);
             Integer merged = vocab.get(mergedToken);
-            if (merged == null) {
-                throw new IllegalArgumentException(where + ".merges[" + rank + "] merges \"" + pair[0]
-                        + "\" and \"" + pair[1] + "\" into \"" + mergedToken
-                        + "\", which is not in model.vocab; every merge result must be a token");
+            if (left == null || right == null || merged == null) {
+                String missing = left == null ? pair[0] : right == null ? pair[1] : mergedToken;
+                if (skipped++ == 0) {
+                    firstSkipped = "merges[" + rank + "] (\"" + pair[0] + "\" + \"" + pair[1] + "\") needs \""
+                            + missing + "\"";
+                }
+                continue;
             }
             this.merges.put(pairKey(left, right), ((long) rank << 32) | merged);
+        }
+        if (skipped > 0) {
+            LOG.warn("{}.merges: {} of {} merges have a part or result missing from model.vocab, first {}; "
+                    + "lora4j skips them (they can never apply), Hugging Face tokenizers would refuse the file",
+                    where, skipped, merges.size(), firstSkipped);
         }
 
         this.bmpIds = new int[0x10000];
@@ -89,15 +104,6 @@ final class BpeModel {
                 }
             }
         }
-    }
-
-    private int requireToken(String token, int rank) {
-        Integer id = vocab.get(token);
-        if (id == null) {
-            throw new IllegalArgumentException(where + ".merges[" + rank + "] uses \"" + token
-                    + "\", which is not in model.vocab; every merge part must be a token");
-        }
-        return id;
     }
 
     private static long pairKey(int left, int right) {
