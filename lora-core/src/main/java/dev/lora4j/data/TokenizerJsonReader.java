@@ -229,9 +229,15 @@ final class TokenizerJsonReader {
             case "ByteLevel":
                 return new TokenizerPipeline.ByteLevel(bool(node, "add_prefix_space", true, path),
                         bool(node, "use_regex", true, path));
-            case "Split":
-                return new TokenizerPipeline.Split(pattern(node, path), behavior(node, path),
-                        bool(node, "invert", false, path));
+            case "Split": {
+                Behavior behavior = behavior(node, path);
+                boolean invert = bool(node, "invert", false, path);
+                Pattern pattern = pattern(node, path);
+                WordSplitter fast = node.path("pattern").has("Regex")
+                        ? WordSplitter.forRegex(node.path("pattern").path("Regex").asText()) : null;
+                return fast != null && behavior == Behavior.ISOLATED && !invert ? new TokenizerPipeline.FastSplit(fast)
+                        : new TokenizerPipeline.Split(pattern, behavior, invert);
+            }
             case "Digits":
                 return new TokenizerPipeline.Digits(bool(node, "individual_digits", false, path));
             default:
