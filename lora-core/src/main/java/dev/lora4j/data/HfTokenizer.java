@@ -1,5 +1,6 @@
 package dev.lora4j.data;
 
+import com.fasterxml.jackson.core.JsonParser;
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
@@ -9,7 +10,6 @@ import dev.lora4j.data.TokenizerPipeline.Normalizer;
 import dev.lora4j.data.TokenizerPipeline.PostProcessor;
 import dev.lora4j.data.TokenizerPipeline.PreTokenizer;
 import java.io.IOException;
-import java.io.InputStream;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
@@ -87,32 +87,37 @@ public final class HfTokenizer implements Tokenizer {
                     ? "the folder has no tokenizer.json; pass the folder of a Hugging Face tokenizer"
                     : "no such file; pass a tokenizer.json or its folder");
         }
-        JsonNode root = readJson(file);
+        TokenizerJsonReader.Parsed parsed;
+        try (JsonParser parser = JSON.createParser(file.toFile())) {
+            parsed = TokenizerJsonReader.read(parser, file.toString());
+        } catch (JsonProcessingException e) {
+            throw new IllegalArgumentException(file + ": not valid JSON: " + e.getOriginalMessage(), e);
+        }
         Path configFile = file.resolveSibling("tokenizer_config.json");
-        JsonNode config = Files.isRegularFile(configFile) ? readJson(configFile) : null;
-        return new HfTokenizer(root, file.toString(), config, configFile.toString());
+        JsonNode config = null;
+        if (Files.isRegularFile(configFile)) {
+            try {
+                config = JSON.readTree(configFile.toFile());
+            } catch (JsonProcessingException e) {
+                throw new IllegalArgumentException(configFile + ": not valid JSON: " + e.getOriginalMessage(), e);
+            }
+        }
+        return new HfTokenizer(parsed, file.toString(), config, configFile.toString());
     }
 
     /** Parses the text of a tokenizer.json (no tokenizer_config.json). */
     public static HfTokenizer fromJson(String tokenizerJson) {
-        try {
-            return new HfTokenizer(JSON.readTree(tokenizerJson), "tokenizer.json", null, null);
+        try (JsonParser parser = JSON.createParser(tokenizerJson)) {
+            return new HfTokenizer(TokenizerJsonReader.read(parser, "tokenizer.json"), "tokenizer.json", null, null);
         } catch (JsonProcessingException e) {
             throw new IllegalArgumentException("tokenizer.json: not valid JSON: " + e.getOriginalMessage(), e);
+        } catch (IOException e) {
+            throw new java.io.UncheckedIOException(e);
         }
     }
 
-    private static JsonNode readJson(Path file) throws IOException {
-        try (InputStream in = Files.newInputStream(file)) {
-            return JSON.readTree(in);
-        } catch (JsonProcessingException e) {
-            throw new IllegalArgumentException(file + ": not valid JSON: " + e.getOriginalMessage(), e);
-        }
-    }
-
-    private HfTokenizer(JsonNode root, String source, JsonNode config, String configSource) {
+    private HfTokenizer(TokenizerJsonReader.Parsed parsed, String source, JsonNode config, String configSource) {
         this.source = source;
-        TokenizerJsonReader.Parsed parsed = TokenizerJsonReader.read(root, source);
         this.model = parsed.model();
         this.modelVocab = parsed.vocab();
         this.normalizer = parsed.normalizer();
@@ -363,6 +368,7 @@ public final class HfTokenizer implements Tokenizer {
     static final class AddedTokenMatcher {
         private static final Pattern WORD_CHAR = Pattern.compile("\\w", Pattern.UNICODE_CHARACTER_CLASS);
         private final Map<Character, AddedToken[]> byFirstChar = new HashMap<>();
+        private final long[] firstChars = new long[1024];
 
         AddedTokenMatcher(List<AddedToken> tokens) {
             Map<Character, List<AddedToken>> groups = new HashMap<>();
@@ -373,6 +379,7 @@ public final class HfTokenizer implements Tokenizer {
                 AddedToken[] sorted = list.toArray(new AddedToken[0]);
                 Arrays.sort(sorted, Comparator.comparingInt((AddedToken t) -> t.content().length()).reversed());
                 byFirstChar.put(c, sorted);
+                firstChars[c >>> 6] |= 1L << c;
             });
         }
 
@@ -386,7 +393,12 @@ public final class HfTokenizer implements Tokenizer {
             int previousEnd = 0;
             int i = 0;
             while (i < text.length()) {
-                AddedToken[] candidates = byFirstChar.get(text.charAt(i));
+                char c = text.charAt(i);
+                if ((firstChars[c >>> 6] & (1L << c)) == 0) {
+                    i++;
+                    continue;
+                }
+                AddedToken[] candidates = byFirstChar.get(c);
                 AddedToken match = null;
                 if (candidates != null) {
                     for (AddedToken t : candidates) {

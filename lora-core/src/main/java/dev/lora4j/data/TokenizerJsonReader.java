@@ -1,6 +1,11 @@
 package dev.lora4j.data;
 
+import com.fasterxml.jackson.core.JsonParser;
+import com.fasterxml.jackson.core.JsonToken;
 import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.node.JsonNodeFactory;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.io.IOException;
 import dev.lora4j.data.TokenizerPipeline.Behavior;
 import dev.lora4j.data.TokenizerPipeline.Decoder;
 import dev.lora4j.data.TokenizerPipeline.Normalizer;
@@ -9,7 +14,6 @@ import dev.lora4j.data.TokenizerPipeline.PreTokenizer;
 import dev.lora4j.data.TokenizerPipeline.PrependScheme;
 import java.util.ArrayList;
 import java.util.HashMap;
-import java.util.Iterator;
 import java.util.List;
 import java.util.Map;
 import java.util.regex.Pattern;
@@ -37,14 +41,20 @@ final class TokenizerJsonReader {
 
     private final String file;
     private Map<String, Integer> vocab;
+    private List<String[]> merges;
 
     private TokenizerJsonReader(String file) {
         this.file = file;
     }
 
-    /** @param file names the file in error messages */
-    static Parsed read(JsonNode root, String file) {
-        return new TokenizerJsonReader(file).parse(root);
+    /**
+     * Reads a tokenizer.json from a parser made by an ObjectMapper. The large model.vocab and
+     * model.merges are streamed straight into their tables; everything else goes through a tree.
+     *
+     * @param file names the file in error messages
+     */
+    static Parsed read(JsonParser parser, String file) throws IOException {
+        return new TokenizerJsonReader(file).parse(parser);
     }
 
     private IllegalArgumentException error(String path, String problem) {
@@ -55,9 +65,19 @@ final class TokenizerJsonReader {
         return error(path, "is " + value + ", an unsupported " + kind + "; lora4j supports: " + supported);
     }
 
-    private Parsed parse(JsonNode root) {
-        if (!root.isObject()) {
+    private Parsed parse(JsonParser parser) throws IOException {
+        if (parser.nextToken() != JsonToken.START_OBJECT) {
             throw error("(root)", "is not a JSON object; expected a Hugging Face tokenizer.json");
+        }
+        ObjectNode root = JsonNodeFactory.instance.objectNode();
+        while (parser.nextToken() == JsonToken.FIELD_NAME) {
+            String name = parser.currentName();
+            JsonToken value = parser.nextToken();
+            if (name.equals("model") && value == JsonToken.START_OBJECT) {
+                root.set(name, streamModel(parser));
+            } else {
+                root.set(name, parser.readValueAsTree());
+            }
         }
         JsonNode modelNode = root.path("model");
         if (!modelNode.isObject()) {
@@ -74,6 +94,57 @@ final class TokenizerJsonReader {
         return new Parsed(model, vocab, added, normalizer, preTokenizer, postProcessor, decoder);
     }
 
+    /** The model object with vocab and merges read into {@link #vocab} and {@link #merges}. */
+    private ObjectNode streamModel(JsonParser parser) throws IOException {
+        ObjectNode node = JsonNodeFactory.instance.objectNode();
+        while (parser.nextToken() == JsonToken.FIELD_NAME) {
+            String name = parser.currentName();
+            JsonToken value = parser.nextToken();
+            if (name.equals("vocab") && value == JsonToken.START_OBJECT) {
+                vocab = new HashMap<>();
+                while (parser.nextToken() == JsonToken.FIELD_NAME) {
+                    String token = parser.currentName();
+                    JsonToken id = parser.nextToken();
+                    if (id != JsonToken.VALUE_NUMBER_INT || parser.getLongValue() < 0 || parser.getLongValue() > Integer.MAX_VALUE) {
+                        throw error("model.vocab[\"" + token + "\"]", "is " + parser.readValueAsTree()
+                                + "; ids must be non-negative integers");
+                    }
+                    vocab.put(token, parser.getIntValue());
+                }
+            } else if (name.equals("merges") && value == JsonToken.START_ARRAY) {
+                merges = new ArrayList<>();
+                for (JsonToken t = parser.nextToken(); t != JsonToken.END_ARRAY; t = parser.nextToken()) {
+                    merges.add(merge(parser, t, merges.size()));
+                }
+            } else {
+                node.set(name, parser.readValueAsTree());
+            }
+        }
+        return node;
+    }
+
+    /** One merge: {@code "a b"} (older files) or {@code ["a", "b"]}. */
+    private String[] merge(JsonParser parser, JsonToken token, int index) throws IOException {
+        String path = "model.merges[" + index + "]";
+        if (token == JsonToken.VALUE_STRING) {
+            String[] parts = parser.getText().split(" ", -1);
+            if (parts.length != 2) {
+                throw error(path, "is \"" + parser.getText() + "\"; a merge string must be two tokens separated by one space");
+            }
+            return parts;
+        }
+        if (token == JsonToken.START_ARRAY && parser.nextToken() == JsonToken.VALUE_STRING) {
+            String left = parser.getText();
+            if (parser.nextToken() == JsonToken.VALUE_STRING) {
+                String right = parser.getText();
+                if (parser.nextToken() == JsonToken.END_ARRAY) {
+                    return new String[] {left, right};
+                }
+            }
+        }
+        throw error(path, "is not a merge; expected \"a b\" or [\"a\", \"b\"]");
+    }
+
     private static boolean isAbsent(JsonNode node) {
         return node == null || node.isNull() || node.isMissingNode();
     }
@@ -83,7 +154,7 @@ final class TokenizerJsonReader {
     private BpeModel model(JsonNode node) {
         JsonNode type = node.get("type");
         if (isAbsent(type)) {
-            if (!node.has("merges")) {
+            if (merges == null) {
                 throw error("model.type", "is missing and the model has no merges; lora4j supports BPE models");
             }
         } else if (!"BPE".equals(type.asText())) {
@@ -93,36 +164,11 @@ final class TokenizerJsonReader {
         if (!isAbsent(dropout) && dropout.asDouble() != 0.0) {
             throw error("model.dropout", "is " + dropout + "; lora4j supports only null (no BPE-dropout)");
         }
-        JsonNode vocabNode = node.path("vocab");
-        if (!vocabNode.isObject()) {
-            throw error("model.vocab", "is missing or not an object of token → id");
+        if (vocab == null) {
+            throw error("model.vocab", "is " + node.get("vocab") + "; expected an object of token → id");
         }
-        vocab = new HashMap<>(vocabNode.size() * 2);
-        for (Iterator<Map.Entry<String, JsonNode>> it = vocabNode.fields(); it.hasNext(); ) {
-            Map.Entry<String, JsonNode> e = it.next();
-            if (!e.getValue().canConvertToInt() || e.getValue().asInt() < 0) {
-                throw error("model.vocab[\"" + e.getKey() + "\"]", "is " + e.getValue() + "; ids must be non-negative integers");
-            }
-            vocab.put(e.getKey(), e.getValue().asInt());
-        }
-        JsonNode mergesNode = node.path("merges");
-        if (!mergesNode.isArray()) {
-            throw error("model.merges", "is missing or not an array");
-        }
-        List<String[]> merges = new ArrayList<>(mergesNode.size());
-        for (int i = 0; i < mergesNode.size(); i++) {
-            JsonNode m = mergesNode.get(i);
-            if (m.isTextual()) {
-                String[] parts = m.asText().split(" ", -1);
-                if (parts.length != 2) {
-                    throw error("model.merges[" + i + "]", "is " + m + "; a merge string must be two tokens separated by one space");
-                }
-                merges.add(parts);
-            } else if (m.isArray() && m.size() == 2 && m.get(0).isTextual() && m.get(1).isTextual()) {
-                merges.add(new String[] {m.get(0).asText(), m.get(1).asText()});
-            } else {
-                throw error("model.merges[" + i + "]", "is " + m + "; expected \"a b\" or [\"a\", \"b\"]");
-            }
+        if (merges == null) {
+            throw error("model.merges", "is " + node.get("merges") + "; expected an array of merges");
         }
         return new BpeModel(vocab, merges, optionalText(node, "continuing_subword_prefix", "model"),
                 optionalText(node, "end_of_word_suffix", "model"), bool(node, "byte_fallback", false, "model"),
