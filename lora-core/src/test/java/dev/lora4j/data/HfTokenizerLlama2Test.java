@@ -3,10 +3,13 @@ package dev.lora4j.data;
 import static dev.lora4j.data.TokenizerFixtures.ints;
 import static dev.lora4j.data.TokenizerFixtures.strings;
 import static dev.lora4j.data.TokenizerFixtures.tokens;
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.io.IOException;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -35,6 +38,32 @@ class HfTokenizerLlama2Test {
             }
         }
         assertTrue(failures.isEmpty(), failures.size() + " mismatches:\n" + String.join("\n", failures));
+    }
+
+    /**
+     * transformers' non-legacy Llama conversion replaces the Prepend/Replace normalizer by a
+     * Metaspace pre-tokenizer (prepend_scheme first, split false). Both give the same ids, except
+     * that Metaspace prepends no ▁ when the text already starts with a space.
+     */
+    @Test
+    void metaspacePreTokenizerVariantGivesTheSameIds() throws IOException {
+        ObjectNode json = (ObjectNode) new ObjectMapper().readTree(
+                TokenizerFixtures.fixture(LLAMA2 + "/tokenizer.json").toFile());
+        json.putNull("normalizer");
+        ObjectNode metaspace = json.putObject("pre_tokenizer");
+        metaspace.put("type", "Metaspace").put("replacement", "\u2581").put("prepend_scheme", "first").put("split", false);
+        HfTokenizer tokenizer = HfTokenizer.fromJson(json.toString());
+        HfTokenizer legacy = TokenizerFixtures.tokenizer(LLAMA2);
+        int same = 0;
+        for (TokenizerFixtures.Case c : TokenizerFixtures.llamaCppCases("ggml-vocab-llama-spm.gguf")) {
+            if (!c.text().startsWith(" ")) {
+                assertEquals(Arrays.toString(c.ids()), Arrays.toString(tokenizer.encode(c.text(), false)), quote(c.text()));
+                same++;
+            }
+        }
+        assertEquals(31, same);
+        assertArrayEquals(legacy.encode("Hello world", false), tokenizer.encode(" Hello world", false));
+        assertArrayEquals(new int[] {29871}, tokenizer.encode(" ", false));
     }
 
     @Test
