@@ -347,19 +347,19 @@ final class BpeModel {
         }
     }
 
-    /** Open-addressing long → long map with non-negative keys. */
+    /** Open-addressing long → long map with non-negative keys; key and value share a cache line. */
     private static final class LongLongMap {
         static final long MISSING = Long.MIN_VALUE;
         private static final long EMPTY = -1L;
-        private final long[] keys;
-        private final long[] values;
+        private final long[] table;
         private final int mask;
 
         LongLongMap(int expected) {
             int capacity = Integer.highestOneBit(Math.max(4, expected * 2 + 1)) << 1;
-            keys = new long[capacity];
-            values = new long[capacity];
-            Arrays.fill(keys, EMPTY);
+            table = new long[2 * capacity];
+            for (int i = 0; i < table.length; i += 2) {
+                table[i] = EMPTY;
+            }
             mask = capacity - 1;
         }
 
@@ -370,19 +370,19 @@ final class BpeModel {
 
         void put(long key, long value) {
             int i = slot(key);
-            while (keys[i] != EMPTY && keys[i] != key) {
+            while (table[2 * i] != EMPTY && table[2 * i] != key) {
                 i = (i + 1) & mask;
             }
-            keys[i] = key;
-            values[i] = value;
+            table[2 * i] = key;
+            table[2 * i + 1] = value;
         }
 
         long get(long key) {
             int i = slot(key);
             while (true) {
-                long k = keys[i];
+                long k = table[2 * i];
                 if (k == key) {
-                    return values[i];
+                    return table[2 * i + 1];
                 }
                 if (k == EMPTY) {
                     return MISSING;

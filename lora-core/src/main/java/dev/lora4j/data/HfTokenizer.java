@@ -45,9 +45,10 @@ import java.util.regex.Pattern;
  * <p>{@code tokenizer_config.json}, when present beside the file, supplies the BOS/EOS/PAD token
  * names. When it sets {@code add_bos_token} or {@code add_eos_token}, the default special tokens
  * become [BOS] text [EOS] as those flags say (an absent flag keeps what tokenizer.json's
- * post-processor does), as transformers' Llama tokenizers rebuild their post-processor. Without
- * names in the config, BOS and EOS are the special tokens that tokenizer.json's template puts
- * before and after the text.
+ * post-processor does), as transformers' Llama tokenizers rebuild their post-processor. BOS and
+ * EOS not named there are the special tokens that tokenizer.json's template puts directly before
+ * and after the text. The {@code truncation} and {@code padding} sections are ignored, as
+ * transformers ignores them unless a call asks for truncation or padding.
  *
  * <p>Instances are immutable and thread-safe.
  */

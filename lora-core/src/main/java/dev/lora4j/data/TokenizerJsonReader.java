@@ -235,7 +235,11 @@ final class TokenizerJsonReader {
 
     private TokenizerPipeline.Replace replace(JsonNode node, String path) {
         String content = requiredText(node, "content", path);
-        return new TokenizerPipeline.Replace(pattern(node, path), content);
+        JsonNode literal = node.path("pattern").get("String");
+        if (literal != null && literal.isTextual() && !literal.asText().isEmpty()) {
+            return TokenizerPipeline.Replace.literal(literal.asText(), content);
+        }
+        return new TokenizerPipeline.Replace(pattern(node, path), null, content);
     }
 
     /** A {@code {"String": s}} or {@code {"Regex": r}} pattern. */

@@ -51,14 +51,17 @@ final class TokenizerPipeline {
         }
     }
 
-    /** Replaces every non-overlapping match, leftmost first. */
-    record Replace(Pattern pattern, String content) implements Normalizer {
+    /** Replaces every non-overlapping match, leftmost first; {@code literal} is the pattern's text when it is a plain string. */
+    record Replace(Pattern pattern, String literal, String content) implements Normalizer {
         static Replace literal(String target, String content) {
-            return new Replace(Pattern.compile(Pattern.quote(target)), content);
+            return new Replace(Pattern.compile(Pattern.quote(target)), target, content);
         }
 
         @Override
         public String normalize(String text) {
+            if (literal != null) {
+                return text.replace(literal, content);
+            }
             return pattern.matcher(text).replaceAll(Matcher.quoteReplacement(content));
         }
     }

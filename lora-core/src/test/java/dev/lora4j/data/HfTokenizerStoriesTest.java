@@ -59,6 +59,20 @@ class HfTokenizerStoriesTest {
     }
 
     @Test
+    void concurrentEncodingMatchesSequential() throws IOException {
+        HfTokenizer tokenizer = HfTokenizer.load(TokenizerFixtures.fixture(STORIES));
+        JsonNode alpaca = new ObjectMapper().readTree(TokenizerFixtures.fixture("alpaca/alpaca_en_demo.json").toFile());
+        List<String> texts = new ArrayList<>();
+        alpaca.forEach(record -> texts.add(record.path("output").asText()));
+        List<int[]> sequential = texts.stream().map(tokenizer::encode).toList();
+        HfTokenizer fresh = HfTokenizer.load(TokenizerFixtures.fixture(STORIES));
+        List<int[]> parallel = texts.parallelStream().map(fresh::encode).toList();
+        for (int i = 0; i < texts.size(); i++) {
+            assertArrayEquals(sequential.get(i), parallel.get(i), texts.get(i));
+        }
+    }
+
+    @Test
     void vocabularyAndSpecialTokens() {
         HfTokenizer tokenizer = TokenizerFixtures.tokenizer(STORIES);
         assertEquals(512, tokenizer.vocabSize());
