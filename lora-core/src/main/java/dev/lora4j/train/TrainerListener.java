@@ -3,6 +3,17 @@ package dev.lora4j.train;
 /** Callbacks from {@link Trainer#fit}; run on the training thread, keep them quick. */
 public interface TrainerListener {
 
+    /** A listener that only handles steps, e.g. {@code onEachStep(m -> log.info("loss {}", m.loss()))}. */
+    static TrainerListener onEachStep(java.util.function.Consumer<StepMetrics> action) {
+        java.util.Objects.requireNonNull(action, "action");
+        return new TrainerListener() {
+            @Override
+            public void onStep(StepMetrics metrics) {
+                action.accept(metrics);
+            }
+        };
+    }
+
     /** After each optimizer step. */
     default void onStep(StepMetrics metrics) {
     }

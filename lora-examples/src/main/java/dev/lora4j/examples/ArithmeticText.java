@@ -1,0 +1,75 @@
+package dev.lora4j.examples;
+
+import dev.lora4j.data.ArithmeticTasks.Problem;
+import dev.lora4j.data.Example;
+import dev.lora4j.data.Tokenizer;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.SplittableRandom;
+
+/**
+ * The two text forms of arithmetic in the quickstart. The base model is pretrained on plain
+ * facts ("59-38=21", "59 minus 38 is 21"); the LoRA task is the instruction form of Raschka's
+ * experiments ("What is 59 minus 38?\nAnswer: 21"), which the base model has never seen.
+ */
+final class ArithmeticText {
+    /** Operands of the quickstart: two-digit numbers, 10..99. */
+    static final int DIGITS = 2;
+
+    private ArithmeticText() {
+    }
+
+    /** The instruction prompt; the answer follows after one space. */
+    static String prompt(Problem p) {
+        return p.question() + "\nAnswer:";
+    }
+
+    /** One pretraining fact about p, in one of two forms. */
+    static String fact(Problem p, boolean worded) {
+        return worded ? p.left() + " " + p.operator() + " " + p.right() + " is " + p.answer()
+                : p.equation() + p.answer();
+    }
+
+    /** Random problems with two-digit operands (subtraction never negative), not deduplicated. */
+    static Problem randomProblem(SplittableRandom rng) {
+        int a = rng.nextInt(10, 100);
+        int b = rng.nextInt(10, 100);
+        if (rng.nextBoolean()) {
+            return new Problem(a, "plus", b, a + b);
+        }
+        return new Problem(Math.max(a, b), "minus", Math.min(a, b), Math.abs(a - b));
+    }
+
+    /** BOS + facts separated by newlines, as long as fits in {@code maxTokens}; all tokens are labels. */
+    static Example pretrainingSequence(Tokenizer tok, SplittableRandom rng, int maxTokens) {
+        List<Integer> ids = new ArrayList<>();
+        ids.add(tok.bosId().orElseThrow());
+        while (true) {
+            Problem p = randomProblem(rng);
+            int[] line = tok.encode(fact(p, rng.nextInt(3) == 0) + "\n", false);
+            if (ids.size() + line.length > maxTokens) {
+                break;
+            }
+            for (int id : line) {
+                ids.add(id);
+            }
+        }
+        return Example.unmasked(ids.stream().mapToInt(Integer::intValue).toArray());
+    }
+
+    /**
+     * BOS + prompt (masked) + " answer" + EOS (supervised). The whole text is encoded at once
+     * (a SentencePiece normalizer would prepend a space to a separately encoded answer); the
+     * prompt must tokenize to a prefix of it.
+     */
+    static Example instruction(Tokenizer tok, Problem p) {
+        int[] prompt = tok.encode(prompt(p), true);
+        int[] full = tok.encode(prompt(p) + " " + p.answerText(), true);
+        if (full.length <= prompt.length || !java.util.Arrays.equals(prompt, 0, prompt.length, full, 0, prompt.length)) {
+            throw new IllegalStateException("the tokenizer merges across the prompt/answer boundary of '" + prompt(p) + "'");
+        }
+        int[] ids = java.util.Arrays.copyOf(full, full.length + 1);
+        ids[full.length] = tok.eosId().orElseThrow();
+        return Example.promptMasked(ids, prompt.length);
+    }
+}
