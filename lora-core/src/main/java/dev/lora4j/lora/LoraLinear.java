@@ -32,9 +32,17 @@ public final class LoraLinear extends Linear {
     /** The weight as loaded, kept while adapters are merged into a widened copy (exact unmerge). */
     private Tensor unmergedWeight;
     private SplittableRandom dropoutRng = new SplittableRandom(0);
+    /** The weight is shared with another tensor (a tied lm_head is the embedding): never merge in place. */
+    private final boolean sharedWeight;
 
     public LoraLinear(Linear base) {
+        this(base, false);
+    }
+
+    /** @param sharedWeight the base weight is also used elsewhere (tied embeddings): merging copies it first */
+    public LoraLinear(Linear base, boolean sharedWeight) {
         super(base.name(), base.weight(), base.bias());
+        this.sharedWeight = sharedWeight;
     }
 
     // ---------------------------------------------------------------- forward
@@ -137,15 +145,16 @@ public final class LoraLinear extends Linear {
 
     /**
      * W += scaling·B·A for the named adapter. A weight that is not heap F32 (BF16, memory-mapped)
-     * is widened to an F32 copy first; the original is kept so that unmerging all adapters
-     * restores it exactly.
+     * or that is shared (a tied lm_head) is copied to F32 first; the original is kept so that
+     * unmerging all adapters restores it exactly.
      */
     public void merge(String name) {
         if (merged.contains(name)) {
             throw new IllegalStateException(name() + ": adapter '" + name + "' is merged already");
         }
         float[] d = delta(name);
-        if (!(weight().storage() instanceof FloatStorage) || weight().offset() != 0) {
+        if (unmergedWeight == null
+                && (sharedWeight || !(weight().storage() instanceof FloatStorage) || weight().offset() != 0)) {
             unmergedWeight = weight();
             setWeight(Tensor.of(weight().toFloatArray(), weight().shape()).name(weight().name()));
         }

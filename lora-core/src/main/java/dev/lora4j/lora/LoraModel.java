@@ -162,7 +162,7 @@ public final class LoraModel {
         if (lin instanceof LoraLinear existing) {
             ll = existing;
         } else {
-            ll = new LoraLinear(lin);
+            ll = new LoraLinear(lin, module.equals("lm_head") && model.config().tieWordEmbeddings());
             model.replaceLinear(module, ll);
         }
         ll.addAdapter(adapterName, new LoraAdapter(a, b, m.rank(), m.alpha(), m.scaling(), (float) m.dropout()));
@@ -347,6 +347,12 @@ public final class LoraModel {
      */
     public LlamaModel mergeAndUnload() {
         merge();
+        if (model.config().tieWordEmbeddings() && model.linears().get("lm_head") instanceof LoraLinear head
+                && !head.merged().isEmpty()) {
+            LOG.info("the merged adapter changed lm_head, whose weight was tied to the embedding: the merged model has "
+                    + "its own lm_head.weight (tie_word_embeddings false)");
+            model.untieLmHead();
+        }
         for (LoraLinear ll : loraLinears()) {
             model.replaceLinear(ll.name(), new Linear(ll.name(), ll.weight(), ll.bias()));
         }

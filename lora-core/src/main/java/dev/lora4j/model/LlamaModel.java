@@ -31,7 +31,7 @@ import java.util.function.BiFunction;
  * PEFT adapter files refer to them.
  */
 public final class LlamaModel {
-    private final LlamaConfig config;
+    private LlamaConfig config;
     private final Tensor embedTokens;
     private final List<DecoderLayer> layers;
     private final Tensor norm;
@@ -175,6 +175,12 @@ public final class LlamaModel {
         if (cache != null && (cache.capacity() < pos0 + t)) {
             throw new IllegalArgumentException("KV cache holds " + cache.capacity() + " positions; " + (pos0 + t) + " needed");
         }
+        Integer window = config.slidingWindow();
+        if (window != null && pos0 + t > window) {
+            throw new IllegalArgumentException("forward: sequence of " + (pos0 + t) + " tokens exceeds the sliding_window "
+                    + window + " of config.json; lora4j attends over the full causal context, which matches the model "
+                    + "only within the window: use sequences of at most " + window + " tokens");
+        }
         Tensor x = Embedding.lookup(embedTokens, tokens).reshape(batch, t, hidden);
         for (int li = 0; li < layers.size(); li++) {
             DecoderLayer layer = layers.get(li);
@@ -258,6 +264,17 @@ public final class LlamaModel {
         }
         out.put("lm_head", lmHead);
         return out;
+    }
+
+    /**
+     * Gives lm_head its own weight entry: the config becomes tie_word_embeddings = false and
+     * {@link #allTensors()} lists lm_head.weight (the head's current weight, which a merged adapter
+     * may have changed). No-op for an untied model.
+     */
+    public void untieLmHead() {
+        if (config.tieWordEmbeddings()) {
+            config = config.toBuilder().tieWordEmbeddings(false).build();
+        }
     }
 
     /** Replaces the linear module at {@code name} (e.g. with a LoRA-wrapped one of the same shape). */

@@ -17,9 +17,7 @@ import dev.lora4j.train.TrainerListener;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.HashSet;
 import java.util.List;
-import java.util.Set;
 
 /**
  * The README's main job: LoRA-fine-tune a small pretrained Llama (shipped in models/arith-tiny,
@@ -61,7 +59,8 @@ public final class Quickstart {
         LoraConfig config = LoraConfig.rank(8).alpha(16).targets(Target.ALL).seed(42);
         LoraModel lora = LoraModel.wrap(base, config);
         LlamaModel model = lora.model();
-        System.out.printf("LoRA %s: %,d trainable of %,d parameters (%.2f%%)%n", config, lora.trainableParameterCount(),
+        System.out.printf("LoRA r=%d, alpha=%.0f on %s: %,d trainable of %,d parameters (%.2f%%)%n", config.rank(),
+                config.alpha(), config.targetModules(), lora.trainableParameterCount(),
                 lora.totalParameterCount(), 100.0 * lora.trainableParameterCount() / lora.totalParameterCount());
 
         List<Example> examples = new ArrayList<>();
@@ -123,11 +122,4 @@ public final class Quickstart {
         return out;
     }
 
-    static Set<Integer> set(int... ids) {
-        Set<Integer> s = new HashSet<>();
-        for (int id : ids) {
-            s.add(id);
-        }
-        return s;
-    }
 }
