@@ -107,23 +107,27 @@ public final class LoraModel {
             LoraConfig config = json.lora();
             Map<String, Linear> linears = model.linears();
             List<String> selected = config.validateAgainst(linears.keySet());
-            Checkpoint file = Checkpoint.open(dir, "adapter_model");
-            String fileName = file.source().getFileName().toString();
-            Set<String> unused = new LinkedHashSet<>(file.names());
             Map<String, Tensor[]> loaded = new LinkedHashMap<>();
-            for (String module : selected) {
-                ModuleLora m = config.resolve(module).orElseThrow();
-                Linear lin = linears.get(module);
-                Tensor a = readAdapterTensor(file, fileName, module, "lora_A", new int[] {m.rank(), lin.inFeatures()});
-                Tensor b = readAdapterTensor(file, fileName, module, "lora_B", new int[] {lin.outFeatures(), m.rank()});
-                unused.remove(peftKey(module, "lora_A"));
-                unused.remove(peftKey(module, "lora_B"));
-                loaded.put(module, new Tensor[] {a, b});
-            }
-            if (!unused.isEmpty()) {
-                throw new IllegalArgumentException(dir.resolve(fileName) + ": " + unused.size() + " tensor(s) match no module "
-                        + "that adapter_config.json targets, e.g. " + unused.iterator().next() + " (targets "
-                        + config.targetModules() + "); the adapter was made for a different model or config");
+            // f32() copies every tensor to the heap, so the file is closed before returning
+            try (Checkpoint file = Checkpoint.open(dir, "adapter_model")) {
+                String fileName = file.source().getFileName().toString();
+                Set<String> unused = new LinkedHashSet<>(file.names());
+                for (String module : selected) {
+                    ModuleLora m = config.resolve(module).orElseThrow();
+                    Linear lin = linears.get(module);
+                    Tensor a = readAdapterTensor(file, fileName, module, "lora_A",
+                            new int[] {m.rank(), lin.inFeatures()});
+                    Tensor b = readAdapterTensor(file, fileName, module, "lora_B",
+                            new int[] {lin.outFeatures(), m.rank()});
+                    unused.remove(peftKey(module, "lora_A"));
+                    unused.remove(peftKey(module, "lora_B"));
+                    loaded.put(module, new Tensor[] {a, b});
+                }
+                if (!unused.isEmpty()) {
+                    throw new IllegalArgumentException(dir.resolve(fileName) + ": " + unused.size()
+                            + " tensor(s) match no module that adapter_config.json targets, e.g. "
+                            + unused.iterator().next() + " (targets " + config.targetModules() + "); the adapter was made for a different model or config");
+                }
             }
             for (Map.Entry<String, Tensor[]> e : loaded.entrySet()) {
                 attach(e.getKey(), name, e.getValue()[0], e.getValue()[1], config.resolve(e.getKey()).orElseThrow());

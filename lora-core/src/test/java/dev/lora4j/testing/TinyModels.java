@@ -60,4 +60,12 @@ public final class TinyModels {
         }
         return m;
     }
+
+    /** Open file descriptors of this JVM; the test is skipped where the platform does not report them. */
+    public static long openFileDescriptors() {
+        java.lang.management.OperatingSystemMXBean os = java.lang.management.ManagementFactory.getOperatingSystemMXBean();
+        org.junit.jupiter.api.Assumptions.assumeTrue(os instanceof com.sun.management.UnixOperatingSystemMXBean,
+                "open file descriptors are not reported on this platform; skipping");
+        return ((com.sun.management.UnixOperatingSystemMXBean) os).getOpenFileDescriptorCount();
+    }
 }
