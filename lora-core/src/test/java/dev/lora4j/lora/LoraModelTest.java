@@ -31,6 +31,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.SplittableRandom;
+import java.util.TreeMap;
 import java.util.function.BiConsumer;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -159,7 +160,7 @@ class LoraModelTest {
     @Test
     void ourAdapterRoundTripsWithRankAndAlphaPatterns() {
         LoraConfig config = LoraConfig.rank(4).alpha(8).targets(Target.ALL)
-                .rankPattern(Map.of("q_proj", 2, "lm_head", 3)).alphaPattern(Map.of("v_proj", 3.0)).seed(7);
+                .rankPattern(new TreeMap<>(Map.of("lm_head", 3, "q_proj", 2))).alphaPattern(Map.of("v_proj", 3.0)).seed(7);
         LoraModel lora = LoraModel.wrap(TinyModels.model(5), config);
         randomizeB(lora, "default", 50);
         Path out = tmp.resolve("ours");
@@ -307,6 +308,39 @@ class LoraModelTest {
             expected[i] = base[i] + 0.3f * da[i] + 0.7f * db[i];
         }
         assertClose("mix output", expected, mix, 1e-4, 1e-6);
+    }
+
+    @Test
+    void weightedAdapterSavesAndLoadsBack() {
+        // the sources differ in targets (b adds lm_head, lacks the MLP), ranks and rsLoRA; the saved
+        // folder must still describe every module's rank and scaling
+        LoraModel lora = LoraModel.wrap(TinyModels.model(11), LoraConfig.rank(4).alpha(8).useRslora(true).seed(1));
+        lora.addAdapter("b", LoraConfig.rank(2).alpha(6).targets(Target.QUERY, Target.VALUE, Target.HEAD)
+                .rankPattern(Map.of("layers.1.self_attn.v_proj", 3)).seed(2));
+        randomizeB(lora, "default", 100);
+        randomizeB(lora, "b", 200);
+        Map<String, Double> weights = new LinkedHashMap<>();
+        weights.put("default", 0.3);
+        weights.put("b", 0.7);
+        lora.addWeightedAdapter("mix", weights);
+        lora.setActive("mix");
+        float[] expected = TinyModels.logits(lora.model(), TOKENS, 2);
+        Path dir = tmp.resolve("mix");
+        lora.saveAdapter("mix", dir);
+
+        LoraModel again = LoraModel.load(TinyModels.model(11), dir);
+        assertTensorsEqual(lora.peftTensors("mix", t -> t), again.peftTensors("default", t -> t));
+        for (Linear lin : again.model().linears().values()) {
+            LoraAdapter loaded = ((LoraLinear) lin).adapter("default");
+            LoraAdapter built = loraLinear(lora, lin.name()).adapter("mix");
+            assertEquals(built.rank(), loaded.rank(), lin.name());
+            assertEquals(1.0, loaded.scaling(), 1e-15, lin.name());
+        }
+        assertEquals(6, loraLinear(again, Q0).adapter("default").rank());
+        assertEquals(7, loraLinear(again, V1).adapter("default").rank());
+        assertEquals(4, loraLinear(again, "model.layers.0.mlp.up_proj").adapter("default").rank());
+        assertEquals(2, loraLinear(again, "lm_head").adapter("default").rank());
+        assertArrayEquals(expected, TinyModels.logits(again.model(), TOKENS, 2));
     }
 
     // ---------------------------------------------------------------- merge
