@@ -345,10 +345,11 @@ public final class LoraModel {
         }
     }
 
+    /** Merges the named adapter into the base weights; an adapter merged already is left as it is (as in PEFT). */
     public void merge(String name) {
         config(name);
         for (LoraLinear ll : loraLinears()) {
-            if (ll.adapters().containsKey(name)) {
+            if (ll.adapters().containsKey(name) && !ll.merged().contains(name)) {
                 ll.merge(name);
             }
         }

@@ -365,7 +365,11 @@ class LoraModelTest {
             assertArrayEquals(expected, lin.weight().toFloatArray(), lin.name() + " = W + scaling·B·A");
         }
         assertClose("merged logits", adapterLogits, TinyModels.logits(lora.model(), TOKENS, 2), 1e-4, 2e-5);
-        IllegalStateException twice = assertThrows(IllegalStateException.class, () -> lora.merge("default"));
+        // merging again is a no-op at the model level (PEFT skips merged adapters); the layer itself refuses
+        float[] mergedQ = loraLinear(lora, Q0).weight().toFloatArray();
+        lora.merge("default");
+        assertArrayEquals(mergedQ, loraLinear(lora, Q0).weight().toFloatArray());
+        IllegalStateException twice = assertThrows(IllegalStateException.class, () -> loraLinear(lora, Q0).merge("default"));
         assertTrue(twice.getMessage().contains("merged already"), twice.getMessage());
 
         lora.unmerge();
@@ -424,6 +428,16 @@ class LoraModelTest {
         Path dir = tmp.resolve("merged");
         ModelLoader.save(merged, dir, DType.F32);
         assertArrayEquals(TinyModels.logits(merged, TOKENS, 2), TinyModels.logits(LlamaModel.load(dir), TOKENS, 2));
+    }
+
+    @Test
+    void mergeAndUnloadAfterAnExplicitMerge() {
+        LoraModel lora = LoraModel.wrap(TinyModels.model(24), LoraConfig.rank(4).targets(Target.ALL));
+        randomizeB(lora, "default", 650);
+        float[] adapterLogits = TinyModels.logits(lora.model(), TOKENS, 2);
+        lora.merge();
+        LlamaModel merged = lora.mergeAndUnload();
+        assertClose("merged once, not twice", adapterLogits, TinyModels.logits(merged, TOKENS, 2), 1e-4, 2e-5);
     }
 
     // ---------------------------------------------------------------- scaling
