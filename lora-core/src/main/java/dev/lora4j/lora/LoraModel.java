@@ -19,6 +19,7 @@ import java.util.LinkedHashSet;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import java.util.TreeMap;
 import java.util.function.Function;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -107,23 +108,27 @@ public final class LoraModel {
             LoraConfig config = json.lora();
             Map<String, Linear> linears = model.linears();
             List<String> selected = config.validateAgainst(linears.keySet());
-            Checkpoint file = Checkpoint.open(dir, "adapter_model");
-            String fileName = file.source().getFileName().toString();
-            Set<String> unused = new LinkedHashSet<>(file.names());
             Map<String, Tensor[]> loaded = new LinkedHashMap<>();
-            for (String module : selected) {
-                ModuleLora m = config.resolve(module).orElseThrow();
-                Linear lin = linears.get(module);
-                Tensor a = readAdapterTensor(file, fileName, module, "lora_A", new int[] {m.rank(), lin.inFeatures()});
-                Tensor b = readAdapterTensor(file, fileName, module, "lora_B", new int[] {lin.outFeatures(), m.rank()});
-                unused.remove(peftKey(module, "lora_A"));
-                unused.remove(peftKey(module, "lora_B"));
-                loaded.put(module, new Tensor[] {a, b});
-            }
-            if (!unused.isEmpty()) {
-                throw new IllegalArgumentException(dir.resolve(fileName) + ": " + unused.size() + " tensor(s) match no module "
-                        + "that adapter_config.json targets, e.g. " + unused.iterator().next() + " (targets "
-                        + config.targetModules() + "); the adapter was made for a different model or config");
+            // f32() copies every tensor to the heap, so the file is closed before returning
+            try (Checkpoint file = Checkpoint.open(dir, "adapter_model")) {
+                String fileName = file.source().getFileName().toString();
+                Set<String> unused = new LinkedHashSet<>(file.names());
+                for (String module : selected) {
+                    ModuleLora m = config.resolve(module).orElseThrow();
+                    Linear lin = linears.get(module);
+                    Tensor a = readAdapterTensor(file, fileName, module, "lora_A",
+                            new int[] {m.rank(), lin.inFeatures()});
+                    Tensor b = readAdapterTensor(file, fileName, module, "lora_B",
+                            new int[] {lin.outFeatures(), m.rank()});
+                    unused.remove(peftKey(module, "lora_A"));
+                    unused.remove(peftKey(module, "lora_B"));
+                    loaded.put(module, new Tensor[] {a, b});
+                }
+                if (!unused.isEmpty()) {
+                    throw new IllegalArgumentException(dir.resolve(fileName) + ": " + unused.size()
+                            + " tensor(s) match no module that adapter_config.json targets, e.g. "
+                            + unused.iterator().next() + " (targets " + config.targetModules() + "); the adapter was made for a different model or config");
+                }
             }
             for (Map.Entry<String, Tensor[]> e : loaded.entrySet()) {
                 attach(e.getKey(), name, e.getValue()[0], e.getValue()[1], config.resolve(e.getKey()).orElseThrow());
@@ -265,7 +270,9 @@ public final class LoraModel {
     /**
      * A new adapter whose update is exactly Σᵢ wᵢ·ΔWᵢ of the given adapters (PEFT's
      * add_weighted_adapter with combination_type="cat"): the A matrices (scaled by wᵢ·scalingᵢ)
-     * and B matrices are concatenated along the rank, and the new adapter has scaling 1.
+     * and B matrices are concatenated along the rank, and the new adapter has scaling 1. Its config
+     * lists the modules it covers by full name, with rank/alpha patterns where the concatenated
+     * ranks differ, so that {@link #saveAdapter} writes a folder that loads back.
      */
     public void addWeightedAdapter(String newName, Map<String, Double> weights) {
         requireNewName(newName);
@@ -273,7 +280,7 @@ public final class LoraModel {
             throw new IllegalArgumentException("addWeightedAdapter: weights must name at least one adapter");
         }
         weights.keySet().forEach(this::config);
-        int totalRank = 0;
+        Map<String, Integer> moduleRanks = new LinkedHashMap<>();
         for (LoraLinear ll : loraLinears()) {
             int rank = 0;
             for (String src : weights.keySet()) {
@@ -284,7 +291,7 @@ public final class LoraModel {
             if (rank == 0) {
                 continue;
             }
-            totalRank = Math.max(totalRank, rank);
+            moduleRanks.put(ll.name(), rank);
             int in = ll.inFeatures();
             int out = ll.outFeatures();
             float[] a = new float[rank * in];
@@ -309,8 +316,23 @@ public final class LoraModel {
             ll.addAdapter(newName, new LoraAdapter(Tensor.of(a, rank, in).requiresGrad(true),
                     Tensor.of(b, out, rank).requiresGrad(true), rank, rank, 1.0, 0f));
         }
+        // The config must describe what was built, so that the saved folder loads back (here or in
+        // PEFT): the modules by full name, and those whose concatenated rank differs from the most
+        // common one in rank/alpha patterns, with alpha = rank (scaling 1) everywhere.
+        Map<Integer, Integer> rankFrequency = new LinkedHashMap<>();
+        moduleRanks.values().forEach(r -> rankFrequency.merge(r, 1, Integer::sum));
+        int rank = rankFrequency.entrySet().stream().max(Map.Entry.comparingByValue()).orElseThrow().getKey();
+        Map<String, Integer> rankPattern = new TreeMap<>(); // sorted, as adapter_config.json stores them
+        Map<String, Double> alphaPattern = new TreeMap<>();
+        moduleRanks.forEach((module, r) -> {
+            if (r != rank) {
+                rankPattern.put(module, r);
+                alphaPattern.put(module, (double) r);
+            }
+        });
         LoraConfig first = config(weights.keySet().iterator().next());
-        configs.put(newName, first.withRank(totalRank).alpha(totalRank).dropout(0).rankPattern(Map.of()).alphaPattern(Map.of()));
+        configs.put(newName, first.withRank(rank).alpha(rank).dropout(0).useRslora(false).allLayers().clearLayersPattern()
+                .targetModules(moduleRanks.keySet()).rankPattern(rankPattern).alphaPattern(alphaPattern));
         applyActive();
     }
 
@@ -323,10 +345,11 @@ public final class LoraModel {
         }
     }
 
+    /** Merges the named adapter into the base weights; an adapter merged already is left as it is (as in PEFT). */
     public void merge(String name) {
         config(name);
         for (LoraLinear ll : loraLinears()) {
-            if (ll.adapters().containsKey(name)) {
+            if (ll.adapters().containsKey(name) && !ll.merged().contains(name)) {
                 ll.merge(name);
             }
         }

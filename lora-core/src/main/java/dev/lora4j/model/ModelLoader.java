@@ -59,9 +59,14 @@ public final class ModelLoader {
             throw new IllegalArgumentException(folder + ": config.json is missing; a Hugging Face model folder needs "
                     + "config.json next to model.safetensors");
         }
+        LlamaConfig config;
         try {
-            LlamaConfig config = LlamaConfig.read(configPath);
-            Checkpoint checkpoint = Checkpoint.open(folder);
+            config = LlamaConfig.read(configPath);
+        } catch (IOException e) {
+            throw new UncheckedIOException("reading " + configPath + ": " + e.getMessage(), e);
+        }
+        // every tensor is mapped or copied while the model is assembled; mappings outlive the closed file
+        try (Checkpoint checkpoint = Checkpoint.open(folder)) {
             Set<String> unused = new LinkedHashSet<>(checkpoint.names());
             LlamaModel model = LlamaModel.assemble(config, (name, shape) -> {
                 if (!checkpoint.contains(name)) {

@@ -6,13 +6,15 @@ import java.util.List;
 /**
  * AdamW exactly as torch.optim.AdamW (Loshchilov and Hutter; decoupled weight decay), per element
  * at step t: p ← p·(1 − lr·λ); m ← β₁m + (1−β₁)g; v ← β₂v + (1−β₂)g²;
- * p ← p − (lr / (1−β₁ᵗ)) · m / (√v / √(1−β₂ᵗ) + ε). Defaults as PyTorch: β = (0.9, 0.999),
- * ε = 1e-8, λ = 0.01. State: m and v, 8 bytes per parameter.
+ * p ← p − (lr / (1−β₁ᵗ)) · m / (√v / √(1−β₂ᵗ) + ε), with t counted per parameter as torch does.
+ * Defaults as PyTorch: β = (0.9, 0.999), ε = 1e-8, λ = 0.01. State: m and v, 8 bytes per parameter.
  */
 public final class AdamW implements Optimizer {
     private final List<Tensor> params;
     private final float[][] m;
     private final float[][] v;
+    /** Updates applied to each parameter; torch keeps this per parameter (state["step"]) for the bias correction. */
+    private final long[] steps;
     private double lr;
     private final double beta1;
     private final double beta2;
@@ -29,6 +31,7 @@ public final class AdamW implements Optimizer {
         this.params = List.copyOf(params);
         this.m = new float[params.size()][];
         this.v = new float[params.size()][];
+        this.steps = new long[params.size()];
         for (int i = 0; i < params.size(); i++) {
             int n = Math.toIntExact(params.get(i).numel());
             m[i] = new float[n];
@@ -48,25 +51,29 @@ public final class AdamW implements Optimizer {
     @Override
     public void step() {
         t++;
-        double bias1 = 1 - Math.pow(beta1, t);
-        double bias2Sqrt = Math.sqrt(1 - Math.pow(beta2, t));
-        float stepSize = (float) (lr / bias1);
         float decay = (float) (1 - lr * weightDecay);
         float b1 = (float) beta1;
         float b2 = (float) beta2;
+        // 1 − β in double, as torch passes it: 1 − (float) 0.999 would be off by 1.3e-5 relative
+        float c1 = (float) (1 - beta1);
+        float c2 = (float) (1 - beta2);
         for (int i = 0; i < params.size(); i++) {
             Tensor p = params.get(i);
             if (p.grad() == null) {
                 continue;
             }
+            long ti = ++steps[i];
+            double bias1 = 1 - Math.pow(beta1, ti);
+            double bias2Sqrt = Math.sqrt(1 - Math.pow(beta2, ti));
+            float stepSize = (float) (lr / bias1);
             float[] w = p.data();
             float[] g = p.grad().data();
             float[] mi = m[i];
             float[] vi = v[i];
             for (int j = 0; j < w.length; j++) {
                 w[j] *= decay;
-                mi[j] = b1 * mi[j] + (1 - b1) * g[j];
-                vi[j] = b2 * vi[j] + (1 - b2) * g[j] * g[j];
+                mi[j] = b1 * mi[j] + c1 * g[j];
+                vi[j] = b2 * vi[j] + c2 * g[j] * g[j];
                 float denom = (float) (Math.sqrt(vi[j]) / bias2Sqrt + eps);
                 w[j] -= stepSize * mi[j] / denom;
             }
