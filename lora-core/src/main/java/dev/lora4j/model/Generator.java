@@ -98,7 +98,7 @@ public final class Generator {
                 int next = choose(last, rng);
                 out.add(next);
                 onToken.accept(next);
-                if (stopTokens.contains(next) || cache.length() >= capacity) {
+                if (stopTokens.contains(next) || out.size() >= maxNewTokens || cache.length() >= capacity) {
                     break;
                 }
                 last = lastRow(model.forward(new int[] {next}, 1, cache));
