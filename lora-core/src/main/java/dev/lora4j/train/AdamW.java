@@ -9,26 +9,22 @@ import java.util.List;
  * p ← p − (lr / (1−β₁ᵗ)) · m / (√v / √(1−β₂ᵗ) + ε), with t counted per parameter as torch does.
  * Defaults as PyTorch: β = (0.9, 0.999), ε = 1e-8, λ = 0.01. State: m and v, 8 bytes per parameter.
  */
-public final class AdamW implements Optimizer {
-    private final List<Tensor> params;
+public final class AdamW extends BaseOptimizer {
     private final float[][] m;
     private final float[][] v;
     /** Updates applied to each parameter; torch keeps this per parameter (state["step"]) for the bias correction. */
     private final long[] steps;
-    private double lr;
     private final double beta1;
     private final double beta2;
     private final double eps;
     private final double weightDecay;
-    private long t;
 
     public AdamW(List<Tensor> params, double lr, double beta1, double beta2, double eps, double weightDecay) {
-        Checks.positive("lr", lr, "a learning rate such as 3e-4");
+        super(params, lr, "a learning rate such as 3e-4");
         Checks.inRange("beta1", beta1, 0, 1);
         Checks.inRange("beta2", beta2, 0, 1);
         Checks.positive("eps", eps, "1e-8");
         Checks.nonNegative("weightDecay", weightDecay);
-        this.params = List.copyOf(params);
         this.m = new float[params.size()][];
         this.v = new float[params.size()][];
         this.steps = new long[params.size()];
@@ -37,7 +33,6 @@ public final class AdamW implements Optimizer {
             m[i] = new float[n];
             v[i] = new float[n];
         }
-        this.lr = lr;
         this.beta1 = beta1;
         this.beta2 = beta2;
         this.eps = eps;
@@ -49,8 +44,7 @@ public final class AdamW implements Optimizer {
     }
 
     @Override
-    public void step() {
-        t++;
+    protected void update() {
         float decay = (float) (1 - lr * weightDecay);
         float b1 = (float) beta1;
         float b2 = (float) beta2;
@@ -78,26 +72,6 @@ public final class AdamW implements Optimizer {
                 w[j] -= stepSize * mi[j] / denom;
             }
         }
-    }
-
-    @Override
-    public List<Tensor> parameters() {
-        return params;
-    }
-
-    @Override
-    public double learningRate() {
-        return lr;
-    }
-
-    @Override
-    public void setLearningRate(double lr) {
-        this.lr = lr;
-    }
-
-    @Override
-    public long stepCount() {
-        return t;
     }
 
     @Override

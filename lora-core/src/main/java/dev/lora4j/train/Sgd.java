@@ -9,27 +9,22 @@ import java.util.List;
  * g ← g + μb, else g ← b; p ← p − lr·g. State: one buffer (4 bytes per parameter) when μ > 0,
  * none otherwise — the memory difference from AdamW that matters at large rank.
  */
-public final class Sgd implements Optimizer {
-    private final List<Tensor> params;
+public final class Sgd extends BaseOptimizer {
     private final float[][] buffers;
-    private double lr;
     private final double momentum;
     private final double dampening;
     private final double weightDecay;
     private final boolean nesterov;
-    private long t;
 
     public Sgd(List<Tensor> params, double lr, double momentum, double dampening, double weightDecay, boolean nesterov) {
-        Checks.positive("lr", lr, "a learning rate such as 0.1");
+        super(params, lr, "a learning rate such as 0.1");
         Checks.nonNegative("momentum", momentum);
         Checks.nonNegative("weightDecay", weightDecay);
         if (nesterov && (momentum <= 0 || dampening != 0)) {
             throw new IllegalArgumentException("nesterov requires momentum > 0 and dampening 0, was momentum " + momentum
                     + ", dampening " + dampening);
         }
-        this.params = List.copyOf(params);
         this.buffers = new float[params.size()][];
-        this.lr = lr;
         this.momentum = momentum;
         this.dampening = dampening;
         this.weightDecay = weightDecay;
@@ -41,8 +36,7 @@ public final class Sgd implements Optimizer {
     }
 
     @Override
-    public void step() {
-        t++;
+    protected void update() {
         float mu = (float) momentum;
         float damp = (float) (1 - dampening);
         float wd = (float) weightDecay;
@@ -68,26 +62,6 @@ public final class Sgd implements Optimizer {
                 w[j] -= rate * d;
             }
         }
-    }
-
-    @Override
-    public List<Tensor> parameters() {
-        return params;
-    }
-
-    @Override
-    public double learningRate() {
-        return lr;
-    }
-
-    @Override
-    public void setLearningRate(double lr) {
-        this.lr = lr;
-    }
-
-    @Override
-    public long stepCount() {
-        return t;
     }
 
     @Override
