@@ -58,6 +58,21 @@ public final class QuantizedCheckpoint {
     public record Loaded(LlamaModel model, String configJson, DType dtype) {
     }
 
+    /**
+     * True when the folder's config.json has a {@code quantization_config}, i.e. the folder must be
+     * loaded with {@link #read} rather than {@link ModelLoader}.
+     */
+    public static boolean isQuantized(Path folder) {
+        Path configPath = folder.resolve("config.json");
+        try {
+            return Files.isRegularFile(configPath) && JSON.readTree(Files.readString(configPath)).has("quantization_config");
+        } catch (JsonProcessingException e) {
+            throw new IllegalArgumentException(configPath + ": not valid JSON: " + e.getOriginalMessage(), e);
+        } catch (IOException e) {
+            throw new UncheckedIOException("reading " + configPath + ": " + e.getMessage(), e);
+        }
+    }
+
     /** Loads a 4-bit folder's model; see {@link #read}. */
     public static LlamaModel load(Path folder) {
         return read(folder).model();

@@ -219,6 +219,8 @@ class QuantizedCheckpointTest {
         Path stories = TestFixtures.require("stories260K/hf");
         Path target = tmp.resolve("nf4");
         QuantizedCheckpoint.Loaded written = QuantizedCheckpoint.quantizeFolder(stories, target, QuantConfig.NF4_DQ);
+        assertTrue(QuantizedCheckpoint.isQuantized(target));
+        assertTrue(!QuantizedCheckpoint.isQuantized(stories));
 
         String original = Files.readString(stories.resolve("config.json"));
         String block = """
