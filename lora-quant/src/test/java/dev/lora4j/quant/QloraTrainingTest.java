@@ -15,7 +15,6 @@ import dev.lora4j.lora.LoraModel;
 import dev.lora4j.model.LlamaConfig;
 import dev.lora4j.model.LlamaModel;
 import dev.lora4j.nn.Linear;
-import dev.lora4j.tensor.DType;
 import dev.lora4j.tensor.FloatStorage;
 import dev.lora4j.tensor.Tensor;
 import dev.lora4j.train.AdamW;
