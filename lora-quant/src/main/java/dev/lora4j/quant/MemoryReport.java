@@ -3,6 +3,7 @@ package dev.lora4j.quant;
 import dev.lora4j.model.LlamaConfig;
 import dev.lora4j.model.LlamaModel;
 import dev.lora4j.tensor.Tensor;
+import java.util.HashSet;
 import java.util.Locale;
 import java.util.Set;
 
@@ -21,7 +22,7 @@ public record MemoryReport(long quantizedParameters, long otherParameters, long 
     /** Counts the frozen weights of a model with this configuration. */
     public static MemoryReport of(LlamaConfig config) {
         LlamaModel meta = LlamaModel.meta(config);
-        Set<String> projections = new java.util.HashSet<>();
+        Set<String> projections = new HashSet<>();
         meta.linears().forEach((name, lin) -> {
             if (!name.equals("lm_head")) {
                 projections.add(name + ".weight");

@@ -6,6 +6,7 @@ import dev.lora4j.nn.Linear;
 import dev.lora4j.tensor.DType;
 import dev.lora4j.tensor.Tensor;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -57,7 +58,7 @@ public final class Quantizer {
 
     /** A 4-bit copy of a 2-D weight [out, in] (any storage), with the same name. */
     public static Tensor quantize(Tensor weight, QuantConfig config) {
-        String what = weight.name() != null ? weight.name() : "weight " + java.util.Arrays.toString(weight.shape());
+        String what = weight.name() != null ? weight.name() : "weight " + Arrays.toString(weight.shape());
         if (weight.storage() instanceof QuantizedStorage q) {
             throw new IllegalStateException(what + " is quantized already (" + q.config() + "); quantize the 16-bit "
                     + "weights instead of requantizing");

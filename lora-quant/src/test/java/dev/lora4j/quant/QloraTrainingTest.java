@@ -6,6 +6,8 @@ import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.lora4j.autograd.Autograd;
 import dev.lora4j.backend.Backend;
 import dev.lora4j.backend.Backends;
@@ -175,7 +177,7 @@ class QloraTrainingTest {
 
     @Test
     void nf4StoriesModelKeepsItsPredictions() throws Exception {
-        var golden = new com.fasterxml.jackson.databind.ObjectMapper().readTree(
+        JsonNode golden = new ObjectMapper().readTree(
                 TestFixtures.require("stories260K/golden.json").toFile()).path("derived_here").path("prompt_logits").path("mean_nll_first64_of_greedy");
         int[] ids = new int[golden.path("input_ids").size()];
         for (int i = 0; i < ids.length; i++) {

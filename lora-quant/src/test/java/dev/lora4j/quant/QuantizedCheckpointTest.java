@@ -7,10 +7,14 @@ import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.lora4j.autograd.Autograd;
+import dev.lora4j.io.Checkpoint;
 import dev.lora4j.io.SafetensorsWriter;
+import dev.lora4j.io.TensorInfo;
+import dev.lora4j.model.LlamaConfig;
 import dev.lora4j.model.LlamaModel;
 import dev.lora4j.model.ModelLoader;
 import dev.lora4j.nn.Linear;
+import dev.lora4j.tensor.BufferStorage;
 import dev.lora4j.tensor.DType;
 import dev.lora4j.tensor.Tensor;
 import java.io.IOException;
@@ -19,6 +23,7 @@ import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.Arrays;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.SplittableRandom;
@@ -280,7 +285,7 @@ class QuantizedCheckpointTest {
         QuantizedStorage dq = (QuantizedStorage) Quantizer.quantize(w, QuantConfig.NF4_DQ).storage();
         assertEquals("{\"quant_type\": \"nf4\", \"blocksize\": 64, \"dtype\": \"float32\", \"shape\": [4, 64], "
                 + "\"nested_blocksize\": 256, \"nested_dtype\": \"float32\", \"nested_offset\": 2.5}", BnbFormat.quantStateJson(dq));
-        Tensor half = new Tensor(dev.lora4j.tensor.BufferStorage.of(x, DType.BF16), 4, 64);
+        Tensor half = new Tensor(BufferStorage.of(x, DType.BF16), 4, 64);
         QuantizedStorage fp4 = (QuantizedStorage) Quantizer.quantize(half, QuantConfig.FP4.withBlocksize(128)).storage();
         assertEquals("{\"quant_type\": \"fp4\", \"blocksize\": 128, \"dtype\": \"bfloat16\", \"shape\": [4, 64]}",
                 BnbFormat.quantStateJson(fp4));
@@ -288,11 +293,11 @@ class QuantizedCheckpointTest {
 
     @Test
     void savesFreshlyQuantizedModelsInTheSameLayout(@TempDir Path tmp) throws IOException {
-        LlamaModel model = LlamaModel.initialize(dev.lora4j.model.LlamaConfig.parse(CONFIG, "config.json"), 8);
+        LlamaModel model = LlamaModel.initialize(LlamaConfig.parse(CONFIG, "config.json"), 8);
         Quantizer.quantize(model, QuantConfig.FP4);
         Path dir = tmp.resolve("fp4");
         QuantizedCheckpoint.save(model, dir);
-        try (var checkpoint = dev.lora4j.io.Checkpoint.open(dir)) {
+        try (Checkpoint checkpoint = Checkpoint.open(dir)) {
             String w = "model.layers.0.mlp.down_proj.weight";
             assertEquals("U8[4096, 1]", describe(checkpoint.info(w)));
             assertEquals("F32[128]", describe(checkpoint.info(w + ".absmax")));
@@ -309,8 +314,8 @@ class QuantizedCheckpointTest {
         assertArrayEquals(original.toFloatArray(), back.allTensors().get("model.layers.0.self_attn.q_proj.weight").toFloatArray());
     }
 
-    private static String describe(dev.lora4j.io.TensorInfo info) {
-        return info.dtype() + java.util.Arrays.toString(info.shape());
+    private static String describe(TensorInfo info) {
+        return info.dtype() + Arrays.toString(info.shape());
     }
 
     // ---------------------------------------------------------------- bad input
