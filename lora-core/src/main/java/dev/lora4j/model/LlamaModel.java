@@ -78,9 +78,10 @@ public final class LlamaModel {
 
     /**
      * Builds the model from a tensor source: {@code weights.apply(name, shape)} returns the tensor
-     * for each Hugging Face name (it checks presence and shape).
+     * for each Hugging Face name (it checks presence and shape). Public so that loaders of other
+     * checkpoint formats (lora-quant's 4-bit checkpoints) can supply their own storages.
      */
-    static LlamaModel assemble(LlamaConfig c, BiFunction<String, int[], Tensor> weights) {
+    public static LlamaModel assemble(LlamaConfig c, BiFunction<String, int[], Tensor> weights) {
         int hidden = c.hiddenSize();
         int qDim = c.numAttentionHeads() * c.headDim();
         int kvDim = c.numKeyValueHeads() * c.headDim();
