@@ -1,5 +1,6 @@
 package dev.lora4j.lora;
 
+import dev.lora4j.io.PythonJson;
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.core.json.JsonReadFeature;
 import com.fasterxml.jackson.databind.JsonNode;
@@ -116,7 +117,7 @@ public record AdapterConfigJson(LoraConfig lora, String baseModelNameOrPath, Str
 
     /** The file's text, exactly as PEFT {@value #PEFT_VERSION} would write it (see the class notes). */
     public String toJson() {
-        return PythonJson.dumps(toDict(), true);
+        return PythonJson.dumps(toDict(), 2, true);
     }
 
     /**

@@ -1,9 +1,7 @@
 package dev.lora4j.model;
 
+import dev.lora4j.io.PythonJson;
 import com.fasterxml.jackson.core.JsonProcessingException;
-import com.fasterxml.jackson.core.util.DefaultIndenter;
-import com.fasterxml.jackson.core.util.DefaultPrettyPrinter;
-import com.fasterxml.jackson.core.util.Separators;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import java.io.IOException;
@@ -457,16 +455,8 @@ public final class LlamaConfig {
         if (padTokenId != null) {
             map.put("pad_token_id", padTokenId);
         }
-        DefaultIndenter indenter = new DefaultIndenter("  ", "\n");
-        DefaultPrettyPrinter printer = new DefaultPrettyPrinter()
-                .withSeparators(Separators.createDefaultInstance().withObjectFieldValueSpacing(Separators.Spacing.AFTER));
-        printer.indentObjectsWith(indenter);
-        printer.indentArraysWith(indenter);
-        try {
-            return JSON.writer(printer).writeValueAsString(map) + "\n";
-        } catch (JsonProcessingException e) {
-            throw new IllegalStateException("cannot serialize " + this, e);
-        }
+        // transformers writes json.dumps(config, indent=2, sort_keys=True) + "\n"
+        return PythonJson.dumps(map, 2, true) + "\n";
     }
 
     public void write(Path configJson) throws IOException {

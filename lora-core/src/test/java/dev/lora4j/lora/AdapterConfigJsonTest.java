@@ -1,5 +1,6 @@
 package dev.lora4j.lora;
 
+import dev.lora4j.io.PythonJson;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotEquals;
@@ -154,7 +155,7 @@ class AdapterConfigJsonTest {
             assertEquals(fixtureTree.get(key), ourTree.get(key), key);
             inFixtureOrder.put(key, ourValues.get(key));
         }
-        assertEquals(fixture, PythonJson.dumps(inFixtureOrder, false));
+        assertEquals(fixture, PythonJson.dumps(inFixtureOrder, 2, false));
         assertFalse(fixture.endsWith("\n"));
         assertFalse(ours.endsWith("\n"));
     }

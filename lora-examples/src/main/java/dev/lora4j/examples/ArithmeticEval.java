@@ -17,9 +17,7 @@ final class ArithmeticEval {
 
     /** The model's answer to each problem: greedy, up to 6 tokens, stopping at EOS or a newline. */
     static List<String> answers(LlamaModel model, Tokenizer tok, List<Problem> problems) {
-        Set<Integer> stops = new HashSet<>();
-        stops.add(tok.eosId().orElseThrow());
-        tok.id("<0x0A>").ifPresent(stops::add);
+        Set<Integer> stops = stopTokens(tok);
         Generator generator = new Generator(model).maxNewTokens(6).stopTokens(stops);
         List<String> out = new ArrayList<>();
         for (Problem p : problems) {
@@ -31,6 +29,15 @@ final class ArithmeticEval {
             out.add(tok.decode(java.util.Arrays.copyOf(generated, end)).trim());
         }
         return out;
+    }
+
+    /** EOS and the newline token (a piece of its own, or the byte-fallback token <0x0A>). */
+    static Set<Integer> stopTokens(Tokenizer tok) {
+        Set<Integer> stops = new HashSet<>();
+        stops.add(tok.eosId().orElseThrow());
+        int[] newline = tok.encode("\n", false);
+        stops.add(newline[newline.length - 1]);
+        return stops;
     }
 
     static double accuracy(LlamaModel model, Tokenizer tok, List<Problem> problems) {

@@ -24,10 +24,29 @@ final class ArithmeticText {
         return p.question() + "\nAnswer:";
     }
 
-    /** One pretraining fact about p, in one of two forms. */
-    static String fact(Problem p, boolean worded) {
-        return worded ? p.left() + " " + p.operator() + " " + p.right() + " is " + p.answer()
-                : p.equation() + p.answer();
+    /**
+     * Phrasings of a fact used in pretraining ({@code %1$d} left, {@code %2$s} operator word,
+     * {@code %3$d} right, {@code %4$d} answer, {@code %5$s} operator symbol). Their varied lengths
+     * keep the model from tying the answer to fixed token offsets; none is a question.
+     */
+    private static final List<String> PHRASINGS = List.of(
+            "%1$d%5$s%3$d=%4$d",
+            "%1$d %5$s %3$d = %4$d",
+            "%1$d %2$s %3$d is %4$d",
+            "%1$d %2$s %3$d equals %4$d",
+            "%1$d %2$s %3$d makes %4$d",
+            "we know that %1$d %2$s %3$d is %4$d",
+            "%1$d %2$s %3$d gives %4$d, of course",
+            "so %1$d %2$s %3$d is equal to %4$d");
+
+    /** One pretraining fact about p in the given phrasing (0 is the bare equation "59-38=21"). */
+    static String fact(Problem p, int phrasing) {
+        return String.format(java.util.Locale.ROOT, PHRASINGS.get(phrasing), p.left(), p.operator(), p.right(),
+                p.answer(), "plus".equals(p.operator()) ? "+" : "-");
+    }
+
+    static int phrasings() {
+        return PHRASINGS.size();
     }
 
     /** Random problems with two-digit operands (subtraction never negative), not deduplicated. */
@@ -46,7 +65,7 @@ final class ArithmeticText {
         ids.add(tok.bosId().orElseThrow());
         while (true) {
             Problem p = randomProblem(rng);
-            int[] line = tok.encode(fact(p, rng.nextInt(3) == 0) + "\n", false);
+            int[] line = tok.encode(fact(p, rng.nextInt(PHRASINGS.size())) + "\n", false);
             if (ids.size() + line.length > maxTokens) {
                 break;
             }

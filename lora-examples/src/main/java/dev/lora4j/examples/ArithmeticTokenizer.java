@@ -16,7 +16,8 @@ import java.util.Set;
  */
 final class ArithmeticTokenizer {
     private static final String SPACE = TokenizerJsonWriter.SPACE_MARK;
-    private static final List<String> WORDS = List.of("What", "is", "plus", "minus", "Answer");
+    private static final List<String> WORDS = List.of("What", "is", "plus", "minus", "Answer", "equals", "makes", "gives",
+            "we", "know", "that", "so", "equal", "to", "of", "course");
 
     private ArithmeticTokenizer() {
     }

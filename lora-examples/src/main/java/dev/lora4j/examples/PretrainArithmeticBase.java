@@ -19,8 +19,9 @@ import java.util.SplittableRandom;
 
 /**
  * Reproduces the quickstart's base model, {@code models/arith-tiny}: a small Llama pretrained from
- * scratch with lora4j itself on two-digit arithmetic facts ("59-38=21", "59 minus 38 is 21").
- * It never sees the question form the quickstart teaches with LoRA.
+ * scratch with lora4j itself on two-digit arithmetic facts in eight phrasings ("59-38=21",
+ * "59 minus 38 is 21", "we know that 59 minus 38 is 21", ...). It never sees a question, nor the
+ * "What is 59 minus 38?\nAnswer: 21" form that the quickstart teaches with LoRA.
  *
  * <pre>mvn -q -pl lora-examples -am install -DskipTests
  * mvn -q -pl lora-examples exec:exec -Dexec.mainClass=dev.lora4j.examples.PretrainArithmeticBase -Dexec.args="models/arith-tiny"</pre>
@@ -68,19 +69,20 @@ public final class PretrainArithmeticBase {
                 .build();
         trainer.fit(data);
 
-        model.setBaseTrainable(false);
+        ModelLoader.save(model, out, DType.BF16);
+        // evaluate what was saved (BF16), not the F32 weights in memory
+        LlamaModel saved = LlamaModel.load(out);
         int right = 0;
-        int n = 200;
+        int n = 300;
         SplittableRandom evalRng = new SplittableRandom(seed + 1000);
-        Generator gen = new Generator(model).maxNewTokens(5).stopTokens(java.util.Set.of(tok.id("<0x0A>").orElseThrow()));
+        Generator gen = new Generator(saved).maxNewTokens(5).stopTokens(ArithmeticEval.stopTokens(tok));
         for (int i = 0; i < n; i++) {
             Problem p = ArithmeticText.randomProblem(evalRng);
-            int[] prompt = tok.encode(p.equation(), true);
-            String answer = tok.decode(gen.generate(prompt)).trim();
+            String answer = tok.decode(gen.generate(tok.encode(p.equation(), true))).trim();
             right += answer.equals(p.answerText()) ? 1 : 0;
         }
-        System.out.printf("equation accuracy (\"a-b=\" -> c) on %d random problems: %.1f%%%n", n, 100.0 * right / n);
-        ModelLoader.save(model, out, DType.BF16);
+        System.out.printf("equation accuracy (\"a-b=\" -> c) of the saved model on %d random problems: %.1f%%%n", n,
+                100.0 * right / n);
         System.out.println("saved " + out.toAbsolutePath());
     }
 }

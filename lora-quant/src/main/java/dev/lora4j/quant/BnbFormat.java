@@ -1,5 +1,6 @@
 package dev.lora4j.quant;
 
+import dev.lora4j.io.PythonJson;
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.core.StreamReadFeature;
 import com.fasterxml.jackson.databind.JsonNode;
@@ -249,7 +250,7 @@ final class BnbFormat {
             m.put("nested_dtype", "float32");
             m.put("nested_offset", q.nested().offset());
         }
-        return PyJson.dumps(m);
+        return PythonJson.dumps(m);
     }
 
     /** PyTorch's name of a dtype, as {@code str(dtype).strip("torch.")} gives it. */

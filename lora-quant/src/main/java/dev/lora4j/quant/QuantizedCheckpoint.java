@@ -1,5 +1,6 @@
 package dev.lora4j.quant;
 
+import dev.lora4j.io.PythonJson;
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
@@ -263,7 +264,7 @@ public final class QuantizedCheckpoint {
             throw new IllegalArgumentException("config.json text is not valid JSON: " + e.getOriginalMessage(), e);
         }
         @SuppressWarnings("unchecked")
-        Map<String, Object> map = (Map<String, Object>) PyJson.fromTree(tree);
+        Map<String, Object> map = (Map<String, Object>) PythonJson.fromTree(tree);
         JsonNode existing = tree.get("quantization_config");
         boolean keep = false;
         if (existing != null && existing.isObject()) {
@@ -277,7 +278,7 @@ public final class QuantizedCheckpoint {
         if (!keep) {
             map.put("quantization_config", BnbConfig.toMap(quant, dtype));
         }
-        return PyJson.dumps(map, 2, true) + "\n";
+        return PythonJson.dumps(map, 2, true) + "\n";
     }
 
     /** The part of transformers' BitsAndBytesConfig that lora4j reads. */

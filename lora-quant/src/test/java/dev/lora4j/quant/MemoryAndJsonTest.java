@@ -1,5 +1,6 @@
 package dev.lora4j.quant;
 
+import dev.lora4j.io.PythonJson;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
 import dev.lora4j.model.LlamaConfig;
@@ -48,17 +49,17 @@ class MemoryAndJsonTest {
 
     @Test
     void floatsAreWrittenAsPythonReprWritesThem() {
-        assertEquals("0.10000000149011612", PyJson.floatRepr(0.1f));
-        assertEquals("0.1", PyJson.floatRepr(0.1));
-        assertEquals("1e-05", PyJson.floatRepr(1e-5));
-        assertEquals("0.0001", PyJson.floatRepr(1e-4));
-        assertEquals("6.0", PyJson.floatRepr(6.0));
-        assertEquals("10000.0", PyJson.floatRepr(1e4));
-        assertEquals("1e+16", PyJson.floatRepr(1e16));
-        assertEquals("1234567890123456.8", PyJson.floatRepr(1234567890123456.8));
-        assertEquals("-2.5e-07", PyJson.floatRepr(-2.5e-7));
-        assertEquals("0.031876906752586365", PyJson.floatRepr(0.031876906752586365));
-        assertEquals("-0.0", PyJson.floatRepr(-0.0));
+        assertEquals("0.10000000149011612", PythonJson.floatRepr(0.1f));
+        assertEquals("0.1", PythonJson.floatRepr(0.1));
+        assertEquals("1e-05", PythonJson.floatRepr(1e-5));
+        assertEquals("0.0001", PythonJson.floatRepr(1e-4));
+        assertEquals("6.0", PythonJson.floatRepr(6.0));
+        assertEquals("10000.0", PythonJson.floatRepr(1e4));
+        assertEquals("1e+16", PythonJson.floatRepr(1e16));
+        assertEquals("1234567890123456.8", PythonJson.floatRepr(1234567890123456.8));
+        assertEquals("-2.5e-07", PythonJson.floatRepr(-2.5e-7));
+        assertEquals("0.031876906752586365", PythonJson.floatRepr(0.031876906752586365));
+        assertEquals("-0.0", PythonJson.floatRepr(-0.0));
     }
 
     @Test
@@ -68,8 +69,8 @@ class MemoryAndJsonTest {
         m.put("a", null);
         m.put("é", true);
         m.put("c", Map.of());
-        assertEquals("{\"b\": [1, 2], \"a\": null, \"\\u00e9\": true, \"c\": {}}", PyJson.dumps(m));
+        assertEquals("{\"b\": [1, 2], \"a\": null, \"\\u00e9\": true, \"c\": {}}", PythonJson.dumps(m));
         assertEquals("{\n  \"a\": null,\n  \"b\": [\n    1,\n    2\n  ],\n  \"c\": {},\n  \"\\u00e9\": true\n}",
-                PyJson.dumps(m, 2, true));
+                PythonJson.dumps(m, 2, true));
     }
 }

@@ -1,4 +1,4 @@
-package dev.lora4j.lora;
+package dev.lora4j.io;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
@@ -34,7 +34,9 @@ class PythonJsonTest {
         assertEquals("2.2250738585072014e-308", PythonJson.floatRepr(Double.MIN_NORMAL));
         assertEquals("512.0", PythonJson.floatRepr(512));
         assertEquals("0.3333333333333333", PythonJson.floatRepr(1.0 / 3));
-        assertThrows(IllegalArgumentException.class, () -> PythonJson.floatRepr(Double.NaN));
+        // json.dumps defaults to allow_nan=True
+        assertEquals("NaN", PythonJson.floatRepr(Double.NaN));
+        assertEquals("-Infinity", PythonJson.floatRepr(Double.NEGATIVE_INFINITY));
     }
 
     @Test
@@ -77,16 +79,16 @@ class PythonJsonTest {
                 + "    \"b\": 2\n"
                 + "  },\n"
                 + "  \"z\": null\n"
-                + "}", PythonJson.dumps(root, true));
-        assertEquals("[]", PythonJson.dumps(List.of(), true));
-        assertEquals(true, PythonJson.dumps(root, false).startsWith("{\n  \"z\": null,\n  \"list\": [\n    \"x\",\n"),
+                + "}", PythonJson.dumps(root, 2, true));
+        assertEquals("[]", PythonJson.dumps(List.of(), 2, true));
+        assertEquals(true, PythonJson.dumps(root, 2, false).startsWith("{\n  \"z\": null,\n  \"list\": [\n    \"x\",\n"),
                 "without sort_keys the map's order is kept");
     }
 
     @Test
     void stringsAreEscapedAsciiOnly() {
         assertEquals("\"a\\\"b\\\\c\\n\\r\\t\\b\\f\\u0001\\u007f\\u00e9\\u20ac\\ud83d\\ude00 ~\"",
-                PythonJson.dumps("a\"b\\c\n\r\t\b\f\u0001\u007fé€\uD83D\uDE00 ~", true));
+                PythonJson.dumps("a\"b\\c\n\r\t\b\f\u0001\u007fé€\uD83D\uDE00 ~", 2, true));
     }
 
     @Test
@@ -98,6 +100,6 @@ class PythonJsonTest {
         m.put("a", 4);
         m.put("_", 5);
         assertEquals("{\n  \"B\": 3,\n  \"_\": 5,\n  \"a\": 4,\n  \"\\ufb01\": 1,\n  \"\\ud83d\\ude00\": 2\n}",
-                PythonJson.dumps(m, true));
+                PythonJson.dumps(m, 2, true));
     }
 }

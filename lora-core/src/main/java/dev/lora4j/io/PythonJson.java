@@ -1,4 +1,4 @@
-package dev.lora4j.quant;
+package dev.lora4j.io;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import java.math.BigDecimal;
@@ -23,20 +23,20 @@ import java.util.Map;
  * <p>Values: null, Boolean, Integer, Long, BigInteger, Float (written as the double it equals),
  * Double, String, lists, maps with String keys, and Jackson trees.
  */
-final class PyJson {
+public final class PythonJson {
 
-    private PyJson() {
+    private PythonJson() {
     }
 
     /** {@code json.dumps(value)}. */
-    static String dumps(Object value) {
+    public static String dumps(Object value) {
         StringBuilder out = new StringBuilder();
         write(out, value, -1, 0, false);
         return out.toString();
     }
 
     /** {@code json.dumps(value, indent=indent, sort_keys=sortKeys)}. */
-    static String dumps(Object value, int indent, boolean sortKeys) {
+    public static String dumps(Object value, int indent, boolean sortKeys) {
         StringBuilder out = new StringBuilder();
         write(out, value, indent, 0, sortKeys);
         return out.toString();
@@ -82,7 +82,7 @@ final class PyJson {
                 keys.add((String) key);
             }
             if (sortKeys) {
-                keys.sort(PyJson::compareCodePoints);
+                keys.sort(PythonJson::compareCodePoints);
             }
             out.append('{');
             boolean first = true;
@@ -115,7 +115,7 @@ final class PyJson {
     }
 
     /** A Jackson tree as plain values, keeping object key order and the integer/float distinction. */
-    static Object fromTree(JsonNode node) {
+    public static Object fromTree(JsonNode node) {
         if (node == null || node.isNull() || node.isMissingNode()) {
             return null;
         }
@@ -142,7 +142,8 @@ final class PyJson {
     }
 
     /** Python orders str keys by code point; String.compareTo orders UTF-16 units, which differs above U+FFFF. */
-    private static int compareCodePoints(String a, String b) {
+    /** Python's string order (by code point, not UTF-16 unit), as sort_keys uses. */
+    public static int compareCodePoints(String a, String b) {
         int i = 0;
         int j = 0;
         while (i < a.length() && j < b.length()) {
@@ -182,7 +183,7 @@ final class PyJson {
     }
 
     /** Python's {@code repr(float)}; NaN and infinities as json.dumps writes them. */
-    static String floatRepr(double value) {
+    public static String floatRepr(double value) {
         if (Double.isNaN(value)) {
             return "NaN";
         }
