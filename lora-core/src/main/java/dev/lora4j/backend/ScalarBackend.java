@@ -26,19 +26,28 @@ import dev.lora4j.tensor.Storage;
 public class ScalarBackend implements Backend {
 
     /** Depth of a packed block: elements of k per pass over a C tile. */
-    static final int KC = 256;
+    static final int KC = 512;
     /** Rows of op(A) packed at a time. */
     static final int MC = 192;
     /** Columns of op(B) packed at a time (rounded down to a multiple of the column unit). */
     static final int NC = 768;
     /** Below this many multiply-adds a product runs on the calling thread. */
     static final long MIN_PARALLEL_MACS = 1L << 20;
+    /**
+     * Up to this many rows, x·Wᵀ is computed as dot products of rows (no packing): transposing
+     * W into micro-panels would cost more than the arithmetic it feeds.
+     */
+    static final int DOT_ROWS = 4;
 
+    private static final int TRANSPOSE_BLOCK = 16;
     private static final int SCALAR_MR = 4;
     private static final int SCALAR_NR = 4;
 
     private final int mr;
     private final int nr;
+    private final int kcBlock;
+    private final int mcBlock;
+    private final int ncBlock;
     private final ThreadLocal<Workspace> workspaces = ThreadLocal.withInitial(Workspace::new);
 
     public ScalarBackend() {
@@ -47,11 +56,20 @@ public class ScalarBackend implements Backend {
 
     /** For subclasses whose {@link #microKernel} computes {@code mr x nr} tiles. */
     protected ScalarBackend(int mr, int nr) {
-        if (mr < 1 || nr < 1 || MC % mr != 0) {
-            throw new IllegalArgumentException("micro-tile " + mr + "x" + nr + " must be positive with mr dividing " + MC);
+        this(mr, nr, KC, MC, NC);
+    }
+
+    /** With explicit cache blocking (for tuning experiments): depth, rows of A, columns of B. */
+    ScalarBackend(int mr, int nr, int kc, int mc, int nc) {
+        if (mr < 1 || nr < 1 || kc < 1 || mc < mr || nc < nr) {
+            throw new IllegalArgumentException("micro-tile " + mr + "x" + nr + " and blocks kc=" + kc + ", mc=" + mc
+                    + ", nc=" + nc + " must be positive with mc >= mr and nc >= nr");
         }
         this.mr = mr;
         this.nr = nr;
+        this.kcBlock = kc;
+        this.mcBlock = mc / mr * mr;
+        this.ncBlock = nc;
     }
 
     @Override
@@ -106,6 +124,10 @@ public class ScalarBackend implements Backend {
         }
         checkExtent("B", b, bOffset, k, n, ldb, transB);
 
+        if (!transA && transB && m <= DOT_ROWS) {
+            rowDots(m, n, k, alpha, aArray, (int) aOffset, lda, b, bOffset, ldb, beta, cArray, co, ldc);
+            return;
+        }
         Product p = new Product(transA, transB, m, n, k, alpha, aArray, (int) aOffset, lda,
                 b, bOffset, ldb, beta, cArray, co, ldc, columnUnit(b, transB));
         int threads = Parallel.parallelism();
@@ -124,6 +146,42 @@ public class ScalarBackend implements Backend {
             int grain = (int) Math.max(1, MIN_PARALLEL_MACS / macsPerUnit);
             Parallel.forRange(rowUnits, grain, (from, to) -> p.run(from * mr, Math.min(m, to * mr), 0, n));
         }
+    }
+
+    /**
+     * C = alpha * A·Bᵀ + beta * C for a few rows of A: each element is one {@link #dot} of a row of
+     * A and a (widened) row of B over the whole depth.
+     */
+    private void rowDots(int m, int n, int k, float alpha, float[] a, int aOffset, int lda, Storage b, long bOffset,
+                         int ldb, float beta, float[] c, int cOffset, int ldc) {
+        float[] bHeap = b instanceof FloatStorage fs ? fs.array() : null;
+        Parallel.RangeBody body = (j0, j1) -> {
+            scale(c, cOffset, ldc, 0, m, j0, j1, beta);
+            Workspace ws = acquireWorkspace();
+            try {
+                float[] row = ws.row(k);
+                Widener widener = bHeap == null ? widener(b) : null;
+                for (int j = j0; j < j1; j++) {
+                    long start = bOffset + (long) j * ldb;
+                    float[] w = row;
+                    int wOffset = 0;
+                    if (bHeap != null) {
+                        w = bHeap;
+                        wOffset = (int) start;
+                    } else {
+                        widener.widen(start, k, row, 0);
+                    }
+                    for (int i = 0; i < m; i++) {
+                        int ci = cOffset + i * ldc + j;
+                        c[ci] = accumulate(c[ci], alpha, dot(a, aOffset + i * lda, w, wOffset, k));
+                    }
+                }
+            } finally {
+                ws.inUse = false;
+            }
+        };
+        int grain = (int) Math.max(1, MIN_PARALLEL_MACS / ((long) m * k));
+        Parallel.forRange(n, grain, body);
     }
 
     /**
@@ -180,35 +238,30 @@ public class ScalarBackend implements Backend {
             this.cOffset = cOffset;
             this.ldc = ldc;
             this.columnUnit = columnUnit;
-            this.ncBlock = Math.max(columnUnit, NC / columnUnit * columnUnit);
+            this.ncBlock = Math.max(columnUnit, ScalarBackend.this.ncBlock / columnUnit * columnUnit);
         }
 
         /** C[i0:i1, j0:j1] = alpha * op(A)[i0:i1, :] * op(B)[:, j0:j1] + beta * C[i0:i1, j0:j1]. */
         void run(int i0, int i1, int j0, int j1) {
             scale(c, cOffset, ldc, i0, i1, j0, j1, beta);
-            Workspace ws = workspaces.get();
-            boolean borrowed = !ws.inUse;
-            if (!borrowed) {
-                ws = new Workspace(); // re-entered on this thread (nested parallel region)
-            }
-            ws.inUse = true;
+            Workspace ws = acquireWorkspace();
             try {
                 Widener widener = bHeap == null ? widener(b) : null;
-                int kcMax = Math.min(KC, k);
+                int kcMax = Math.min(kcBlock, k);
                 float[] packedB = ws.packedB(ceilDiv(Math.min(ncBlock, j1 - j0), nr) * nr * kcMax);
-                float[] packedA = ws.packedA(ceilDiv(Math.min(MC, i1 - i0), mr) * mr * kcMax);
+                float[] packedA = ws.packedA(ceilDiv(Math.min(mcBlock, i1 - i0), mr) * mr * kcMax);
                 float[] tile = ws.tile(mr * nr);
                 for (int jc = j0; jc < j1; jc += ncBlock) {
                     int nc = Math.min(ncBlock, j1 - jc);
-                    for (int pc = 0; pc < k; pc += KC) {
-                        int kc = Math.min(KC, k - pc);
+                    for (int pc = 0; pc < k; pc += kcBlock) {
+                        int kc = Math.min(kcBlock, k - pc);
                         if (transB) {
                             packBTransposed(ws, widener, packedB, pc, kc, jc, nc);
                         } else {
                             packB(ws, widener, packedB, pc, kc, jc, nc);
                         }
-                        for (int ic = i0; ic < i1; ic += MC) {
-                            int mc = Math.min(MC, i1 - ic);
+                        for (int ic = i0; ic < i1; ic += mcBlock) {
+                            int mc = Math.min(mcBlock, i1 - ic);
                             if (transA) {
                                 packATransposed(packedA, ic, mc, pc, kc);
                             } else {
@@ -318,30 +371,44 @@ public class ScalarBackend implements Backend {
         }
 
         /**
-         * op(B) = Bᵀ with B stored [n, k] (the layout of a weight in y = x·Wᵀ): each micro-panel
-         * column is a contiguous run of a row of B, transposed into depth-major order.
+         * op(B) = Bᵀ with B stored [n, k] (the layout of a weight in y = x·Wᵀ): a micro-panel is
+         * the transpose of {@code nr} row segments of B (widened into a staging buffer first
+         * unless B is heap F32), done in 16 x 16 blocks so that the 16 destination lines of a
+         * block stay in L1 while each source line is consumed at once; source rows of a weight
+         * are usually a multiple of 4 KiB apart and would evict each other if read in parallel.
          */
         private void packBTransposed(Workspace ws, Widener widener, float[] dst, int pc, int kc, int jc, int nc) {
+            int[] starts = ws.starts(nr);
             for (int jr = 0; jr < nc; jr += nr) {
                 int cols = Math.min(nr, nc - jr);
+                float[] src;
+                if (bHeap != null) {
+                    src = bHeap;
+                    for (int j = 0; j < cols; j++) {
+                        starts[j] = (int) (bOffset + (long) (jc + jr + j) * ldb + pc);
+                    }
+                } else {
+                    src = ws.stage(nr * kc);
+                    for (int j = 0; j < cols; j++) {
+                        widener.widen(bOffset + (long) (jc + jr + j) * ldb + pc, kc, src, j * kc);
+                        starts[j] = j * kc;
+                    }
+                }
                 int d = jr * kc;
                 if (cols < nr) {
                     java.util.Arrays.fill(dst, d, d + nr * kc, 0f);
                 }
-                for (int j = 0; j < cols; j++) {
-                    long start = bOffset + (long) (jc + jr + j) * ldb + pc;
-                    float[] src;
-                    int s;
-                    if (bHeap != null) {
-                        src = bHeap;
-                        s = (int) start;
-                    } else {
-                        src = ws.row(kc);
-                        widener.widen(start, kc, src, 0);
-                        s = 0;
-                    }
-                    for (int p = 0, q = d + j; p < kc; p++, q += nr) {
-                        dst[q] = src[s + p];
+                for (int p0 = 0; p0 < kc; p0 += TRANSPOSE_BLOCK) {
+                    int pn = Math.min(TRANSPOSE_BLOCK, kc - p0);
+                    for (int j0 = 0; j0 < cols; j0 += TRANSPOSE_BLOCK) {
+                        int jn = Math.min(j0 + TRANSPOSE_BLOCK, cols);
+                        for (int j = j0; j < jn; j++) {
+                            int from = starts[j] + p0;
+                            int to = d + p0 * nr + j;
+                            for (int p = 0; p < pn; p++, to += nr) {
+                                dst[to] = src[from + p];
+                            }
+                        }
                     }
                 }
             }
@@ -407,6 +474,19 @@ public class ScalarBackend implements Backend {
         return c + alpha * sum;
     }
 
+    /**
+     * This thread's packing buffers; a fresh set if they are already in use further up this
+     * thread's stack (a gemm re-entered from a fork-join wait).
+     */
+    private Workspace acquireWorkspace() {
+        Workspace ws = workspaces.get();
+        if (ws.inUse) {
+            ws = new Workspace();
+        }
+        ws.inUse = true;
+        return ws;
+    }
+
     /** Widens elements of a non-heap B into a float buffer; one instance per thread and product. */
     @FunctionalInterface
     protected interface Widener {
@@ -441,6 +521,22 @@ public class ScalarBackend implements Backend {
         private float[] packedB = new float[0];
         private float[] row = new float[0];
         private float[] tile = new float[0];
+        private float[] stage = new float[0];
+        private int[] starts = new int[0];
+
+        float[] stage(int size) {
+            if (stage.length < size) {
+                stage = new float[size];
+            }
+            return stage;
+        }
+
+        int[] starts(int size) {
+            if (starts.length < size) {
+                starts = new int[size];
+            }
+            return starts;
+        }
 
         float[] packedA(int size) {
             if (packedA.length < size) {
@@ -458,7 +554,7 @@ public class ScalarBackend implements Backend {
 
         float[] row(int size) {
             if (row.length < size) {
-                row = new float[Math.max(size, Math.max(KC, NC))];
+                row = new float[size];
             }
             return row;
         }

@@ -19,8 +19,8 @@ import jdk.incubator.vector.VectorSpecies;
  * platform's preferred vector width. It keeps {@link ScalarBackend}'s blocking, packing and
  * threading and replaces the inner loops: a register-blocked gemm micro-kernel of
  * {@code MR x 2} vectors built on lane-wise fused multiply-add (8 rows when the ISA has 32 vector
- * registers, as AVX-512 and AArch64 do, else 6), vectorized BF16 widening of B panels, and vector
- * dot / axpy / sum of squares.
+ * registers, as AVX-512 and AArch64 do, else 6), vectorized BF16/F16 widening of B panels, and
+ * vector dot / axpy / sum of squares.
  *
  * <p>This class is compiled separately with {@code --add-modules jdk.incubator.vector} and is only
  * ever loaded by name ({@link Backends}), so the rest of lora4j runs without the module. Every
@@ -47,12 +47,13 @@ public class VectorBackend extends ScalarBackend {
      *     where the scalar backend is as fast
      */
     public VectorBackend() {
-        this(thirtyTwoRegisters());
+        this(KC, MC, NC);
     }
 
-    private VectorBackend(boolean eightRows) {
-        super(eightRows ? 8 : 6, 2 * requireUsefulWidth());
-        this.eightRows = eightRows;
+    /** With explicit cache blocking, for tuning experiments. */
+    VectorBackend(int kc, int mc, int nc) {
+        super(thirtyTwoRegisters() ? 8 : 6, 2 * requireUsefulWidth(), kc, mc, nc);
+        this.eightRows = microTileRows() == 8;
     }
 
     private static int requireUsefulWidth() {
@@ -194,11 +195,16 @@ public class VectorBackend extends ScalarBackend {
         update(c51, al, c, ci + L);
     }
 
-    /** BF16 and F32 buffers are copied in bulk and widened with vector shifts; others decode. */
+    /** BF16, F16 and F32 buffers are copied in bulk and widened with vector ops; others decode. */
     @Override
     protected Widener widener(Storage b) {
-        if (b instanceof BufferStorage buffer && buffer.dtype() == DType.BF16) {
+        if (b instanceof BufferStorage buffer && buffer.dtype() == DType.F32) {
+            FloatBuffer floats = buffer.bytes().asFloatBuffer();
+            return (start, count, dst, dstOffset) -> floats.get(Math.toIntExact(start), dst, dstOffset, count);
+        }
+        if (b instanceof BufferStorage buffer && (buffer.dtype() == DType.BF16 || buffer.dtype() == DType.F16)) {
             ShortBuffer shorts = buffer.bytes().asShortBuffer();
+            boolean bf16 = buffer.dtype() == DType.BF16;
             return new Widener() {
                 private short[] raw = new short[0];
 
@@ -208,26 +214,51 @@ public class VectorBackend extends ScalarBackend {
                         raw = new short[count];
                     }
                     shorts.get(Math.toIntExact(start), raw, 0, count);
-                    widenBf16(raw, count, dst, dstOffset);
+                    if (bf16) {
+                        widenBf16(raw, count, dst, dstOffset);
+                    } else {
+                        widenF16(raw, count, dst, dstOffset);
+                    }
                 }
             };
         }
-        if (b instanceof BufferStorage buffer && buffer.dtype() == DType.F32) {
-            FloatBuffer floats = buffer.bytes().asFloatBuffer();
-            return (start, count, dst, dstOffset) -> floats.get(Math.toIntExact(start), dst, dstOffset, count);
-        }
         return super.widener(b);
+    }
+
+    private static IntVector intLanes(short[] src, int i) {
+        return (IntVector) ShortVector.fromArray(S, src, i).convertShape(VectorOperators.S2I, I, 0);
     }
 
     /** bfloat16 is the upper half of a float32: sign-extend to int lanes, shift left 16, reinterpret. */
     static void widenBf16(short[] src, int count, float[] dst, int dstOffset) {
         int i = 0;
         for (int bound = S.loopBound(count); i < bound; i += L) {
-            ((IntVector) ShortVector.fromArray(S, src, i).convertShape(VectorOperators.S2I, I, 0))
-                    .lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().intoArray(dst, dstOffset + i);
+            intLanes(src, i).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().intoArray(dst, dstOffset + i);
         }
         for (; i < count; i++) {
             dst[dstOffset + i] = Float.intBitsToFloat(src[i] << 16);
+        }
+    }
+
+    /**
+     * IEEE half to float, exactly: exponent and mantissa shifted into a float's low exponent bits
+     * give 2^-112 times the value, also for subnormals, so one multiply by 2^112 rebases it;
+     * infinities and NaNs (exponent 31) get the float exponent 255 instead.
+     */
+    static void widenF16(short[] src, int count, float[] dst, int dstOffset) {
+        FloatVector rebase = FloatVector.broadcast(F, 0x1p112f);
+        int i = 0;
+        for (int bound = S.loopBound(count); i < bound; i += L) {
+            IntVector h = intLanes(src, i);
+            IntVector magnitude = h.and(0x7fff);
+            IntVector sign = h.and(0x8000).lanewise(VectorOperators.LSHL, 16);
+            IntVector shifted = magnitude.lanewise(VectorOperators.LSHL, 13);
+            IntVector finite = shifted.reinterpretAsFloats().mul(rebase).reinterpretAsInts();
+            IntVector bits = finite.blend(shifted.or(0x7f800000), magnitude.compare(VectorOperators.GE, 0x7c00));
+            bits.or(sign).reinterpretAsFloats().intoArray(dst, dstOffset + i);
+        }
+        for (; i < count; i++) {
+            dst[dstOffset + i] = DType.f16ToFloat(src[i]);
         }
     }
 

@@ -69,6 +69,12 @@ class GemmTest {
         final Storage bStorage;
 
         Problem(long seed, boolean ta, boolean tb, int m, int n, int k, float alpha, float beta, int pad, DType bType) {
+            this(seed, ta, tb, m, n, k, alpha, beta, pad, bType, bType == DType.F32);
+        }
+
+        /** {@code heap}: B as FloatStorage, else as a little-endian BufferStorage of {@code bType}. */
+        Problem(long seed, boolean ta, boolean tb, int m, int n, int k, float alpha, float beta, int pad, DType bType,
+                boolean heap) {
             SplittableRandom rng = new SplittableRandom(seed);
             this.ta = ta;
             this.tb = tb;
@@ -87,7 +93,7 @@ class GemmTest {
             a = random(rng, aOff + aRows * lda);
             float[] bValues = random(rng, bOff + bRows * ldb);
             c0 = random(rng, cOff + m * ldc + 1);
-            bStorage = bType == DType.F32 ? new FloatStorage(bValues) : BufferStorage.of(bValues, bType);
+            bStorage = heap ? new FloatStorage(bValues) : BufferStorage.of(bValues, bType);
             b = new float[bValues.length];
             bStorage.decode(0, b.length, b, 0); // the reference sees exactly the widened values
         }
@@ -165,7 +171,7 @@ class GemmTest {
 
     @ParameterizedTest(name = "{0} {1}/{2}")
     @MethodSource("backendsAndForms")
-    void halfPrecisionB(String name, boolean ta, boolean tb) {
+    void halfPrecisionAndBufferB(String name, boolean ta, boolean tb) {
         Backend backend = backend(name);
         for (DType type : new DType[] {DType.BF16, DType.F16}) {
             Problem p = new Problem(type.ordinal(), ta, tb, 31, 207, 207, 1.5f, 1f, 1, type);
@@ -173,6 +179,34 @@ class GemmTest {
         }
         Problem tall = new Problem(5, ta, tb, 207, 31, 702, 1f, 0f, 0, DType.BF16);
         tall.check(tall.run(backend), name + " " + form(ta, tb) + " 207x31x702 B BF16");
+        Problem mapped = new Problem(6, ta, tb, 31, 207, 207, 1f, 0f, 1, DType.F32, false);
+        mapped.check(mapped.run(backend), name + " " + form(ta, tb) + " B F32 in a BufferStorage");
+    }
+
+    /** Every BF16 and F16 bit pattern goes through the widening of B exactly (C = 1 x B). */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("backendNames")
+    void widensEveryHalfPrecisionBitPattern(String name) {
+        Backend backend = backend(name);
+        for (DType type : new DType[] {DType.BF16, DType.F16}) {
+            java.nio.ByteBuffer bytes = java.nio.ByteBuffer.allocate(2 * 65536).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+            for (int bits = 0; bits < 65536; bits++) {
+                bytes.putShort((short) bits);
+            }
+            bytes.flip();
+            BufferStorage b = new BufferStorage(bytes, type);
+            for (boolean tb : new boolean[] {false, true}) {
+                float[] c = new float[65536];
+                backend.gemm(false, tb, 1, 65536, 1, 1f, new FloatStorage(new float[] {1f}), 0, 1, b, 0, tb ? 1 : 65536,
+                        0f, new FloatStorage(c), 0, 65536);
+                for (int bits = 0; bits < 65536; bits++) {
+                    float expected = type == DType.BF16 ? DType.bf16ToFloat((short) bits) : DType.f16ToFloat((short) bits);
+                    if (!(c[bits] == expected || Float.isNaN(c[bits]) && Float.isNaN(expected))) {
+                        fail(name + " " + type + " bits 0x" + Integer.toHexString(bits) + ": " + c[bits] + " != " + expected);
+                    }
+                }
+            }
+        }
     }
 
     @ParameterizedTest(name = "{0}")
