@@ -84,7 +84,7 @@ public class VectorBackend extends ScalarBackend {
     // ---------------------------------------------------------------- gemm
 
     @Override
-    protected void microKernel(int kc, float[] a, int aIndex, float[] b, int bIndex, float[] c, int cIndex, int ldc,
+    void microKernel(int kc, float[] a, int aIndex, float[] b, int bIndex, float[] c, int cIndex, int ldc,
                                float alpha) {
         if (eightRows) {
             kernel8x2(kc, a, aIndex, b, bIndex, c, cIndex, ldc, alpha);
@@ -94,8 +94,67 @@ public class VectorBackend extends ScalarBackend {
     }
 
     @Override
-    protected float accumulate(float c, float alpha, float sum) {
+    float accumulate(float c, float alpha, float sum) {
         return Math.fma(alpha, sum, c); // what update() does lane by lane
+    }
+
+    @Override
+    boolean hasRowKernel() {
+        return eightRows;
+    }
+
+    /** {@link #kernel8x2} with the broadcast operand read from eight rows in place. */
+    @Override
+    void rowKernel(int kc, float[] w, int[] starts, float[] b, int bi, float[] out) {
+        int r0 = starts[0], r1 = starts[1], r2 = starts[2], r3 = starts[3];
+        int r4 = starts[4], r5 = starts[5], r6 = starts[6], r7 = starts[7];
+        FloatVector c00 = FloatVector.zero(F), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+        FloatVector c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+        FloatVector c60 = c00, c61 = c00, c70 = c00, c71 = c00;
+        for (int p = 0; p < kc; p++, bi += 2 * L) {
+            FloatVector b0 = FloatVector.fromArray(F, b, bi);
+            FloatVector b1 = FloatVector.fromArray(F, b, bi + L);
+            FloatVector x = FloatVector.broadcast(F, w[r0 + p]);
+            c00 = x.fma(b0, c00);
+            c01 = x.fma(b1, c01);
+            x = FloatVector.broadcast(F, w[r1 + p]);
+            c10 = x.fma(b0, c10);
+            c11 = x.fma(b1, c11);
+            x = FloatVector.broadcast(F, w[r2 + p]);
+            c20 = x.fma(b0, c20);
+            c21 = x.fma(b1, c21);
+            x = FloatVector.broadcast(F, w[r3 + p]);
+            c30 = x.fma(b0, c30);
+            c31 = x.fma(b1, c31);
+            x = FloatVector.broadcast(F, w[r4 + p]);
+            c40 = x.fma(b0, c40);
+            c41 = x.fma(b1, c41);
+            x = FloatVector.broadcast(F, w[r5 + p]);
+            c50 = x.fma(b0, c50);
+            c51 = x.fma(b1, c51);
+            x = FloatVector.broadcast(F, w[r6 + p]);
+            c60 = x.fma(b0, c60);
+            c61 = x.fma(b1, c61);
+            x = FloatVector.broadcast(F, w[r7 + p]);
+            c70 = x.fma(b0, c70);
+            c71 = x.fma(b1, c71);
+        }
+        c00.intoArray(out, 0);
+        c01.intoArray(out, L);
+        c10.intoArray(out, 2 * L);
+        c11.intoArray(out, 3 * L);
+        c20.intoArray(out, 4 * L);
+        c21.intoArray(out, 5 * L);
+        c30.intoArray(out, 6 * L);
+        c31.intoArray(out, 7 * L);
+        c40.intoArray(out, 8 * L);
+        c41.intoArray(out, 9 * L);
+        c50.intoArray(out, 10 * L);
+        c51.intoArray(out, 11 * L);
+        c60.intoArray(out, 12 * L);
+        c61.intoArray(out, 13 * L);
+        c70.intoArray(out, 14 * L);
+        c71.intoArray(out, 15 * L);
     }
 
     private static void update(FloatVector sum, FloatVector alpha, float[] c, int i) {
@@ -197,7 +256,7 @@ public class VectorBackend extends ScalarBackend {
 
     /** BF16, F16 and F32 buffers are copied in bulk and widened with vector ops; others decode. */
     @Override
-    protected Widener widener(Storage b) {
+    Widener widener(Storage b) {
         if (b instanceof BufferStorage buffer && buffer.dtype() == DType.F32) {
             FloatBuffer floats = buffer.bytes().asFloatBuffer();
             return (start, count, dst, dstOffset) -> floats.get(Math.toIntExact(start), dst, dstOffset, count);
