@@ -32,13 +32,11 @@ public class VectorBackend extends ScalarBackend {
     private static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;
     private static final int L = F.length();
     private static final VectorSpecies<Integer> I = F.withLanes(int.class);
-    /** Shorts with as many lanes as {@link #F}, for BF16 widening. */
-    private static final VectorSpecies<Short> S =
-            VectorSpecies.of(short.class, VectorShape.forBitSize(Math.max(64, L * Short.SIZE)));
+    /** Shorts with as many lanes as {@link #F}, for BF16/F16 widening (null if no such shape). */
+    private static final VectorSpecies<Short> S = speciesOrNull(short.class, L * Short.SIZE);
     /** Floats with as many lanes as a preferred double vector, converted to doubles lane by lane. */
     private static final VectorSpecies<Double> D = DoubleVector.SPECIES_PREFERRED;
-    private static final VectorSpecies<Float> FD =
-            VectorSpecies.of(float.class, VectorShape.forBitSize(Math.max(64, D.length() * Float.SIZE)));
+    private static final VectorSpecies<Float> FD = speciesOrNull(float.class, D.length() * Float.SIZE);
 
     private final boolean eightRows;
 
@@ -53,15 +51,24 @@ public class VectorBackend extends ScalarBackend {
     /** With explicit cache blocking, for tuning experiments. */
     VectorBackend(int kc, int mc, int nc) {
         super(thirtyTwoRegisters() ? 8 : 6, 2 * requireUsefulWidth(), kc, mc, nc);
-        this.eightRows = microTileRows() == 8;
+        this.eightRows = thirtyTwoRegisters();
     }
 
     private static int requireUsefulWidth() {
-        if (L < 4 || S.length() != L || FD.length() != D.length()) {
+        if (L < 4 || S == null || FD == null) {
             throw new UnsupportedOperationException("the preferred vector species " + F + " holds " + L
-                    + " floats; vectors of at least 4 floats are needed for the vector backend to pay off");
+                    + " floats; the vector backend needs at least 4, with matching short and half-width float"
+                    + " shapes, to pay off");
         }
         return L;
+    }
+
+    private static <E> VectorSpecies<E> speciesOrNull(Class<E> type, int bits) {
+        try {
+            return VectorSpecies.of(type, VectorShape.forBitSize(bits));
+        } catch (IllegalArgumentException e) {
+            return null;
+        }
     }
 
     /** 16 accumulators + 3 operands fit in 32 registers (AVX-512, AArch64), not in 16 (AVX2). */
