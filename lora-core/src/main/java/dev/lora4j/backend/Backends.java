@@ -80,11 +80,6 @@ public final class Backends {
         return Vector.INSTANCE;
     }
 
-    /** Why {@link #vector()} is empty, or null when it is not. */
-    static String vectorUnavailableReason() {
-        return Vector.UNAVAILABLE_REASON;
-    }
-
     /** Applies the selection rules to the current value of {@value #PROPERTY}. Not cached. */
     static Backend selectFromProperty() {
         return select(System.getProperty(PROPERTY));
@@ -131,7 +126,7 @@ public final class Backends {
                     return requireVector();
                 } catch (UnsupportedOperationException e) {
                     throw new IllegalStateException("-D" + PROPERTY + "=vector: " + e.getMessage()
-                            + "; fix that or choose -D" + PROPERTY + "=scalar", e);
+                            + "; or choose -D" + PROPERTY + "=scalar", e);
                 }
             default:
                 break;
