@@ -80,11 +80,6 @@ public final class Backends {
         return Vector.INSTANCE;
     }
 
-    /** Why {@link #vector()} is empty, or null when it is not. */
-    static String vectorUnavailableReason() {
-        return Vector.UNAVAILABLE_REASON;
-    }
-
     /** Applies the selection rules to the current value of {@value #PROPERTY}. Not cached. */
     static Backend selectFromProperty() {
         return select(System.getProperty(PROPERTY));
@@ -110,11 +105,13 @@ public final class Backends {
                 return backend;
             } catch (UnsupportedOperationException e) {
                 if (candidate.name().equals("vector") && Vector.UNAVAILABLE_REASON == null) {
-                    LOG.warn("The Vector API is not enabled, so lora4j uses slower scalar kernels; pass --add-modules "
-                            + VECTOR_MODULE + " to the JVM to enable it");
+                    LOG.warn("The Vector API is not enabled; pass --add-modules " + VECTOR_MODULE
+                            + " to the JVM to enable it (lora4j falls back to slower kernels)");
                 } else {
                     LOG.info("lora4j backend '{}' is unavailable: {}", candidate.name(), e.getMessage());
                 }
+            } catch (RuntimeException | LinkageError e) { // a broken optional provider must not stop the CPU path
+                LOG.info("lora4j backend '{}' failed to start: {}", candidate.name(), e.toString());
             }
         }
         throw new AssertionError("the scalar backend cannot refuse");
@@ -129,7 +126,7 @@ public final class Backends {
                     return requireVector();
                 } catch (UnsupportedOperationException e) {
                     throw new IllegalStateException("-D" + PROPERTY + "=vector: " + e.getMessage()
-                            + "; fix that or choose -D" + PROPERTY + "=scalar", e);
+                            + "; or choose -D" + PROPERTY + "=scalar", e);
                 }
             default:
                 break;
@@ -139,9 +136,10 @@ public final class Backends {
             if (p.name().equalsIgnoreCase(name)) {
                 try {
                     return p.create();
-                } catch (UnsupportedOperationException e) {
+                } catch (RuntimeException | LinkageError e) {
+                    String reason = e instanceof UnsupportedOperationException ? e.getMessage() : e.toString();
                     throw new IllegalStateException("-D" + PROPERTY + "=" + name + ": that backend cannot start: "
-                            + e.getMessage() + "; fix that, or unset " + PROPERTY + " to pick automatically", e);
+                            + reason + "; fix that, or unset " + PROPERTY + " to pick automatically", e);
                 }
             }
             known.add(p.name());

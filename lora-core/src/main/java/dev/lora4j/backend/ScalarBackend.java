@@ -3,6 +3,7 @@ package dev.lora4j.backend;
 import dev.lora4j.tensor.Device;
 import dev.lora4j.tensor.FloatStorage;
 import dev.lora4j.tensor.Storage;
+import java.util.Arrays;
 
 /**
  * Plain-Java CPU kernels; the fallback when the Vector API is not enabled and the base class of
@@ -16,29 +17,43 @@ import dev.lora4j.tensor.Storage;
  * register-blocked micro-kernel adds each {@code mr x nr} tile of the product to C. Packing turns
  * all four transpose forms and every leading dimension into the same unit-stride inner loop, and
  * means a BF16/F16/4-bit B is only ever widened one panel at a time, into a thread-local buffer.
+ * Two shapes of x·Wᵀ (B transposed) take shortcuts: with at most {@value #DOT_ROWS} rows each
+ * element is a {@link #dot} of two rows, and when a backend has a row kernel and the depth block
+ * is longer than A is tall, rows of W are streamed in place as the broadcast operand of tiles of
+ * Cᵀ instead of being transposed into micro-panels.
  *
  * <p>Every element of C is computed as
  * {@code c = beta*c (or 0 when beta == 0); for each depth block in order: c += alpha * s_block},
  * where {@code s_block} sums its products in increasing k. This order depends only on k, so results
- * are bit-identical whatever the thread split or scheduling. Zero padding of partial micro-panels
- * only feeds the padded (discarded) lanes.
+ * are bit-identical whatever the thread split or scheduling, and the packed and row-streaming
+ * paths agree bit for bit (the few-row dot path sums differently). Zero padding of partial
+ * micro-panels only feeds padded lanes, which are discarded.
  */
 public class ScalarBackend implements Backend {
 
     /** Depth of a packed block: elements of k per pass over a C tile. */
-    static final int KC = 256;
+    static final int KC = 512;
     /** Rows of op(A) packed at a time. */
     static final int MC = 192;
     /** Columns of op(B) packed at a time (rounded down to a multiple of the column unit). */
     static final int NC = 768;
     /** Below this many multiply-adds a product runs on the calling thread. */
     static final long MIN_PARALLEL_MACS = 1L << 20;
+    /**
+     * Up to this many rows, x·Wᵀ is computed as dot products of rows (no packing): transposing
+     * W into micro-panels would cost more than the arithmetic it feeds.
+     */
+    static final int DOT_ROWS = 4;
 
+    private static final int TRANSPOSE_BLOCK = 16;
     private static final int SCALAR_MR = 4;
     private static final int SCALAR_NR = 4;
 
     private final int mr;
     private final int nr;
+    private final int kcBlock;
+    private final int mcBlock;
+    private final int ncBlock;
     private final ThreadLocal<Workspace> workspaces = ThreadLocal.withInitial(Workspace::new);
 
     public ScalarBackend() {
@@ -47,11 +62,20 @@ public class ScalarBackend implements Backend {
 
     /** For subclasses whose {@link #microKernel} computes {@code mr x nr} tiles. */
     protected ScalarBackend(int mr, int nr) {
-        if (mr < 1 || nr < 1 || MC % mr != 0) {
-            throw new IllegalArgumentException("micro-tile " + mr + "x" + nr + " must be positive with mr dividing " + MC);
+        this(mr, nr, KC, MC, NC);
+    }
+
+    /** With explicit cache blocking (for tuning experiments): depth, rows of A, columns of B. */
+    ScalarBackend(int mr, int nr, int kc, int mc, int nc) {
+        if (mr < 1 || nr < 1 || kc < 1 || mc < mr || nc < nr) {
+            throw new IllegalArgumentException("micro-tile " + mr + "x" + nr + " and blocks kc=" + kc + ", mc=" + mc
+                    + ", nc=" + nc + " must be positive with mc >= mr and nc >= nr");
         }
         this.mr = mr;
         this.nr = nr;
+        this.kcBlock = kc;
+        this.mcBlock = mc / mr * mr;
+        this.ncBlock = nc;
     }
 
     @Override
@@ -106,24 +130,67 @@ public class ScalarBackend implements Backend {
         }
         checkExtent("B", b, bOffset, k, n, ldb, transB);
 
-        Product p = new Product(transA, transB, m, n, k, alpha, aArray, (int) aOffset, lda,
-                b, bOffset, ldb, beta, cArray, co, ldc, columnUnit(b, transB));
+        if (!transA && transB && m <= DOT_ROWS) {
+            rowDots(m, n, k, alpha, aArray, (int) aOffset, lda, b, bOffset, ldb, beta, cArray, co, ldc);
+            return;
+        }
+        // streaming rows of B saves transposing them but adds a transposed update of C per tile:
+        // it wins while a depth block is longer than op(A) is tall (shorter for widened B, measured)
+        int streamRows = b instanceof FloatStorage ? m : 4 * m;
+        boolean rowStream = transB && hasRowKernel() && streamRows <= Math.min(k, kcBlock);
+        Product p = new Product(transA, transB, k, alpha, aArray, (int) aOffset, lda, b, bOffset, ldb, beta, cArray,
+                co, ldc, rowStream);
         int threads = Parallel.parallelism();
         long macs = (long) m * n * k;
+        int rowUnit = rowStream ? nr : mr;
         int columnUnits = ceilDiv(n, p.columnUnit);
-        int rowUnits = ceilDiv(m, mr);
+        int rowUnits = ceilDiv(m, rowUnit);
         if (threads <= 1 || macs < MIN_PARALLEL_MACS || (columnUnits == 1 && rowUnits == 1)) {
             p.run(0, m, 0, n);
         } else if (columnUnits >= 2 * threads || columnUnits >= rowUnits) {
-            long macsPerUnit = (long) m * k * p.columnUnit;
-            int grain = (int) Math.max(1, MIN_PARALLEL_MACS / macsPerUnit);
+            int grain = (int) Math.max(1, MIN_PARALLEL_MACS / ((long) m * k * p.columnUnit));
             Parallel.forRange(columnUnits, grain,
                     (from, to) -> p.run(0, m, from * p.columnUnit, Math.min(n, to * p.columnUnit)));
         } else {
-            long macsPerUnit = (long) mr * k * n;
-            int grain = (int) Math.max(1, MIN_PARALLEL_MACS / macsPerUnit);
-            Parallel.forRange(rowUnits, grain, (from, to) -> p.run(from * mr, Math.min(m, to * mr), 0, n));
+            int grain = (int) Math.max(1, MIN_PARALLEL_MACS / ((long) rowUnit * k * n));
+            Parallel.forRange(rowUnits, grain, (from, to) -> p.run(from * rowUnit, Math.min(m, to * rowUnit), 0, n));
         }
+    }
+
+    /**
+     * C = alpha * A·Bᵀ + beta * C for a few rows of A: each element is one {@link #dot} of a row of
+     * A and a (widened) row of B over the whole depth.
+     */
+    private void rowDots(int m, int n, int k, float alpha, float[] a, int aOffset, int lda, Storage b, long bOffset,
+                         int ldb, float beta, float[] c, int cOffset, int ldc) {
+        float[] bHeap = b instanceof FloatStorage fs ? fs.array() : null;
+        Parallel.RangeBody body = (j0, j1) -> {
+            scale(c, cOffset, ldc, 0, m, j0, j1, beta);
+            Workspace ws = acquireWorkspace();
+            try {
+                float[] row = ws.row(k);
+                Widener widener = bHeap == null ? widener(b) : null;
+                for (int j = j0; j < j1; j++) {
+                    long start = bOffset + (long) j * ldb;
+                    float[] w = row;
+                    int wOffset = 0;
+                    if (bHeap != null) {
+                        w = bHeap;
+                        wOffset = (int) start;
+                    } else {
+                        widener.widen(start, k, row, 0);
+                    }
+                    for (int i = 0; i < m; i++) {
+                        int ci = cOffset + i * ldc + j;
+                        c[ci] = accumulate(c[ci], alpha, dot(a, aOffset + i * lda, w, wOffset, k));
+                    }
+                }
+            } finally {
+                ws.inUse = false;
+            }
+        };
+        int grain = (int) Math.max(1, MIN_PARALLEL_MACS / ((long) m * k));
+        Parallel.forRange(n, grain, body);
     }
 
     /**
@@ -142,8 +209,6 @@ public class ScalarBackend implements Backend {
     private final class Product {
         final boolean transA;
         final boolean transB;
-        final int m;
-        final int n;
         final int k;
         final float alpha;
         final float[] a;
@@ -157,15 +222,16 @@ public class ScalarBackend implements Backend {
         final float[] c;
         final int cOffset;
         final int ldc;
+        /** Stream rows of B through {@link #rowKernel} instead of packing B (needs transB). */
+        final boolean rowStream;
+        /** C columns handed to threads are multiples of this. */
         final int columnUnit;
         final int ncBlock;
 
-        Product(boolean transA, boolean transB, int m, int n, int k, float alpha, float[] a, int aOffset, int lda,
-                Storage b, long bOffset, int ldb, float beta, float[] c, int cOffset, int ldc, int columnUnit) {
+        Product(boolean transA, boolean transB, int k, float alpha, float[] a, int aOffset, int lda, Storage b,
+                long bOffset, int ldb, float beta, float[] c, int cOffset, int ldc, boolean rowStream) {
             this.transA = transA;
             this.transB = transB;
-            this.m = m;
-            this.n = n;
             this.k = k;
             this.alpha = alpha;
             this.a = a;
@@ -179,47 +245,47 @@ public class ScalarBackend implements Backend {
             this.c = c;
             this.cOffset = cOffset;
             this.ldc = ldc;
-            this.columnUnit = columnUnit;
-            this.ncBlock = Math.max(columnUnit, NC / columnUnit * columnUnit);
+            this.rowStream = rowStream;
+            this.columnUnit = rowStream ? mr : columnUnit(b, transB);
+            this.ncBlock = Math.max(columnUnit, ScalarBackend.this.ncBlock / columnUnit * columnUnit);
         }
 
         /** C[i0:i1, j0:j1] = alpha * op(A)[i0:i1, :] * op(B)[:, j0:j1] + beta * C[i0:i1, j0:j1]. */
         void run(int i0, int i1, int j0, int j1) {
             scale(c, cOffset, ldc, i0, i1, j0, j1, beta);
-            Workspace ws = workspaces.get();
-            boolean borrowed = !ws.inUse;
-            if (!borrowed) {
-                ws = new Workspace(); // re-entered on this thread (nested parallel region)
-            }
-            ws.inUse = true;
+            Workspace ws = acquireWorkspace();
             try {
-                Widener widener = bHeap == null ? widener(b) : null;
-                int kcMax = Math.min(KC, k);
-                float[] packedB = ws.packedB(ceilDiv(Math.min(ncBlock, j1 - j0), nr) * nr * kcMax);
-                float[] packedA = ws.packedA(ceilDiv(Math.min(MC, i1 - i0), mr) * mr * kcMax);
-                float[] tile = ws.tile(mr * nr);
-                for (int jc = j0; jc < j1; jc += ncBlock) {
-                    int nc = Math.min(ncBlock, j1 - jc);
-                    for (int pc = 0; pc < k; pc += KC) {
-                        int kc = Math.min(KC, k - pc);
-                        if (transB) {
-                            packBTransposed(ws, widener, packedB, pc, kc, jc, nc);
-                        } else {
-                            packB(ws, widener, packedB, pc, kc, jc, nc);
-                        }
-                        for (int ic = i0; ic < i1; ic += MC) {
-                            int mc = Math.min(MC, i1 - ic);
-                            if (transA) {
-                                packATransposed(packedA, ic, mc, pc, kc);
-                            } else {
-                                packA(packedA, ic, mc, pc, kc);
-                            }
-                            multiplyBlock(packedA, packedB, tile, ic, mc, jc, nc, kc);
-                        }
-                    }
+                if (rowStream) {
+                    runRowStream(ws, i0, i1, j0, j1);
+                } else {
+                    runPacked(ws, i0, i1, j0, j1);
                 }
             } finally {
                 ws.inUse = false;
+            }
+        }
+
+        private void runPacked(Workspace ws, int i0, int i1, int j0, int j1) {
+            Widener widener = bHeap == null ? widener(b) : null;
+            int kcMax = Math.min(kcBlock, k);
+            float[] packedB = ws.packedB(ceilDiv(Math.min(ncBlock, j1 - j0), nr) * nr * kcMax);
+            float[] packedA = ws.packedA(ceilDiv(Math.min(mcBlock, i1 - i0), mr) * mr * kcMax);
+            float[] tile = ws.tile(mr * nr);
+            for (int jc = j0; jc < j1; jc += ncBlock) {
+                int nc = Math.min(ncBlock, j1 - jc);
+                for (int pc = 0; pc < k; pc += kcBlock) {
+                    int kc = Math.min(kcBlock, k - pc);
+                    if (transB) {
+                        packBTransposed(ws, widener, packedB, pc, kc, jc, nc);
+                    } else {
+                        packB(ws, widener, packedB, pc, kc, jc, nc);
+                    }
+                    for (int ic = i0; ic < i1; ic += mcBlock) {
+                        int mc = Math.min(mcBlock, i1 - ic);
+                        packA(ws, packedA, ic, mc, pc, kc, mr);
+                        multiplyBlock(packedA, packedB, tile, ic, mc, jc, nc, kc);
+                    }
+                }
             }
         }
 
@@ -235,7 +301,7 @@ public class ScalarBackend implements Backend {
                     if (rows == mr && cols == nr) {
                         microKernel(kc, packedA, aIndex, packedB, bIndex, c, cIndex, ldc, alpha);
                     } else {
-                        java.util.Arrays.fill(tile, 0, mr * nr, 0f);
+                        Arrays.fill(tile, 0, mr * nr, 0f);
                         microKernel(kc, packedA, aIndex, packedB, bIndex, tile, 0, nr, 1f);
                         for (int r = 0; r < rows; r++) {
                             for (int j = 0; j < cols; j++) {
@@ -248,59 +314,105 @@ public class ScalarBackend implements Backend {
             }
         }
 
-        /** op(A) = A stored [m, k]: micro-panel rows are strided, so gather them column by column. */
-        private void packA(float[] dst, int ic, int mc, int pc, int kc) {
-            int d = 0;
-            for (int ir = 0; ir < mc; ir += mr) {
-                int rows = Math.min(mr, mc - ir);
-                int rowStart = aOffset + (ic + ir) * lda + pc;
-                if (rows == mr) {
-                    for (int r = 0; r < mr; r++) {
-                        int src = rowStart + r * lda;
-                        for (int p = 0, q = d + r; p < kc; p++, q += mr) {
-                            dst[q] = a[src + p];
+        /**
+         * op(B) = Bᵀ, computed as tiles of Cᵀ = B·op(A)ᵀ: {@code mr} rows of B (read in place when
+         * B is heap F32, else widened row by row) are the broadcast operand, op(A) is packed into
+         * {@code nr}-wide panels, and each tile is added to C transposed. Per element this is the
+         * same sequence of fused operations as {@link #runPacked}, without transposing B.
+         */
+        private void runRowStream(Workspace ws, int i0, int i1, int j0, int j1) {
+            Widener widener = bHeap == null ? widener(b) : null;
+            int kcMax = Math.min(kcBlock, k);
+            int mcPanels = Math.max(nr, mcBlock / nr * nr);
+            float[] packedA = ws.packedA(ceilDiv(Math.min(mcPanels, i1 - i0), nr) * nr * kcMax);
+            float[] rows = ws.stage(ceilDiv(Math.min(ncBlock, j1 - j0), mr) * mr * kcMax);
+            int[] starts = ws.starts(mr);
+            float[] tile = ws.tile(mr * nr);
+            for (int jc = j0; jc < j1; jc += ncBlock) {
+                int nc = Math.min(ncBlock, j1 - jc);
+                for (int pc = 0; pc < k; pc += kcBlock) {
+                    int kc = Math.min(kcBlock, k - pc);
+                    if (bHeap == null) {
+                        for (int j = 0; j < nc; j++) {
+                            widener.widen(bOffset + (long) (jc + j) * ldb + pc, kc, rows, j * kc);
                         }
                     }
-                } else {
-                    java.util.Arrays.fill(dst, d, d + mr * kc, 0f);
-                    for (int r = 0; r < rows; r++) {
-                        int src = rowStart + r * lda;
-                        for (int p = 0, q = d + r; p < kc; p++, q += mr) {
-                            dst[q] = a[src + p];
+                    for (int ic = i0; ic < i1; ic += mcPanels) {
+                        int mc = Math.min(mcPanels, i1 - ic);
+                        packA(ws, packedA, ic, mc, pc, kc, nr);
+                        for (int jr = 0; jr < nc; jr += mr) {
+                            int count = Math.min(mr, nc - jr);
+                            float[] w = bHeap != null && count == mr ? bHeap : rows;
+                            for (int r = 0; r < mr; r++) {
+                                starts[r] = w == bHeap ? (int) (bOffset + (long) (jc + jr + r) * ldb + pc)
+                                        : (jr + r) * kc;
+                            }
+                            if (w == rows) {
+                                fillPartialGroup(rows, jc, jr, count, pc, kc);
+                            }
+                            for (int ir = 0; ir < mc; ir += nr) {
+                                rowKernel(kc, w, starts, packedA, ir * kc, tile);
+                                int cols = Math.min(nr, mc - ir);
+                                for (int i = 0; i < cols; i++) {
+                                    int ci = cOffset + (ic + ir + i) * ldc + jc + jr;
+                                    for (int r = 0; r < count; r++) {
+                                        c[ci + r] = accumulate(c[ci + r], alpha, tile[r * nr + i]);
+                                    }
+                                }
+                            }
                         }
                     }
                 }
-                d += mr * kc;
             }
         }
 
-        /** op(A) = Aᵀ with A stored [k, m]: each depth step of a micro-panel is a contiguous run. */
-        private void packATransposed(float[] dst, int ic, int mc, int pc, int kc) {
-            int d = 0;
-            for (int ir = 0; ir < mc; ir += mr) {
-                int rows = Math.min(mr, mc - ir);
-                int src = aOffset + pc * lda + ic + ir;
-                for (int p = 0; p < kc; p++, src += lda, d += mr) {
-                    System.arraycopy(a, src, dst, d, rows);
-                    if (rows < mr) {
-                        java.util.Arrays.fill(dst, d + rows, d + mr, 0f);
+        /** A group of fewer than mr rows of B is completed with zero rows in the staging buffer. */
+        private void fillPartialGroup(float[] rows, int jc, int jr, int count, int pc, int kc) {
+            if (count == mr) {
+                return;
+            }
+            if (bHeap != null) {
+                for (int r = 0; r < count; r++) {
+                    System.arraycopy(bHeap, (int) (bOffset + (long) (jc + jr + r) * ldb + pc), rows, (jr + r) * kc, kc);
+                }
+            }
+            Arrays.fill(rows, (jr + count) * kc, (jr + mr) * kc, 0f);
+        }
+
+        /**
+         * Packs op(A)[ic:ic+mc, pc:pc+kc] into panels of {@code width} rows, each stored depth
+         * step by depth step ({@code width} values per step), zero-padding the last panel.
+         */
+        private void packA(Workspace ws, float[] dst, int ic, int mc, int pc, int kc, int width) {
+            int[] starts = ws.aStarts(width);
+            for (int ir = 0, d = 0; ir < mc; ir += width, d += width * kc) {
+                int rows = Math.min(width, mc - ir);
+                if (transA) { // A stored [k, m]: each depth step of a panel is a contiguous run
+                    int src = aOffset + pc * lda + ic + ir;
+                    for (int p = 0, q = d; p < kc; p++, src += lda, q += width) {
+                        System.arraycopy(a, src, dst, q, rows);
+                        if (rows < width) {
+                            Arrays.fill(dst, q + rows, q + width, 0f);
+                        }
                     }
+                } else {
+                    for (int r = 0; r < rows; r++) {
+                        starts[r] = aOffset + (ic + ir + r) * lda + pc;
+                    }
+                    transposeRows(a, starts, rows, kc, dst, d, width);
                 }
             }
         }
 
         /** op(B) = B stored [k, n]: copy nr-wide runs of each row, widening a whole row segment first. */
         private void packB(Workspace ws, Widener widener, float[] dst, int pc, int kc, int jc, int nc) {
-            float[] row;
-            int rowBase;
-            int panels = ceilDiv(nc, nr);
             int fullPanels = nc / nr;
+            int rest = nc - fullPanels * nr;
             for (int p = 0; p < kc; p++) {
                 long start = bOffset + (long) (pc + p) * ldb + jc;
-                if (bHeap != null) {
-                    row = bHeap;
-                    rowBase = (int) start;
-                } else {
+                float[] row = bHeap;
+                int rowBase = (int) start;
+                if (bHeap == null) {
                     row = ws.row(nc);
                     widener.widen(start, nc, row, 0);
                     rowBase = 0;
@@ -309,39 +421,58 @@ public class ScalarBackend implements Backend {
                 for (int q = 0; q < fullPanels; q++, d += nr * kc) {
                     System.arraycopy(row, rowBase + q * nr, dst, d, nr);
                 }
-                if (fullPanels < panels) {
-                    int cols = nc - fullPanels * nr;
-                    System.arraycopy(row, rowBase + fullPanels * nr, dst, d, cols);
-                    java.util.Arrays.fill(dst, d + cols, d + nr, 0f);
+                if (rest > 0) {
+                    System.arraycopy(row, rowBase + fullPanels * nr, dst, d, rest);
+                    Arrays.fill(dst, d + rest, d + nr, 0f);
                 }
             }
         }
 
         /**
-         * op(B) = Bᵀ with B stored [n, k] (the layout of a weight in y = x·Wᵀ): each micro-panel
-         * column is a contiguous run of a row of B, transposed into depth-major order.
+         * op(B) = Bᵀ with B stored [n, k] (the layout of a weight in y = x·Wᵀ): a micro-panel is
+         * the transpose of {@code nr} row segments of B, widened into a staging buffer first
+         * unless B is heap F32.
          */
         private void packBTransposed(Workspace ws, Widener widener, float[] dst, int pc, int kc, int jc, int nc) {
+            int[] starts = ws.starts(nr);
             for (int jr = 0; jr < nc; jr += nr) {
                 int cols = Math.min(nr, nc - jr);
-                int d = jr * kc;
-                if (cols < nr) {
-                    java.util.Arrays.fill(dst, d, d + nr * kc, 0f);
-                }
-                for (int j = 0; j < cols; j++) {
-                    long start = bOffset + (long) (jc + jr + j) * ldb + pc;
-                    float[] src;
-                    int s;
-                    if (bHeap != null) {
-                        src = bHeap;
-                        s = (int) start;
-                    } else {
-                        src = ws.row(kc);
-                        widener.widen(start, kc, src, 0);
-                        s = 0;
+                float[] src = bHeap;
+                if (bHeap != null) {
+                    for (int j = 0; j < cols; j++) {
+                        starts[j] = (int) (bOffset + (long) (jc + jr + j) * ldb + pc);
                     }
-                    for (int p = 0, q = d + j; p < kc; p++, q += nr) {
-                        dst[q] = src[s + p];
+                } else {
+                    src = ws.stage(nr * kc);
+                    for (int j = 0; j < cols; j++) {
+                        widener.widen(bOffset + (long) (jc + jr + j) * ldb + pc, kc, src, j * kc);
+                        starts[j] = j * kc;
+                    }
+                }
+                transposeRows(src, starts, cols, kc, dst, jr * kc, nr);
+            }
+        }
+    }
+
+    /**
+     * {@code dst[d + p*width + r] = src[starts[r] + p]} for {@code r < rows, p < kc}, zero for
+     * {@code rows <= r < width}. Done in 16 x 16 blocks, so that the 16 destination lines of a block
+     * stay in L1 while each source line is consumed at once: source rows of a weight are usually a
+     * multiple of 4 KiB apart and would evict each other if read in parallel.
+     */
+    static void transposeRows(float[] src, int[] starts, int rows, int kc, float[] dst, int d, int width) {
+        if (rows < width) {
+            Arrays.fill(dst, d, d + width * kc, 0f);
+        }
+        for (int p0 = 0; p0 < kc; p0 += TRANSPOSE_BLOCK) {
+            int pn = Math.min(TRANSPOSE_BLOCK, kc - p0);
+            for (int r0 = 0; r0 < rows; r0 += TRANSPOSE_BLOCK) {
+                int rn = Math.min(r0 + TRANSPOSE_BLOCK, rows);
+                for (int r = r0; r < rn; r++) {
+                    int from = starts[r] + p0;
+                    int to = d + p0 * width + r;
+                    for (int p = 0; p < pn; p++, to += width) {
+                        dst[to] = src[from + p];
                     }
                 }
             }
@@ -354,7 +485,7 @@ public class ScalarBackend implements Backend {
      * {@code nr} values) to the tile of C at {@code cIndex}: per element,
      * {@code c = accumulate(c, alpha, sum_p a[p]*b[p])} with the sum taken in increasing p.
      */
-    protected void microKernel(int kc, float[] a, int aIndex, float[] b, int bIndex, float[] c, int cIndex, int ldc,
+    void microKernel(int kc, float[] a, int aIndex, float[] b, int bIndex, float[] c, int cIndex, int ldc,
                                float alpha) {
         float c00 = 0f, c01 = 0f, c02 = 0f, c03 = 0f;
         float c10 = 0f, c11 = 0f, c12 = 0f, c13 = 0f;
@@ -403,18 +534,48 @@ public class ScalarBackend implements Backend {
      * The update {@link #microKernel} applies to one element, used for partial tiles so that
      * they round exactly like full ones.
      */
-    protected float accumulate(float c, float alpha, float sum) {
+    float accumulate(float c, float alpha, float sum) {
         return c + alpha * sum;
+    }
+
+    /**
+     * Whether {@link #rowKernel} exists; then x·Wᵀ products deeper than they are tall stream the
+     * rows of W instead of transposing them into micro-panels.
+     */
+    boolean hasRowKernel() {
+        return false;
+    }
+
+    /**
+     * The {@code mr x nr} tile of Cᵀ from {@code mr} rows of B, {@code w[starts[r] + p]}, and a
+     * packed op(A) panel of {@code nr} columns: {@code out[r*nr + i] = sum_p w[r][p] * a[p][i]},
+     * summed in increasing p exactly as {@link #microKernel} sums.
+     */
+    void rowKernel(int kc, float[] w, int[] starts, float[] a, int aIndex, float[] out) {
+        throw new UnsupportedOperationException(name() + " has no row kernel");
+    }
+
+    /**
+     * This thread's packing buffers; a fresh set if they are already in use further up this
+     * thread's stack (a gemm re-entered from a fork-join wait).
+     */
+    private Workspace acquireWorkspace() {
+        Workspace ws = workspaces.get();
+        if (ws.inUse) {
+            ws = new Workspace();
+        }
+        ws.inUse = true;
+        return ws;
     }
 
     /** Widens elements of a non-heap B into a float buffer; one instance per thread and product. */
     @FunctionalInterface
-    protected interface Widener {
+    interface Widener {
         void widen(long start, int count, float[] dst, int dstOffset);
     }
 
     /** How B elements are widened; subclasses vectorize the storages they know. */
-    protected Widener widener(Storage b) {
+    Widener widener(Storage b) {
         return b::decode;
     }
 
@@ -425,7 +586,7 @@ public class ScalarBackend implements Backend {
         for (int i = i0; i < i1; i++) {
             int row = cOffset + i * ldc;
             if (beta == 0f) {
-                java.util.Arrays.fill(c, row + j0, row + j1, 0f);
+                Arrays.fill(c, row + j0, row + j1, 0f);
             } else {
                 for (int j = row + j0; j < row + j1; j++) {
                     c[j] *= beta;
@@ -441,6 +602,30 @@ public class ScalarBackend implements Backend {
         private float[] packedB = new float[0];
         private float[] row = new float[0];
         private float[] tile = new float[0];
+        private float[] stage = new float[0];
+        private int[] starts = new int[0];
+        private int[] aStarts = new int[0];
+
+        int[] aStarts(int size) {
+            if (aStarts.length < size) {
+                aStarts = new int[size];
+            }
+            return aStarts;
+        }
+
+        float[] stage(int size) {
+            if (stage.length < size) {
+                stage = new float[size];
+            }
+            return stage;
+        }
+
+        int[] starts(int size) {
+            if (starts.length < size) {
+                starts = new int[size];
+            }
+            return starts;
+        }
 
         float[] packedA(int size) {
             if (packedA.length < size) {
@@ -458,7 +643,7 @@ public class ScalarBackend implements Backend {
 
         float[] row(int size) {
             if (row.length < size) {
-                row = new float[Math.max(size, Math.max(KC, NC))];
+                row = new float[size];
             }
             return row;
         }

@@ -19,8 +19,8 @@ import jdk.incubator.vector.VectorSpecies;
  * platform's preferred vector width. It keeps {@link ScalarBackend}'s blocking, packing and
  * threading and replaces the inner loops: a register-blocked gemm micro-kernel of
  * {@code MR x 2} vectors built on lane-wise fused multiply-add (8 rows when the ISA has 32 vector
- * registers, as AVX-512 and AArch64 do, else 6), vectorized BF16 widening of B panels, and vector
- * dot / axpy / sum of squares.
+ * registers, as AVX-512 and AArch64 do, else 6), vectorized BF16/F16 widening of B panels, and
+ * vector dot / axpy / sum of squares.
  *
  * <p>This class is compiled separately with {@code --add-modules jdk.incubator.vector} and is only
  * ever loaded by name ({@link Backends}), so the rest of lora4j runs without the module. Every
@@ -32,13 +32,11 @@ public class VectorBackend extends ScalarBackend {
     private static final VectorSpecies<Float> F = FloatVector.SPECIES_PREFERRED;
     private static final int L = F.length();
     private static final VectorSpecies<Integer> I = F.withLanes(int.class);
-    /** Shorts with as many lanes as {@link #F}, for BF16 widening. */
-    private static final VectorSpecies<Short> S =
-            VectorSpecies.of(short.class, VectorShape.forBitSize(Math.max(64, L * Short.SIZE)));
+    /** Shorts with as many lanes as {@link #F}, for BF16/F16 widening (null if no such shape). */
+    private static final VectorSpecies<Short> S = speciesOrNull(short.class, L * Short.SIZE);
     /** Floats with as many lanes as a preferred double vector, converted to doubles lane by lane. */
     private static final VectorSpecies<Double> D = DoubleVector.SPECIES_PREFERRED;
-    private static final VectorSpecies<Float> FD =
-            VectorSpecies.of(float.class, VectorShape.forBitSize(Math.max(64, D.length() * Float.SIZE)));
+    private static final VectorSpecies<Float> FD = speciesOrNull(float.class, D.length() * Float.SIZE);
 
     private final boolean eightRows;
 
@@ -47,20 +45,30 @@ public class VectorBackend extends ScalarBackend {
      *     where the scalar backend is as fast
      */
     public VectorBackend() {
-        this(thirtyTwoRegisters());
+        this(KC, MC, NC);
     }
 
-    private VectorBackend(boolean eightRows) {
-        super(eightRows ? 8 : 6, 2 * requireUsefulWidth());
-        this.eightRows = eightRows;
+    /** With explicit cache blocking, for tuning experiments. */
+    VectorBackend(int kc, int mc, int nc) {
+        super(thirtyTwoRegisters() ? 8 : 6, 2 * requireUsefulWidth(), kc, mc, nc);
+        this.eightRows = thirtyTwoRegisters();
     }
 
     private static int requireUsefulWidth() {
-        if (L < 4 || S.length() != L || FD.length() != D.length()) {
+        if (L < 4 || S == null || FD == null) {
             throw new UnsupportedOperationException("the preferred vector species " + F + " holds " + L
-                    + " floats; vectors of at least 4 floats are needed for the vector backend to pay off");
+                    + " floats; the vector backend needs at least 4, with matching short and half-width float"
+                    + " shapes, to pay off");
         }
         return L;
+    }
+
+    private static <E> VectorSpecies<E> speciesOrNull(Class<E> type, int bits) {
+        try {
+            return VectorSpecies.of(type, VectorShape.forBitSize(bits));
+        } catch (IllegalArgumentException e) {
+            return null;
+        }
     }
 
     /** 16 accumulators + 3 operands fit in 32 registers (AVX-512, AArch64), not in 16 (AVX2). */
@@ -83,7 +91,7 @@ public class VectorBackend extends ScalarBackend {
     // ---------------------------------------------------------------- gemm
 
     @Override
-    protected void microKernel(int kc, float[] a, int aIndex, float[] b, int bIndex, float[] c, int cIndex, int ldc,
+    void microKernel(int kc, float[] a, int aIndex, float[] b, int bIndex, float[] c, int cIndex, int ldc,
                                float alpha) {
         if (eightRows) {
             kernel8x2(kc, a, aIndex, b, bIndex, c, cIndex, ldc, alpha);
@@ -93,8 +101,67 @@ public class VectorBackend extends ScalarBackend {
     }
 
     @Override
-    protected float accumulate(float c, float alpha, float sum) {
+    float accumulate(float c, float alpha, float sum) {
         return Math.fma(alpha, sum, c); // what update() does lane by lane
+    }
+
+    @Override
+    boolean hasRowKernel() {
+        return eightRows;
+    }
+
+    /** {@link #kernel8x2} with the broadcast operand read from eight rows in place. */
+    @Override
+    void rowKernel(int kc, float[] w, int[] starts, float[] b, int bi, float[] out) {
+        int r0 = starts[0], r1 = starts[1], r2 = starts[2], r3 = starts[3];
+        int r4 = starts[4], r5 = starts[5], r6 = starts[6], r7 = starts[7];
+        FloatVector c00 = FloatVector.zero(F), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
+        FloatVector c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
+        FloatVector c60 = c00, c61 = c00, c70 = c00, c71 = c00;
+        for (int p = 0; p < kc; p++, bi += 2 * L) {
+            FloatVector b0 = FloatVector.fromArray(F, b, bi);
+            FloatVector b1 = FloatVector.fromArray(F, b, bi + L);
+            FloatVector x = FloatVector.broadcast(F, w[r0 + p]);
+            c00 = x.fma(b0, c00);
+            c01 = x.fma(b1, c01);
+            x = FloatVector.broadcast(F, w[r1 + p]);
+            c10 = x.fma(b0, c10);
+            c11 = x.fma(b1, c11);
+            x = FloatVector.broadcast(F, w[r2 + p]);
+            c20 = x.fma(b0, c20);
+            c21 = x.fma(b1, c21);
+            x = FloatVector.broadcast(F, w[r3 + p]);
+            c30 = x.fma(b0, c30);
+            c31 = x.fma(b1, c31);
+            x = FloatVector.broadcast(F, w[r4 + p]);
+            c40 = x.fma(b0, c40);
+            c41 = x.fma(b1, c41);
+            x = FloatVector.broadcast(F, w[r5 + p]);
+            c50 = x.fma(b0, c50);
+            c51 = x.fma(b1, c51);
+            x = FloatVector.broadcast(F, w[r6 + p]);
+            c60 = x.fma(b0, c60);
+            c61 = x.fma(b1, c61);
+            x = FloatVector.broadcast(F, w[r7 + p]);
+            c70 = x.fma(b0, c70);
+            c71 = x.fma(b1, c71);
+        }
+        c00.intoArray(out, 0);
+        c01.intoArray(out, L);
+        c10.intoArray(out, 2 * L);
+        c11.intoArray(out, 3 * L);
+        c20.intoArray(out, 4 * L);
+        c21.intoArray(out, 5 * L);
+        c30.intoArray(out, 6 * L);
+        c31.intoArray(out, 7 * L);
+        c40.intoArray(out, 8 * L);
+        c41.intoArray(out, 9 * L);
+        c50.intoArray(out, 10 * L);
+        c51.intoArray(out, 11 * L);
+        c60.intoArray(out, 12 * L);
+        c61.intoArray(out, 13 * L);
+        c70.intoArray(out, 14 * L);
+        c71.intoArray(out, 15 * L);
     }
 
     private static void update(FloatVector sum, FloatVector alpha, float[] c, int i) {
@@ -194,11 +261,16 @@ public class VectorBackend extends ScalarBackend {
         update(c51, al, c, ci + L);
     }
 
-    /** BF16 and F32 buffers are copied in bulk and widened with vector shifts; others decode. */
+    /** BF16, F16 and F32 buffers are copied in bulk and widened with vector ops; others decode. */
     @Override
-    protected Widener widener(Storage b) {
-        if (b instanceof BufferStorage buffer && buffer.dtype() == DType.BF16) {
+    Widener widener(Storage b) {
+        if (b instanceof BufferStorage buffer && buffer.dtype() == DType.F32) {
+            FloatBuffer floats = buffer.bytes().asFloatBuffer();
+            return (start, count, dst, dstOffset) -> floats.get(Math.toIntExact(start), dst, dstOffset, count);
+        }
+        if (b instanceof BufferStorage buffer && (buffer.dtype() == DType.BF16 || buffer.dtype() == DType.F16)) {
             ShortBuffer shorts = buffer.bytes().asShortBuffer();
+            boolean bf16 = buffer.dtype() == DType.BF16;
             return new Widener() {
                 private short[] raw = new short[0];
 
@@ -208,26 +280,51 @@ public class VectorBackend extends ScalarBackend {
                         raw = new short[count];
                     }
                     shorts.get(Math.toIntExact(start), raw, 0, count);
-                    widenBf16(raw, count, dst, dstOffset);
+                    if (bf16) {
+                        widenBf16(raw, count, dst, dstOffset);
+                    } else {
+                        widenF16(raw, count, dst, dstOffset);
+                    }
                 }
             };
         }
-        if (b instanceof BufferStorage buffer && buffer.dtype() == DType.F32) {
-            FloatBuffer floats = buffer.bytes().asFloatBuffer();
-            return (start, count, dst, dstOffset) -> floats.get(Math.toIntExact(start), dst, dstOffset, count);
-        }
         return super.widener(b);
+    }
+
+    private static IntVector intLanes(short[] src, int i) {
+        return (IntVector) ShortVector.fromArray(S, src, i).convertShape(VectorOperators.S2I, I, 0);
     }
 
     /** bfloat16 is the upper half of a float32: sign-extend to int lanes, shift left 16, reinterpret. */
     static void widenBf16(short[] src, int count, float[] dst, int dstOffset) {
         int i = 0;
         for (int bound = S.loopBound(count); i < bound; i += L) {
-            ((IntVector) ShortVector.fromArray(S, src, i).convertShape(VectorOperators.S2I, I, 0))
-                    .lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().intoArray(dst, dstOffset + i);
+            intLanes(src, i).lanewise(VectorOperators.LSHL, 16).reinterpretAsFloats().intoArray(dst, dstOffset + i);
         }
         for (; i < count; i++) {
             dst[dstOffset + i] = Float.intBitsToFloat(src[i] << 16);
+        }
+    }
+
+    /**
+     * IEEE half to float, exactly: exponent and mantissa shifted into a float's low exponent bits
+     * give 2^-112 times the value, also for subnormals, so one multiply by 2^112 rebases it;
+     * infinities and NaNs (exponent 31) get the float exponent 255 instead.
+     */
+    static void widenF16(short[] src, int count, float[] dst, int dstOffset) {
+        FloatVector rebase = FloatVector.broadcast(F, 0x1p112f);
+        int i = 0;
+        for (int bound = S.loopBound(count); i < bound; i += L) {
+            IntVector h = intLanes(src, i);
+            IntVector magnitude = h.and(0x7fff);
+            IntVector sign = h.and(0x8000).lanewise(VectorOperators.LSHL, 16);
+            IntVector shifted = magnitude.lanewise(VectorOperators.LSHL, 13);
+            IntVector finite = shifted.reinterpretAsFloats().mul(rebase).reinterpretAsInts();
+            IntVector bits = finite.blend(shifted.or(0x7f800000), magnitude.compare(VectorOperators.GE, 0x7c00));
+            bits.or(sign).reinterpretAsFloats().intoArray(dst, dstOffset + i);
+        }
+        for (; i < count; i++) {
+            dst[dstOffset + i] = DType.f16ToFloat(src[i]);
         }
     }
 

@@ -58,16 +58,30 @@ class BackendsTest {
     void unknownNameListsTheChoices() {
         System.setProperty(Backends.PROPERTY, "tpu");
         IllegalStateException e = assertThrows(IllegalStateException.class, Backends::selectFromProperty);
-        assertTrue(e.getMessage().startsWith("-Dlora4j.backend=tpu names no backend; available: [scalar, vector"),
-                e.getMessage());
+        assertEquals("-Dlora4j.backend=tpu names no backend; available: [scalar, vector, test-refusing, test-delegating]"
+                + " (device backends appear when their module, e.g. lora-cuda, is on the class path)", e.getMessage());
     }
 
     @Test
-    void automaticChoicePrefersVectorWhenAvailable() {
+    void propertySelectsAServiceLoaderProvider() {
+        System.setProperty(Backends.PROPERTY, "test-delegating");
+        assertEquals("test-delegating", Backends.selectFromProperty().name());
+    }
+
+    @Test
+    void requestedProviderThatRefusesGivesReasonAndFix() {
+        System.setProperty(Backends.PROPERTY, "test-refusing");
+        IllegalStateException e = assertThrows(IllegalStateException.class, Backends::selectFromProperty);
+        assertEquals("-Dlora4j.backend=test-refusing: that backend cannot start: no test device is attached; fix that,"
+                + " or unset lora4j.backend to pick automatically", e.getMessage());
+    }
+
+    /** test-refusing (1000) refuses; vector (10) wins when enabled, else test-delegating (5) beats scalar (0). */
+    @Test
+    void automaticChoiceFollowsPriorityAndSkipsRefusals() {
         System.clearProperty(Backends.PROPERTY);
         Backend chosen = Backends.selectFromProperty();
-        assertEquals(Backends.vector().isPresent() ? "vector" : "scalar", chosen.name());
-        assertTrue(Backends.get().name().equals("scalar") || Backends.get().name().equals("vector"));
+        assertEquals(Backends.vector().isPresent() ? "vector" : "test-delegating", chosen.name());
         assertSame(Backends.get(), Backends.get());
     }
 }

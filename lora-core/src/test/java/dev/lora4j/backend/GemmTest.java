@@ -69,6 +69,12 @@ class GemmTest {
         final Storage bStorage;
 
         Problem(long seed, boolean ta, boolean tb, int m, int n, int k, float alpha, float beta, int pad, DType bType) {
+            this(seed, ta, tb, m, n, k, alpha, beta, pad, bType, bType == DType.F32);
+        }
+
+        /** {@code heap}: B as FloatStorage, else as a little-endian BufferStorage of {@code bType}. */
+        Problem(long seed, boolean ta, boolean tb, int m, int n, int k, float alpha, float beta, int pad, DType bType,
+                boolean heap) {
             SplittableRandom rng = new SplittableRandom(seed);
             this.ta = ta;
             this.tb = tb;
@@ -87,7 +93,7 @@ class GemmTest {
             a = random(rng, aOff + aRows * lda);
             float[] bValues = random(rng, bOff + bRows * ldb);
             c0 = random(rng, cOff + m * ldc + 1);
-            bStorage = bType == DType.F32 ? new FloatStorage(bValues) : BufferStorage.of(bValues, bType);
+            bStorage = heap ? new FloatStorage(bValues) : BufferStorage.of(bValues, bType);
             b = new float[bValues.length];
             bStorage.decode(0, b.length, b, 0); // the reference sees exactly the widened values
         }
@@ -165,7 +171,7 @@ class GemmTest {
 
     @ParameterizedTest(name = "{0} {1}/{2}")
     @MethodSource("backendsAndForms")
-    void halfPrecisionB(String name, boolean ta, boolean tb) {
+    void halfPrecisionAndBufferB(String name, boolean ta, boolean tb) {
         Backend backend = backend(name);
         for (DType type : new DType[] {DType.BF16, DType.F16}) {
             Problem p = new Problem(type.ordinal(), ta, tb, 31, 207, 207, 1.5f, 1f, 1, type);
@@ -173,6 +179,34 @@ class GemmTest {
         }
         Problem tall = new Problem(5, ta, tb, 207, 31, 702, 1f, 0f, 0, DType.BF16);
         tall.check(tall.run(backend), name + " " + form(ta, tb) + " 207x31x702 B BF16");
+        Problem mapped = new Problem(6, ta, tb, 31, 207, 207, 1f, 0f, 1, DType.F32, false);
+        mapped.check(mapped.run(backend), name + " " + form(ta, tb) + " B F32 in a BufferStorage");
+    }
+
+    /** Every BF16 and F16 bit pattern goes through the widening of B exactly (C = 1 x B). */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("backendNames")
+    void widensEveryHalfPrecisionBitPattern(String name) {
+        Backend backend = backend(name);
+        for (DType type : new DType[] {DType.BF16, DType.F16}) {
+            java.nio.ByteBuffer bytes = java.nio.ByteBuffer.allocate(2 * 65536).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+            for (int bits = 0; bits < 65536; bits++) {
+                bytes.putShort((short) bits);
+            }
+            bytes.flip();
+            BufferStorage b = new BufferStorage(bytes, type);
+            for (boolean tb : new boolean[] {false, true}) {
+                float[] c = new float[65536];
+                backend.gemm(false, tb, 1, 65536, 1, 1f, new FloatStorage(new float[] {1f}), 0, 1, b, 0, tb ? 1 : 65536,
+                        0f, new FloatStorage(c), 0, 65536);
+                for (int bits = 0; bits < 65536; bits++) {
+                    float expected = type == DType.BF16 ? DType.bf16ToFloat((short) bits) : DType.f16ToFloat((short) bits);
+                    if (!(c[bits] == expected || Float.isNaN(c[bits]) && Float.isNaN(expected))) {
+                        fail(name + " " + type + " bits 0x" + Integer.toHexString(bits) + ": " + c[bits] + " != " + expected);
+                    }
+                }
+            }
+        }
     }
 
     @ParameterizedTest(name = "{0}")
@@ -216,6 +250,50 @@ class GemmTest {
         backend.gemm(false, true, p.m - 13, p.n - cut, p.k, p.alpha, a, p.aOff + 13 * p.lda, p.lda, p.bStorage,
                 p.bOff + (long) cut * p.ldb, p.ldb, p.beta, c, p.cOff + 13 * p.ldc + cut, p.ldc);
         assertArrayEquals(first, split, "splitting C must not change any bit");
+    }
+
+    /**
+     * The four transpose forms over explicitly transposed copies are the same product, and every
+     * path (packed, or rows of B streamed for x·Wᵀ) sums in the same order: results must agree bit
+     * for bit. Shapes cover both the tall (m > k) and the deep (k >= m) case.
+     */
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("backendNames")
+    void transposeFormsAgreeBitForBit(String name) {
+        Backend backend = backend(name);
+        SplittableRandom rng = new SplittableRandom(29);
+        for (int[] s : new int[][] {{45, 70, 600}, {207, 37, 31}, {5, 9, 1100}}) {
+            int m = s[0];
+            int n = s[1];
+            int k = s[2];
+            float[] a = random(rng, m * k);
+            float[] b = random(rng, k * n);
+            float[] aT = transpose(a, m, k);
+            float[] bT = transpose(b, k, n);
+            float[] reference = null;
+            for (boolean ta : new boolean[] {false, true}) {
+                for (boolean tb : new boolean[] {false, true}) {
+                    float[] c = new float[m * n];
+                    backend.gemm(ta, tb, m, n, k, 0.3f, new FloatStorage(ta ? aT : a), 0, ta ? m : k,
+                            new FloatStorage(tb ? bT : b), 0, tb ? k : n, 0f, new FloatStorage(c), 0, n);
+                    if (reference == null) {
+                        reference = c;
+                    } else {
+                        assertArrayEquals(reference, c, name + " " + form(ta, tb) + " vs NN, " + m + "x" + n + "x" + k);
+                    }
+                }
+            }
+        }
+    }
+
+    static float[] transpose(float[] x, int rows, int cols) {
+        float[] t = new float[x.length];
+        for (int i = 0; i < rows; i++) {
+            for (int j = 0; j < cols; j++) {
+                t[j * rows + i] = x[i * cols + j];
+            }
+        }
+        return t;
     }
 
     @Test
