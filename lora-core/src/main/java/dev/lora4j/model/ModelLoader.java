@@ -97,19 +97,28 @@ public final class ModelLoader {
                 }
                 return t.name(name);
             });
-            unused.removeIf(n -> n.endsWith("rotary_emb.inv_freq"));
-            if (config.tieWordEmbeddings()) {
-                unused.remove("lm_head.weight");
-            }
-            if (!unused.isEmpty()) {
-                LOG.warn("{}: {} tensor(s) not used by {}: {}", folder, unused.size(), config.modelType(), unused);
-            }
+            warnAboutUnusedTensors(folder, config, unused);
             LOG.info("loaded {} ({} layers, hidden {}, {} parameters, {} MB of weights) from {}", config.modelType(),
                     config.numHiddenLayers(), config.hiddenSize(), model.baseParameterCount(),
                     model.baseByteSize() / (1 << 20), folder);
             return model;
         } catch (IOException e) {
             throw new UncheckedIOException("reading model folder " + folder + ": " + e.getMessage(), e);
+        }
+    }
+
+    /**
+     * Logs, as one warning, checkpoint tensors the model did not read (nothing is dropped
+     * silently). RoPE's cached inv_freq and a stored lm_head.weight of a tied model are expected.
+     */
+    public static void warnAboutUnusedTensors(Path folder, LlamaConfig config, Set<String> unused) {
+        Set<String> left = new LinkedHashSet<>(unused);
+        left.removeIf(n -> n.endsWith("rotary_emb.inv_freq"));
+        if (config.tieWordEmbeddings()) {
+            left.remove("lm_head.weight");
+        }
+        if (!left.isEmpty()) {
+            LOG.warn("{}: {} tensor(s) not used by {}: {}", folder, left.size(), config.modelType(), left);
         }
     }
 

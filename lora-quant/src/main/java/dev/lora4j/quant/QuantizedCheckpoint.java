@@ -103,13 +103,7 @@ public final class QuantizedCheckpoint {
                     Tensor t = tensor(checkpoint, file, config, bnb, name, shape, unused);
                     return t.name(name);
                 });
-                unused.removeIf(n -> n.endsWith("rotary_emb.inv_freq"));
-                if (config.tieWordEmbeddings()) {
-                    unused.remove("lm_head.weight");
-                }
-                if (!unused.isEmpty()) {
-                    LOG.warn("{}: {} tensor(s) not used by {}: {}", folder, unused.size(), config.modelType(), unused);
-                }
+                ModelLoader.warnAboutUnusedTensors(folder, config, unused);
                 DType dtype = model.embedTokens().dtype().isFloatingPoint() ? model.embedTokens().dtype() : DType.F32;
                 LOG.info("loaded 4-bit {} ({} layers, {} parameters, {} MB of frozen weights) from {}", bnb.describe(),
                         config.numHiddenLayers(), model.baseParameterCount(), model.baseByteSize() >> 20, folder);
