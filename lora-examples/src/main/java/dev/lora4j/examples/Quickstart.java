@@ -27,7 +27,8 @@ import java.util.List;
  * format, reloads it, and merges it into the base.
  *
  * <p>Arguments (all optional): model folder (default models/arith-tiny), output folder (default
- * target/quickstart), optimizer steps (default 450).
+ * target/quickstart), optimizer steps (default 450), learning rate (default 3e-3), LoRA rank (default 8;
+ * alpha = 2·rank).
  */
 public final class Quickstart {
     private Quickstart() {
@@ -38,6 +39,8 @@ public final class Quickstart {
         Path modelDir = Path.of(a.size() > 0 ? a.get(0) : "models/arith-tiny");
         Path outDir = Path.of(a.size() > 1 ? a.get(1) : "target/quickstart");
         int steps = a.size() > 2 ? Integer.parseInt(a.get(2)) : 450;
+        double lr = a.size() > 3 ? Double.parseDouble(a.get(3)) : 3e-3;
+        int rank = a.size() > 4 ? Integer.parseInt(a.get(4)) : 8;
         int batch = 16;
         long start = System.nanoTime();
 
@@ -59,7 +62,7 @@ public final class Quickstart {
         System.out.printf("before LoRA: held-out accuracy %.1f%% (%d questions)%n", 100 * before, heldOut.size());
         printGenerations(base, tok, showcase);
 
-        LoraConfig config = LoraConfig.rank(8).alpha(16).targets(Target.ALL).seed(42);
+        LoraConfig config = LoraConfig.rank(rank).alpha(2 * rank).targets(Target.ALL).seed(42);
         LoraModel lora = LoraModel.wrap(base, config);
         LlamaModel model = lora.model();
         System.out.printf("LoRA r=%d, alpha=%.0f on %s: %,d trainable of %,d parameters (%.2f%%)%n", config.rank(),
@@ -71,7 +74,7 @@ public final class Quickstart {
             examples.add(ArithmeticText.instruction(tok, p));
         }
         Trainer trainer = Trainer.builder(model)
-                .learningRate(3e-3).weightDecay(0.01).warmupSteps(10).maxSteps(steps)
+                .learningRate(lr).weightDecay(0.01).warmupSteps(10).maxSteps(steps)
                 .globalBatchSize(batch).microBatchSize(batch).seed(42).padTokenId(tok.eosId().orElseThrow())
                 .listener(TrainerListener.onEachStep(m -> {
                     if (m.step() % 25 == 0 || m.step() == m.totalSteps()) {
