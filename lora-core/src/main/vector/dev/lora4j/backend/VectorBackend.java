@@ -382,10 +382,10 @@ public class VectorBackend extends ScalarBackend {
             s0 = v0.fma(v0, s0);
             s1 = v1.fma(v1, s1);
         }
-        double[] lanes = s0.add(s1).toArray();
+        DoubleVector total = s0.add(s1);
         double sum = 0;
-        for (double lane : lanes) {
-            sum += lane;
+        for (int lane = 0; lane < total.length(); lane++) {
+            sum += total.lane(lane);
         }
         for (; i < n; i++) {
             double v = x[offset + i];
@@ -394,11 +394,15 @@ public class VectorBackend extends ScalarBackend {
         return sum;
     }
 
+    /**
+     * Lanes summed in index order (reduceLanes leaves its order open, and results must be
+     * deterministic). lane(i) instead of toArray(): no allocation in this per-dot-product path,
+     * whose cost otherwise depended on whether the JIT's escape analysis removed the array.
+     */
     private static float sumLanes(FloatVector v) {
-        float[] lanes = v.toArray();
         float sum = 0f;
-        for (float lane : lanes) {
-            sum += lane;
+        for (int i = 0; i < v.length(); i++) {
+            sum += v.lane(i);
         }
         return sum;
     }
