@@ -122,8 +122,6 @@ public final class Autograd {
                     + "contributed to it (were all parameters frozen, or was it computed under noGrad()?)");
         }
         List<Tensor> order = topologicalOrder(root);
-        Map<Tensor, Boolean> isRoot = new IdentityHashMap<>();
-        isRoot.put(root, true);
         if (root.isLeaf()) {
             accumulate(root, seed);
             return;

@@ -2,7 +2,6 @@ package dev.lora4j.autograd;
 
 import dev.lora4j.backend.Backend;
 import dev.lora4j.backend.Backends;
-import dev.lora4j.tensor.FloatStorage;
 import dev.lora4j.tensor.Tensor;
 import java.util.Arrays;
 
@@ -130,9 +129,5 @@ public final class MatMul {
 
     static String describe(Tensor t) {
         return t.name() != null ? "'" + t.name() + "'" : Arrays.toString(t.shape());
-    }
-
-    static boolean isHeapF32(Tensor t) {
-        return t.storage() instanceof FloatStorage;
     }
 }

@@ -141,8 +141,10 @@ public final class PythonJson {
         return node.asText();
     }
 
-    /** Python orders str keys by code point; String.compareTo orders UTF-16 units, which differs above U+FFFF. */
-    /** Python's string order (by code point, not UTF-16 unit), as sort_keys uses. */
+    /**
+     * Python's string order (by code point, not UTF-16 unit, which differs above U+FFFF), as
+     * sort_keys uses; it is also the byte order of the UTF-8 encodings.
+     */
     public static int compareCodePoints(String a, String b) {
         int i = 0;
         int j = 0;

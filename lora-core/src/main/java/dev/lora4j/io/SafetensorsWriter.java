@@ -256,24 +256,8 @@ public final class SafetensorsWriter {
     private List<Entry> ordered() {
         List<Entry> ordered = new ArrayList<>(entries.values());
         ordered.sort(Comparator.<Entry>comparingInt(e -> -ALIGNMENT_ORDER.indexOf(e.dtype().safetensorsName()))
-                .thenComparing(Entry::name, SafetensorsWriter::compareUtf8));
+                .thenComparing(Entry::name, PythonJson::compareCodePoints)); // = UTF-8 byte order
         return ordered;
-    }
-
-    /** Byte order of UTF-8 encodings equals code point order (unlike UTF-16 {@code compareTo}). */
-    private static int compareUtf8(String a, String b) {
-        int i = 0;
-        int j = 0;
-        while (i < a.length() && j < b.length()) {
-            int ca = a.codePointAt(i);
-            int cb = b.codePointAt(j);
-            if (ca != cb) {
-                return Integer.compare(ca, cb);
-            }
-            i += Character.charCount(ca);
-            j += Character.charCount(cb);
-        }
-        return Boolean.compare(i < a.length(), j < b.length());
     }
 
     private byte[] header(List<Entry> ordered) {

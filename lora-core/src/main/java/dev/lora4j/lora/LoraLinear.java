@@ -5,9 +5,7 @@ import dev.lora4j.autograd.Elementwise;
 import dev.lora4j.autograd.MatMul;
 import dev.lora4j.backend.Backends;
 import dev.lora4j.nn.Linear;
-import dev.lora4j.tensor.DType;
 import dev.lora4j.tensor.FloatStorage;
-import dev.lora4j.tensor.Storage;
 import dev.lora4j.tensor.Tensor;
 import java.util.ArrayList;
 import java.util.Collections;
@@ -184,10 +182,5 @@ public final class LoraLinear extends Linear {
 
     public Set<String> merged() {
         return Collections.unmodifiableSet(merged);
-    }
-
-    /** The merged weight in the given dtype (for saving a merged checkpoint). */
-    public Storage weightAs(DType dtype) {
-        return dev.lora4j.tensor.BufferStorage.of(weight().toFloatArray(), dtype);
     }
 }
