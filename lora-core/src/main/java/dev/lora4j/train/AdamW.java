@@ -1,7 +1,12 @@
 package dev.lora4j.train;
 
+import dev.lora4j.io.SafetensorsWriter;
+import dev.lora4j.tensor.DType;
 import dev.lora4j.tensor.Tensor;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
+import java.util.Set;
 
 /**
  * AdamW exactly as torch.optim.AdamW (Loshchilov and Hutter; decoupled weight decay), per element
@@ -86,6 +91,43 @@ public final class AdamW extends BaseOptimizer {
     /** First and second moment buffers of parameter i (for checkpoints and tests). */
     public float[][] moments(int i) {
         return new float[][] {m[i], v[i]};
+    }
+
+    @Override
+    String kind() {
+        return "AdamW";
+    }
+
+    @Override
+    Map<String, String> hyperParameters() {
+        Map<String, String> hp = new LinkedHashMap<>();
+        hp.put("beta1", Double.toString(beta1));
+        hp.put("beta2", Double.toString(beta2));
+        hp.put("eps", Double.toString(eps));
+        hp.put("weight_decay", Double.toString(weightDecay));
+        return hp;
+    }
+
+    @Override
+    void exportState(int i, String prefix, SafetensorsWriter out) {
+        int[] shape = params.get(i).shape();
+        out.add(prefix + "exp_avg", Tensor.of(m[i], shape));
+        out.add(prefix + "exp_avg_sq", Tensor.of(v[i], shape));
+        out.addLongs(prefix + "step", DType.I64, new int[0], new long[] {steps[i]});
+    }
+
+    @Override
+    Runnable importState(int i, String prefix, StateFile in, Set<String> used) {
+        Tensor p = params.get(i);
+        float[] expAvg = in.floats(prefix + "exp_avg", p);
+        float[] expAvgSq = in.floats(prefix + "exp_avg_sq", p);
+        long step = in.count(prefix + "step");
+        used.addAll(List.of(prefix + "exp_avg", prefix + "exp_avg_sq", prefix + "step"));
+        return () -> {
+            System.arraycopy(expAvg, 0, m[i], 0, expAvg.length);
+            System.arraycopy(expAvgSq, 0, v[i], 0, expAvgSq.length);
+            steps[i] = step;
+        };
     }
 
     @Override

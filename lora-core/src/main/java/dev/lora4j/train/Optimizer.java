@@ -1,6 +1,8 @@
 package dev.lora4j.train;
 
 import dev.lora4j.tensor.Tensor;
+import java.io.IOException;
+import java.nio.file.Path;
 import java.util.List;
 
 /** Updates trainable tensors from their accumulated gradients, then the caller clears them. */
@@ -27,4 +29,23 @@ public interface Optimizer {
 
     /** Bytes of optimizer state (moment buffers), for memory reports. */
     long stateBytes();
+
+    /**
+     * Writes the optimizer's state (buffers, per-parameter step counts, its kind and
+     * hyper-parameters, {@link #stepCount()}) to a safetensors file, atomically. Buffers are keyed
+     * {@code <parameter name>.<buffer>} with torch.optim's buffer names ({@code exp_avg},
+     * {@code exp_avg_sq}, {@code step} for AdamW; {@code momentum_buffer} for SGD).
+     *
+     * @param parameterNames one unique name per {@link #parameters()} entry, in the same order
+     */
+    void saveState(Path file, List<String> parameterNames) throws IOException;
+
+    /**
+     * Restores a state written by {@link #saveState} for parameters with the same names and
+     * shapes (the order may differ). Everything is checked before anything changes: the optimizer
+     * kind, the hyper-parameters, unknown or missing parameters and shapes each fail with an
+     * {@link IllegalArgumentException} that names the file, the entry and both values. The learning
+     * rate is not restored: a schedule sets it before every step.
+     */
+    void loadState(Path file, List<String> parameterNames) throws IOException;
 }

@@ -1,7 +1,11 @@
 package dev.lora4j.train;
 
+import dev.lora4j.io.SafetensorsWriter;
 import dev.lora4j.tensor.Tensor;
+import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Map;
+import java.util.Set;
 
 /**
  * SGD with momentum exactly as torch.optim.SGD: g ← g + λp (weight decay is coupled, PyTorch's
@@ -71,6 +75,39 @@ public final class Sgd extends BaseOptimizer {
             n += b == null ? 0 : 4L * b.length;
         }
         return n;
+    }
+
+    @Override
+    String kind() {
+        return "SGD";
+    }
+
+    @Override
+    Map<String, String> hyperParameters() {
+        Map<String, String> hp = new LinkedHashMap<>();
+        hp.put("momentum", Double.toString(momentum));
+        hp.put("dampening", Double.toString(dampening));
+        hp.put("weight_decay", Double.toString(weightDecay));
+        hp.put("nesterov", Boolean.toString(nesterov));
+        return hp;
+    }
+
+    /** A parameter that has not had a gradient yet has no buffer, as in torch, and none is written. */
+    @Override
+    void exportState(int i, String prefix, SafetensorsWriter out) {
+        if (buffers[i] != null) {
+            out.add(prefix + "momentum_buffer", Tensor.of(buffers[i], params.get(i).shape()));
+        }
+    }
+
+    @Override
+    Runnable importState(int i, String prefix, StateFile in, Set<String> used) {
+        String name = prefix + "momentum_buffer";
+        float[] buffer = in.contains(name) ? in.floats(name, params.get(i)) : null;
+        if (buffer != null) {
+            used.add(name); // with momentum 0 no file has buffers: the hyper-parameter check rejects it first
+        }
+        return () -> buffers[i] = buffer;
     }
 
     @Override

@@ -2,13 +2,30 @@ package dev.lora4j.train;
 
 import dev.lora4j.autograd.Elementwise;
 import dev.lora4j.data.Example;
+import dev.lora4j.eval.LossEvaluator;
+import dev.lora4j.io.SafetensorsFile;
+import dev.lora4j.io.SafetensorsWriter;
 import dev.lora4j.lora.LoraAdapter;
 import dev.lora4j.lora.LoraLinear;
+import dev.lora4j.lora.LoraModel;
 import dev.lora4j.model.LlamaModel;
 import dev.lora4j.nn.Linear;
 import dev.lora4j.tensor.Tensor;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Collections;
+import java.util.HashSet;
+import java.util.IdentityHashMap;
+import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
 import java.util.List;
+import java.util.Map;
+import java.util.Objects;
+import java.util.Optional;
+import java.util.Set;
 import java.util.SplittableRandom;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -25,6 +42,11 @@ import org.slf4j.LoggerFactory;
  *     .listener(m -> log.info("step {} loss {}", m.step(), m.loss()))
  *     .build();
  * trainer.fit(examples);
+ *
+ * // checkpoints every 200 steps, validation every 100; after a crash, the same code with
+ * // .resumeFrom(dir) continues from the newest complete checkpoint
+ * Trainer.builder(loraModel).checkpointDir(dir).checkpointEvery(200).keepLastCheckpoints(3)
+ *     .validation(heldOut, 100).build().fit(examples);
  * }</pre>
  */
 public final class Trainer {
@@ -35,6 +57,10 @@ public final class Trainer {
         ADAMW,
         SGD
     }
+
+    /** Domain tags that keep the random streams derived from one seed apart. */
+    private static final long DATA_ORDER_STREAM = 0x6461746120L;
+    private static final long DROPOUT_STREAM = 0x64726f70L;
 
     private final Builder config;
     private final LlamaModel model;
@@ -52,16 +78,28 @@ public final class Trainer {
         this.optimizer = b.optimizer == OptimizerKind.ADAMW
                 ? new AdamW(parameters, b.learningRate, b.beta1, b.beta2, b.eps, b.weightDecay)
                 : new Sgd(parameters, b.learningRate, b.momentum, 0, b.weightDecay, false);
-        long seed = b.seed;
-        for (Linear lin : model.linears().values()) {
-            if (lin instanceof LoraLinear ll) {
-                ll.seedDropout(seed ^ lin.name().hashCode());
-            }
-        }
     }
 
     public static Builder builder(LlamaModel model) {
-        return new Builder(model);
+        return new Builder(model, null);
+    }
+
+    /**
+     * A trainer for {@code lora.model()} that also writes the adapters as PEFT folders into each
+     * checkpoint ({@code adapter/}), ready for {@code PeftModel.from_pretrained} or
+     * {@link LoraModel#load}.
+     */
+    public static Builder builder(LoraModel lora) {
+        Objects.requireNonNull(lora, "lora");
+        return new Builder(lora.model(), lora);
+    }
+
+    /**
+     * The newest complete checkpoint folder under {@code checkpointDir}; folders of interrupted
+     * saves ({@code *.tmp}) are logged and ignored.
+     */
+    public static Optional<Path> latestCheckpoint(Path checkpointDir) {
+        return TrainingCheckpoints.latest(checkpointDir);
     }
 
     /** Every tensor of the model that requires a gradient: LoRA A/B, and base tensors if made trainable. */
@@ -95,6 +133,42 @@ public final class Trainer {
         return parameters;
     }
 
+    /**
+     * The stable name of each of {@link #parameters()}, used as keys in checkpoints: a base tensor's
+     * key in {@link LlamaModel#allTensors()} (e.g. {@code model.norm.weight}); a LoRA matrix's PEFT
+     * key ({@code base_model.model.<module>.lora_A.weight} for the "default" adapter, as in
+     * adapter_model.safetensors, and {@code base_model.model.<module>.lora_A.<adapter>.weight} for
+     * others, as in PEFT's state_dict); otherwise the tensor's own {@link Tensor#name()}.
+     *
+     * @throws IllegalStateException if a parameter has no name or two share one
+     */
+    public List<String> parameterNames() {
+        Map<Tensor, String> known = new IdentityHashMap<>();
+        model.allTensors().forEach((name, t) -> known.putIfAbsent(t, name));
+        for (Linear lin : model.linears().values()) {
+            if (lin instanceof LoraLinear ll) {
+                for (Map.Entry<String, LoraAdapter> e : ll.adapters().entrySet()) {
+                    String infix = e.getKey().equals(LoraModel.DEFAULT_ADAPTER) ? "" : "." + e.getKey();
+                    known.putIfAbsent(e.getValue().a(), "base_model.model." + lin.name() + ".lora_A" + infix + ".weight");
+                    known.putIfAbsent(e.getValue().b(), "base_model.model." + lin.name() + ".lora_B" + infix + ".weight");
+                }
+            }
+        }
+        List<String> names = new ArrayList<>();
+        Set<String> seen = new HashSet<>();
+        for (int i = 0; i < parameters.size(); i++) {
+            Tensor p = parameters.get(i);
+            String name = known.getOrDefault(p, p.name());
+            if (name == null || name.isEmpty() || !seen.add(name)) {
+                throw new IllegalStateException("checkpoints need a unique name for every trainable tensor, but parameter "
+                        + i + " (" + p + ") " + (name == null || name.isEmpty() ? "has none" : "shares the name '" + name
+                        + "'") + "; name it with Tensor.name(...)");
+            }
+            names.add(name);
+        }
+        return names;
+    }
+
     /** Number of optimizer steps {@link #fit} will run on a dataset of this size. */
     public long totalSteps(int datasetSize) {
         if (config.maxSteps > 0) {
@@ -103,32 +177,55 @@ public final class Trainer {
         return (long) config.epochs * ((datasetSize + config.globalBatchSize - 1) / config.globalBatchSize);
     }
 
-    /** Trains on {@code data}; returns when the step budget (maxSteps, or epochs) is used. */
+    /**
+     * Trains on {@code data}; returns when the step budget (maxSteps, or epochs) is used, or at
+     * {@link Builder#stopAfterSteps}. With {@link Builder#resumeFrom} it first restores a
+     * checkpoint made with the same settings and data, and continues from its step.
+     *
+     * @throws IllegalArgumentException if the data is unusable, or a resumed checkpoint was made
+     *     with other settings or data (the message names each difference)
+     * @throws UncheckedIOException if a checkpoint cannot be read or written
+     */
     public TrainerListener.TrainingResult fit(List<Example> data) {
         if (data.isEmpty()) {
             throw new IllegalArgumentException("Trainer.fit: the training set is empty");
         }
-        int maxLen = model.config().maxPositionEmbeddings();
-        for (int i = 0; i < data.size(); i++) {
-            if (data.get(i).length() > maxLen) {
-                throw new IllegalArgumentException("Trainer.fit: example " + i + " has " + data.get(i).length()
-                        + " tokens, more than max_position_embeddings " + maxLen + "; truncate it when building the dataset");
-            }
+        checkLengths("example", data);
+        if (config.validationData != null) {
+            checkLengths("validation example", config.validationData);
         }
         long total = totalSteps(data.size());
         LearningRateSchedule schedule = LearningRateSchedule.warmupCosine(config.learningRate, config.warmupSteps, total,
                 config.minLearningRate);
         int accumulation = config.globalBatchSize / config.microBatchSize;
+        String dataHash = datasetHash(data);
+        List<String> names = config.checkpointDir != null || config.resumeFrom != null ? parameterNames() : List.of();
+        Progress run = new Progress(total);
+        if (config.resumeFrom != null) {
+            restore(run, names, data.size(), dataHash, total);
+        }
+        if (config.checkpointDir != null) {
+            refuseToOverwrite(run.step);
+        }
+        List<LoraLinear> dropoutLayers = new ArrayList<>();
+        for (Linear lin : model.linears().values()) {
+            if (lin instanceof LoraLinear ll) {
+                dropoutLayers.add(ll);
+            }
+        }
         IndexStream order = new IndexStream(data.size(), config.seed, config.shuffle);
-        double[] losses = new double[(int) total];
-        long tokens = 0;
+        order.skip(run.step * config.globalBatchSize);
+        long stopAt = config.stopAfterSteps > 0 ? Math.min(total, config.stopAfterSteps) : total;
         long start = System.nanoTime();
-        LOG.info("training {} parameters ({} tensors) for {} steps: {} micro-batches of {} per step, {}", count(parameters),
-                parameters.size(), total, accumulation, config.microBatchSize, optimizer);
-        double lastLoss = Double.NaN;
-        for (long step = 0; step < total; step++) {
+        LOG.info("training {} parameters ({} tensors) for {} steps{}: {} micro-batches of {} per step, {}",
+                count(parameters), parameters.size(), total, run.step > 0 ? " from step " + run.step : "", accumulation,
+                config.microBatchSize, optimizer);
+        for (long step = run.step; step < stopAt; step++) {
             double lr = schedule.at(step);
             optimizer.setLearningRate(lr);
+            for (LoraLinear ll : dropoutLayers) {
+                ll.seedDropout(derive(config.seed, DROPOUT_STREAM, step, ll.name().hashCode()));
+            }
             double stepLoss = 0;
             for (int micro = 0; micro < accumulation; micro++) {
                 List<Example> examples = new ArrayList<>(config.microBatchSize);
@@ -144,27 +241,252 @@ public final class Trainer {
                 }
                 stepLoss += value / accumulation;
                 Elementwise.scale(loss, 1f / accumulation).backward();
-                tokens += batch.realTokens();
+                run.tokens += batch.realTokens();
             }
             double norm = config.maxGradNorm > 0 ? GradientClipping.clip(parameters, config.maxGradNorm)
                     : GradientClipping.globalNorm(parameters);
             optimizer.step();
             optimizer.zeroGrad();
-            losses[(int) step] = stepLoss;
-            lastLoss = stepLoss;
-            double elapsed = (System.nanoTime() - start) / 1e9;
-            TrainerListener.StepMetrics m = new TrainerListener.StepMetrics(step + 1, total, stepLoss, lr, norm, tokens,
-                    tokens / Math.max(elapsed, 1e-9), elapsed);
+            run.losses[(int) step] = stepLoss;
+            run.step = step + 1;
+            run.learningRate = lr;
+            double elapsed = run.elapsedBefore + (System.nanoTime() - start) / 1e9;
+            TrainerListener.StepMetrics m = new TrainerListener.StepMetrics(run.step, total, stepLoss, lr, norm, run.tokens,
+                    run.tokens / Math.max(elapsed, 1e-9), elapsed);
             for (TrainerListener l : config.listeners) {
                 l.onStep(m);
             }
+            if (config.validationData != null && (run.step % config.validationEvery == 0 || run.step == total)) {
+                validate(run);
+            }
+            if (config.checkpointDir != null
+                    && ((config.checkpointEvery > 0 && run.step % config.checkpointEvery == 0) || run.step == stopAt)) {
+                run.elapsedBefore += (System.nanoTime() - start) / 1e9;
+                start = System.nanoTime();
+                saveCheckpoint(run, names, data.size(), dataHash);
+            }
         }
-        TrainerListener.TrainingResult result = new TrainerListener.TrainingResult(total, lastLoss, tokens,
-                (System.nanoTime() - start) / 1e9, losses);
+        if (run.step < total) {
+            LOG.info("stopped after step {} of {} (stopAfterSteps {}); resume to continue", run.step, total,
+                    config.stopAfterSteps);
+        }
+        double seconds = run.elapsedBefore + (System.nanoTime() - start) / 1e9;
+        TrainerListener.TrainingResult result = new TrainerListener.TrainingResult(run.step,
+                run.step == 0 ? Double.NaN : run.losses[(int) run.step - 1], run.tokens, seconds,
+                Arrays.copyOf(run.losses, (int) run.step), total);
         for (TrainerListener l : config.listeners) {
             l.onEnd(result);
         }
         return result;
+    }
+
+    /** What a run has done so far; restored from a checkpoint when resuming. */
+    private static final class Progress {
+        long step;
+        long tokens;
+        double learningRate = Double.NaN;
+        double elapsedBefore;
+        final double[] losses;
+        final List<TrainerListener.ValidationMetrics> validations = new ArrayList<>();
+
+        Progress(long total) {
+            losses = new double[Math.toIntExact(total)];
+        }
+    }
+
+    private void checkLengths(String what, List<Example> examples) {
+        int maxLen = model.config().maxPositionEmbeddings();
+        for (int i = 0; i < examples.size(); i++) {
+            if (examples.get(i).length() > maxLen) {
+                throw new IllegalArgumentException("Trainer.fit: " + what + " " + i + " has " + examples.get(i).length()
+                        + " tokens, more than max_position_embeddings " + maxLen + "; truncate it when building the dataset");
+            }
+        }
+    }
+
+    private void validate(Progress run) {
+        LossEvaluator.LossResult r = LossEvaluator.evaluate(model, config.validationData, config.microBatchSize,
+                config.padTokenId);
+        TrainerListener.ValidationMetrics v = new TrainerListener.ValidationMetrics(run.step, r.loss(), r.perplexity(),
+                r.tokens());
+        run.validations.add(v);
+        LOG.info("step {}: validation loss {} (perplexity {}) over {} tokens", run.step, r.loss(), r.perplexity(),
+                r.tokens());
+        for (TrainerListener l : config.listeners) {
+            l.onValidation(v);
+        }
+    }
+
+    // ---------------------------------------------------------------- checkpoints
+
+    private void saveCheckpoint(Progress run, List<String> names, int datasetSize, String dataHash) {
+        TrainerState state = new TrainerState(run.step, run.losses.length, run.step * config.globalBatchSize, datasetSize,
+                dataHash, config.seed, run.learningRate, run.tokens, run.elapsedBefore, config.settings(), names,
+                Arrays.copyOf(run.losses, (int) run.step), List.copyOf(run.validations));
+        Path dir;
+        try {
+            dir = TrainingCheckpoints.commit(config.checkpointDir, run.step, tmp -> {
+                SafetensorsWriter tensors = new SafetensorsWriter().metadata("format", "pt");
+                for (int i = 0; i < parameters.size(); i++) {
+                    tensors.add(names.get(i), parameters.get(i));
+                }
+                tensors.write(tmp.resolve(TrainingCheckpoints.TRAINABLE_FILE));
+                if (config.lora != null) {
+                    saveAdapters(tmp.resolve(TrainingCheckpoints.ADAPTER_DIR));
+                }
+                optimizer.saveState(tmp.resolve(TrainingCheckpoints.OPTIMIZER_FILE), names);
+                state.write(tmp.resolve(TrainingCheckpoints.STATE_FILE)); // last: its presence marks a complete folder
+            }, config.checkpointHook);
+            if (config.keepLastCheckpoints > 0) {
+                TrainingCheckpoints.prune(config.checkpointDir, config.keepLastCheckpoints);
+            }
+        } catch (IOException | UncheckedIOException e) {
+            throw new UncheckedIOException(new IOException("saving the checkpoint of step " + run.step + " into "
+                    + config.checkpointDir + " failed: " + e.getMessage() + "; earlier checkpoints are untouched", e));
+        }
+        LOG.info("saved checkpoint {}", dir);
+        for (TrainerListener l : config.listeners) {
+            l.onCheckpoint(dir, run.step);
+        }
+    }
+
+    /** Every adapter with a tensor among the trained ones, as PEFT's save_pretrained lays them out. */
+    private void saveAdapters(Path dir) {
+        Set<Tensor> trained = Collections.newSetFromMap(new IdentityHashMap<>());
+        trained.addAll(parameters);
+        for (String name : config.lora.adapterNames()) {
+            boolean isTrained = config.lora.peftTensors(name, t -> t).values().stream().anyMatch(trained::contains);
+            if (isTrained) {
+                config.lora.saveAdapter(name, name.equals(LoraModel.DEFAULT_ADAPTER) ? dir : dir.resolve(name));
+            }
+        }
+    }
+
+    /** A fresh run must not mix its checkpoints with another run's, nor overwrite any. */
+    private void refuseToOverwrite(long fromStep) {
+        List<String> later = new ArrayList<>();
+        for (TrainingCheckpoints.Saved c : TrainingCheckpoints.complete(config.checkpointDir)) {
+            if (c.step() > fromStep) {
+                later.add(c.dir().getFileName().toString());
+            }
+        }
+        if (!later.isEmpty()) {
+            throw new IllegalStateException("checkpointDir " + config.checkpointDir + " already holds checkpoint(s) "
+                    + later + " past step " + fromStep + " of this run; resume from them with resumeFrom("
+                    + config.checkpointDir + "), delete them, or choose another checkpointDir");
+        }
+    }
+
+    private void restore(Progress run, List<String> names, int datasetSize, String dataHash, long total) {
+        Path dir = TrainingCheckpoints.resolve(config.resumeFrom);
+        try {
+            TrainerState state = TrainerState.read(dir.resolve(TrainingCheckpoints.STATE_FILE));
+            List<String> differences = new ArrayList<>();
+            Map<String, Object> settings = config.settings();
+            for (Map.Entry<String, Object> e : settings.entrySet()) {
+                Object saved = state.settings().get(e.getKey());
+                if (saved == null || !TrainerState.sameSetting(e.getValue(), saved)) {
+                    differences.add(e.getKey() + " (checkpoint " + saved + ", now " + e.getValue() + ")");
+                }
+            }
+            if (state.datasetSize() != datasetSize) {
+                differences.add("dataset size (checkpoint " + state.datasetSize() + " examples, now " + datasetSize + ")");
+            } else if (!state.datasetHash().equals(dataHash)) {
+                differences.add("dataset content (same size " + datasetSize + ", different tokens or labels: hash "
+                        + state.datasetHash() + " vs " + dataHash + ")");
+            }
+            if (!differences.isEmpty()) {
+                throw new IllegalArgumentException("resumeFrom " + dir + ": the run differs from the checkpoint's in "
+                        + String.join(", ", differences) + "; resume with the checkpoint's settings and data, or start a "
+                        + "new run in another checkpointDir");
+            }
+            if (state.totalSteps() != total || state.step() > total) {
+                throw new IllegalArgumentException("resumeFrom " + dir + ": the checkpoint is at step " + state.step() + " of "
+                        + state.totalSteps() + " but this run has " + total + " steps");
+            }
+            Set<String> saved = new LinkedHashSet<>(state.trainableTensors());
+            if (!saved.equals(new LinkedHashSet<>(names))) {
+                Set<String> missing = new LinkedHashSet<>(names);
+                missing.removeAll(saved);
+                Set<String> extra = new LinkedHashSet<>(saved);
+                extra.removeAll(names);
+                throw new IllegalArgumentException("resumeFrom " + dir + ": the trainable tensors differ: " + missing.size()
+                        + " trained now but not in the checkpoint" + (missing.isEmpty() ? "" : " (e.g. " + missing.iterator().next()
+                        + ")") + ", " + extra.size() + " in the checkpoint but not trained now" + (extra.isEmpty() ? ""
+                        : " (e.g. " + extra.iterator().next() + ")") + "; use the same LoRA targets, rank and adapters");
+            }
+            restoreTensors(dir.resolve(TrainingCheckpoints.TRAINABLE_FILE), names);
+            optimizer.loadState(dir.resolve(TrainingCheckpoints.OPTIMIZER_FILE), names);
+            run.step = state.step();
+            run.tokens = state.tokensSeen();
+            run.learningRate = state.learningRate();
+            run.elapsedBefore = state.elapsedSeconds();
+            System.arraycopy(state.lossHistory(), 0, run.losses, 0, state.lossHistory().length);
+            run.validations.addAll(state.validations());
+            LOG.info("resumed from {} at step {} of {} ({} tokens seen)", dir, run.step, total, run.tokens);
+        } catch (IOException e) {
+            throw new UncheckedIOException("resumeFrom " + dir + ": " + e.getMessage(), e);
+        }
+    }
+
+    /** Copies the saved values into the trained tensors, after checking every shape. */
+    private void restoreTensors(Path file, List<String> names) throws IOException {
+        try (SafetensorsFile in = SafetensorsFile.open(file)) {
+            List<float[]> values = new ArrayList<>();
+            for (int i = 0; i < parameters.size(); i++) {
+                Tensor p = parameters.get(i);
+                int[] shape = in.info(names.get(i)).shape();
+                if (!Arrays.equals(shape, p.shape())) {
+                    throw new IllegalArgumentException(file + ": '" + names.get(i) + "' has shape " + Arrays.toString(shape)
+                            + " but the trained tensor is " + Arrays.toString(p.shape()) + "; use the same model and LoRA rank");
+                }
+                values.add(in.f32(names.get(i)).data());
+            }
+            for (int i = 0; i < parameters.size(); i++) {
+                Tensor p = parameters.get(i);
+                if (!p.isContiguous()) {
+                    throw new IllegalStateException("cannot restore '" + names.get(i) + "' in place: it is not contiguous");
+                }
+                System.arraycopy(values.get(i), 0, p.data(), p.intOffset(), values.get(i).length);
+            }
+        }
+    }
+
+    /** A fingerprint of the examples' tokens and labels (FNV-1a, 64 bits), to detect resuming on other data. */
+    static String datasetHash(List<Example> data) {
+        long h = 0xcbf29ce484222325L;
+        for (Example e : data) {
+            h = fnv(h, e.inputIds().length);
+            for (int id : e.inputIds()) {
+                h = fnv(h, id);
+            }
+            for (int label : e.labels()) {
+                h = fnv(h, label);
+            }
+        }
+        return String.format("%016x", h);
+    }
+
+    private static long fnv(long h, int value) {
+        for (int shift = 0; shift < 32; shift += 8) {
+            h = (h ^ ((value >>> shift) & 0xff)) * 0x100000001b3L;
+        }
+        return h;
+    }
+
+    /** A seed for one random stream, from the run's seed and the stream's coordinates (SplitMix64 mixing). */
+    static long derive(long seed, long stream, long a, long b) {
+        long z = seed;
+        for (long part : new long[] {stream, a, b}) {
+            z = mix64(z + 0x9E3779B97F4A7C15L + mix64(part));
+        }
+        return z;
+    }
+
+    private static long mix64(long z) {
+        z = (z ^ (z >>> 30)) * 0xBF58476D1CE4E5B9L;
+        z = (z ^ (z >>> 27)) * 0x94D049BB133111EBL;
+        return z ^ (z >>> 31);
     }
 
     private static long count(List<Tensor> params) {
@@ -180,38 +502,57 @@ public final class Trainer {
         return "Trainer" + config.describe();
     }
 
-    /** Endless example order: a fresh seeded permutation per epoch. */
+    /**
+     * Endless example order: per epoch a permutation seeded from (seed, epoch), so that any
+     * position can be reached again from the count of examples drawn.
+     */
     private static final class IndexStream {
         private final int n;
-        private final SplittableRandom rng;
+        private final long seed;
         private final boolean shuffle;
         private int[] perm;
+        private long epoch = -1;
         private int pos;
 
         IndexStream(int n, long seed, boolean shuffle) {
             this.n = n;
-            this.rng = new SplittableRandom(seed);
+            this.seed = seed;
             this.shuffle = shuffle;
             this.pos = n;
         }
 
+        /** Moves to where the stream is after {@code drawn} calls of {@link #next()}. */
+        void skip(long drawn) {
+            if (drawn == 0) {
+                return;
+            }
+            startEpoch((drawn - 1) / n);
+            pos = (int) ((drawn - 1) % n) + 1;
+        }
+
         int next() {
             if (pos == n) {
-                perm = new int[n];
-                for (int i = 0; i < n; i++) {
-                    perm[i] = i;
-                }
-                if (shuffle) {
-                    for (int i = n - 1; i > 0; i--) {
-                        int j = rng.nextInt(i + 1);
-                        int tmp = perm[i];
-                        perm[i] = perm[j];
-                        perm[j] = tmp;
-                    }
-                }
-                pos = 0;
+                startEpoch(epoch + 1);
             }
             return perm[pos++];
+        }
+
+        private void startEpoch(long e) {
+            epoch = e;
+            perm = new int[n];
+            for (int i = 0; i < n; i++) {
+                perm[i] = i;
+            }
+            if (shuffle) {
+                SplittableRandom rng = new SplittableRandom(derive(seed, DATA_ORDER_STREAM, e, 0));
+                for (int i = n - 1; i > 0; i--) {
+                    int j = rng.nextInt(i + 1);
+                    int tmp = perm[i];
+                    perm[i] = perm[j];
+                    perm[j] = tmp;
+                }
+            }
+            pos = 0;
         }
     }
 
@@ -237,12 +578,22 @@ public final class Trainer {
         private boolean shuffle = true;
         private int padTokenId = 0;
         private final List<TrainerListener> listeners = new ArrayList<>();
+        private final LoraModel lora;
+        private Path checkpointDir;
+        private long checkpointEvery;
+        private int keepLastCheckpoints;
+        private List<Example> validationData;
+        private long validationEvery;
+        private Path resumeFrom;
+        private long stopAfterSteps;
+        private TrainingCheckpoints.WriteHook checkpointHook = TrainingCheckpoints.WriteHook.NONE;
 
-        private Builder(LlamaModel model) {
+        private Builder(LlamaModel model, LoraModel lora) {
             if (model == null) {
                 throw new IllegalArgumentException("model must not be null");
             }
             this.model = model;
+            this.lora = lora;
         }
 
         /** Train these tensors instead of every tensor that requires a gradient. */
@@ -360,17 +711,121 @@ public final class Trainer {
             return this;
         }
 
+        /**
+         * Saves checkpoints into this folder (created if needed): every {@link #checkpointEvery}
+         * steps, after the last step, and where {@link #stopAfterSteps} stops. The folder must not
+         * already hold checkpoints past the step the run starts from.
+         */
+        public Builder checkpointDir(Path value) {
+            checkpointDir = Objects.requireNonNull(value, "checkpointDir");
+            return this;
+        }
+
+        /** Steps between checkpoints (default 0: only after the last step); needs {@link #checkpointDir}. */
+        public Builder checkpointEvery(long steps) {
+            Checks.atLeast("checkpointEvery", steps, 1);
+            checkpointEvery = steps;
+            return this;
+        }
+
+        /** Keeps only the newest {@code count} checkpoints, deleting older ones once a new one is complete (default: all). */
+        public Builder keepLastCheckpoints(int count) {
+            Checks.atLeast("keepLastCheckpoints", count, 1);
+            keepLastCheckpoints = count;
+            return this;
+        }
+
+        /**
+         * Computes the validation loss and perplexity ({@link LossEvaluator}, in micro-batches of
+         * {@link #microBatchSize}, without dropout) every {@code everySteps} steps and after the
+         * last one, reported to {@link TrainerListener#onValidation}.
+         */
+        public Builder validation(List<Example> data, long everySteps) {
+            if (data == null || data.isEmpty()) {
+                throw new IllegalArgumentException("validation data must not be empty");
+            }
+            Checks.atLeast("validation everySteps", everySteps, 1);
+            validationData = List.copyOf(data);
+            validationEvery = everySteps;
+            return this;
+        }
+
+        /**
+         * Continues a run from a checkpoint: a {@code step-NNNNNN} folder, or a checkpointDir (its
+         * newest complete checkpoint). {@link Trainer#fit} restores the trained tensors, the optimizer
+         * state, the schedule and data position and the loss history, after checking that the
+         * settings and data are the checkpoint's, and runs on to the same total steps.
+         */
+        public Builder resumeFrom(Path checkpointOrDir) {
+            resumeFrom = Objects.requireNonNull(checkpointOrDir, "resumeFrom");
+            return this;
+        }
+
+        /**
+         * Returns from {@link Trainer#fit} after this optimizer step (counted from the start of the
+         * run, not of this fit), as an interrupted run would, saving a checkpoint there when a
+         * {@link #checkpointDir} is set. The schedule still spans the full run.
+         */
+        public Builder stopAfterSteps(long step) {
+            Checks.atLeast("stopAfterSteps", step, 1);
+            stopAfterSteps = step;
+            return this;
+        }
+
+        /** Test hook: runs after each file of a checkpoint is flushed, before the folder is renamed. */
+        Builder checkpointWriteHook(TrainingCheckpoints.WriteHook hook) {
+            checkpointHook = Objects.requireNonNull(hook, "hook");
+            return this;
+        }
+
         public Trainer build() {
             if (globalBatchSize % microBatchSize != 0) {
                 throw new IllegalArgumentException("globalBatchSize (" + globalBatchSize + ") must be a multiple of "
                         + "microBatchSize (" + microBatchSize + "); e.g. globalBatchSize " + microBatchSize
                         * Math.max(1, globalBatchSize / microBatchSize));
             }
+            if (checkpointEvery > 0 && checkpointDir == null) {
+                throw new IllegalArgumentException("checkpointEvery (" + checkpointEvery + ") needs a checkpointDir to "
+                        + "write into; set checkpointDir(path)");
+            }
+            if (keepLastCheckpoints > 0 && checkpointDir == null) {
+                throw new IllegalArgumentException("keepLastCheckpoints (" + keepLastCheckpoints + ") needs a checkpointDir; "
+                        + "set checkpointDir(path)");
+            }
             return new Trainer(this);
         }
 
+        /**
+         * The settings a resumed run must share with its checkpoint, by builder method name: those
+         * that change the loss curve (not listeners, validation or checkpoint options).
+         */
+        Map<String, Object> settings() {
+            Map<String, Object> s = new LinkedHashMap<>();
+            s.put("optimizer", optimizer.name());
+            s.put("learningRate", learningRate);
+            s.put("minLearningRate", minLearningRate);
+            s.put("weightDecay", weightDecay);
+            if (optimizer == OptimizerKind.ADAMW) {
+                s.put("beta1", beta1);
+                s.put("beta2", beta2);
+                s.put("eps", eps);
+            } else {
+                s.put("momentum", momentum);
+            }
+            s.put("warmupSteps", warmupSteps);
+            s.put("maxSteps", maxSteps);
+            s.put("epochs", epochs);
+            s.put("globalBatchSize", globalBatchSize);
+            s.put("microBatchSize", microBatchSize);
+            s.put("maxGradNorm", maxGradNorm);
+            s.put("seed", seed);
+            s.put("shuffle", shuffle);
+            s.put("padTokenId", padTokenId);
+            return s;
+        }
+
         private Builder copy() {
-            Builder b = new Builder(model);
+            Builder b = new Builder(model, lora);
             b.parameters = parameters;
             b.optimizer = optimizer;
             b.learningRate = learningRate;
@@ -390,6 +845,14 @@ public final class Trainer {
             b.shuffle = shuffle;
             b.padTokenId = padTokenId;
             b.listeners.addAll(listeners);
+            b.checkpointDir = checkpointDir;
+            b.checkpointEvery = checkpointEvery;
+            b.keepLastCheckpoints = keepLastCheckpoints;
+            b.validationData = validationData;
+            b.validationEvery = validationEvery;
+            b.resumeFrom = resumeFrom;
+            b.stopAfterSteps = stopAfterSteps;
+            b.checkpointHook = checkpointHook;
             return b;
         }
 
@@ -397,7 +860,12 @@ public final class Trainer {
             return "(optimizer=" + optimizer + ", learningRate=" + learningRate + ", minLearningRate=" + minLearningRate
                     + ", weightDecay=" + weightDecay + ", warmupSteps=" + warmupSteps + ", maxSteps=" + maxSteps
                     + ", epochs=" + epochs + ", globalBatchSize=" + globalBatchSize + ", microBatchSize=" + microBatchSize
-                    + ", maxGradNorm=" + maxGradNorm + ", seed=" + seed + ", shuffle=" + shuffle + ")";
+                    + ", maxGradNorm=" + maxGradNorm + ", seed=" + seed + ", shuffle=" + shuffle
+                    + ", checkpointDir=" + checkpointDir + ", checkpointEvery=" + checkpointEvery + ", keepLastCheckpoints="
+                    + (keepLastCheckpoints == 0 ? "all" : keepLastCheckpoints) + ", adapterFolders=" + (lora != null)
+                    + ", validation=" + (validationData == null ? "none" : validationData.size() + " examples every "
+                    + validationEvery + " steps") + ", resumeFrom=" + resumeFrom + ", stopAfterSteps="
+                    + (stopAfterSteps == 0 ? "none" : stopAfterSteps) + ")";
         }
 
         @Override

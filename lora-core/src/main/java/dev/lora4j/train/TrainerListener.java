@@ -18,8 +18,16 @@ public interface TrainerListener {
     default void onStep(StepMetrics metrics) {
     }
 
-    /** After the last step. */
+    /** After the last step, or after the step {@link Trainer.Builder#stopAfterSteps} stopped at. */
     default void onEnd(TrainingResult result) {
+    }
+
+    /** After a validation pass ({@link Trainer.Builder#validation}), which follows that step's {@link #onStep}. */
+    default void onValidation(ValidationMetrics metrics) {
+    }
+
+    /** After a checkpoint folder is complete (renamed into place) for optimizer step {@code step}. */
+    default void onCheckpoint(java.nio.file.Path dir, long step) {
     }
 
     /**
@@ -34,6 +42,23 @@ public interface TrainerListener {
         }
     }
 
-    record TrainingResult(long steps, double finalLoss, long tokensSeen, double seconds, double[] lossPerStep) {
+    /**
+     * Loss and perplexity on the validation set after optimizer step {@code step}, as
+     * {@link dev.lora4j.eval.LossEvaluator} computes them (mean over {@code tokens} supervised tokens).
+     */
+    record ValidationMetrics(long step, double loss, double perplexity, long tokens) {
+    }
+
+    /**
+     * The run so far: {@code steps} optimizer steps done (including those of a resumed
+     * checkpoint) out of {@code totalSteps}; {@code lossPerStep} has one entry per step done, and
+     * {@code seconds} and {@code tokensSeen} also count the run before a resume.
+     */
+    record TrainingResult(long steps, double finalLoss, long tokensSeen, double seconds, double[] lossPerStep,
+                          long totalSteps) {
+        /** False when {@link Trainer.Builder#stopAfterSteps} ended the run before its last step. */
+        public boolean completed() {
+            return steps == totalSteps;
+        }
     }
 }
