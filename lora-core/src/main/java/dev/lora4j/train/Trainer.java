@@ -45,7 +45,7 @@ import org.slf4j.LoggerFactory;
  *
  * // checkpoints every 200 steps, validation every 100; after a crash, the same code with
  * // .resumeFrom(dir) continues from the newest complete checkpoint
- * Trainer.builder(loraModel).checkpointDir(dir).checkpointEvery(200).keepLastCheckpoints(3)
+ * Trainer.builder(lora.model()).adapterFolders(lora).checkpointDir(dir).checkpointEvery(200).keepLastCheckpoints(3)
  *     .validation(heldOut, 100).build().fit(examples);
  * }</pre>
  */
@@ -81,17 +81,7 @@ public final class Trainer {
     }
 
     public static Builder builder(LlamaModel model) {
-        return new Builder(model, null);
-    }
-
-    /**
-     * A trainer for {@code lora.model()} that also writes the adapters as PEFT folders into each
-     * checkpoint ({@code adapter/}), ready for {@code PeftModel.from_pretrained} or
-     * {@link LoraModel#load}.
-     */
-    public static Builder builder(LoraModel lora) {
-        Objects.requireNonNull(lora, "lora");
-        return new Builder(lora.model(), lora);
+        return new Builder(model);
     }
 
     /**
@@ -578,7 +568,7 @@ public final class Trainer {
         private boolean shuffle = true;
         private int padTokenId = 0;
         private final List<TrainerListener> listeners = new ArrayList<>();
-        private final LoraModel lora;
+        private LoraModel lora;
         private Path checkpointDir;
         private long checkpointEvery;
         private int keepLastCheckpoints;
@@ -588,12 +578,11 @@ public final class Trainer {
         private long stopAfterSteps;
         private TrainingCheckpoints.WriteHook checkpointHook = TrainingCheckpoints.WriteHook.NONE;
 
-        private Builder(LlamaModel model, LoraModel lora) {
+        private Builder(LlamaModel model) {
             if (model == null) {
                 throw new IllegalArgumentException("model must not be null");
             }
             this.model = model;
-            this.lora = lora;
         }
 
         /** Train these tensors instead of every tensor that requires a gradient. */
@@ -772,6 +761,21 @@ public final class Trainer {
             return this;
         }
 
+        /**
+         * Also writes the trained adapters of {@code value} (which must wrap this builder's model)
+         * into each checkpoint as PEFT folders: {@code adapter/} for "default", {@code adapter/<name>/}
+         * for others, ready for {@code PeftModel.from_pretrained} or {@link LoraModel#load}.
+         */
+        public Builder adapterFolders(LoraModel value) {
+            Objects.requireNonNull(value, "adapterFolders");
+            if (value.model() != model) {
+                throw new IllegalArgumentException("adapterFolders: the LoraModel wraps another model than the one this "
+                        + "builder trains; pass the LoraModel whose model() is given to Trainer.builder");
+            }
+            lora = value;
+            return this;
+        }
+
         /** Test hook: runs after each file of a checkpoint is flushed, before the folder is renamed. */
         Builder checkpointWriteHook(TrainingCheckpoints.WriteHook hook) {
             checkpointHook = Objects.requireNonNull(hook, "hook");
@@ -825,7 +829,8 @@ public final class Trainer {
         }
 
         private Builder copy() {
-            Builder b = new Builder(model, lora);
+            Builder b = new Builder(model);
+            b.lora = lora;
             b.parameters = parameters;
             b.optimizer = optimizer;
             b.learningRate = learningRate;
