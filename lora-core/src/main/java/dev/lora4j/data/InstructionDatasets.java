@@ -7,7 +7,6 @@ import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.core.JsonToken;
 import com.fasterxml.jackson.databind.DeserializationFeature;
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.MappingIterator;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.json.JsonMapper;
 import com.fasterxml.jackson.databind.node.JsonNodeFactory;
@@ -30,7 +29,6 @@ import java.util.HashSet;
 import java.util.Iterator;
 import java.util.List;
 import java.util.Locale;
-import java.util.Map;
 import java.util.Set;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -57,6 +55,10 @@ import org.slf4j.LoggerFactory;
 public final class InstructionDatasets {
     private static final Logger LOG = LoggerFactory.getLogger(InstructionDatasets.class);
     private static final ObjectMapper JSON = JsonMapper.builder()
+            .enable(JsonParser.Feature.STRICT_DUPLICATE_DETECTION)
+            .build();
+    /** For JSONL: a line holding anything after its object is malformed. */
+    private static final ObjectMapper JSON_LINE = JsonMapper.builder()
             .enable(JsonParser.Feature.STRICT_DUPLICATE_DETECTION)
             .enable(DeserializationFeature.FAIL_ON_TRAILING_TOKENS)
             .build();
@@ -181,6 +183,7 @@ public final class InstructionDatasets {
     private static List<RawRecord> readJsonArray(Path file, String text) throws IOException {
         List<RawRecord> records = new ArrayList<>();
         JsonFactory factory = JSON.getFactory();
+        boolean insideArray = false;
         try (JsonParser parser = factory.createParser(text)) {
             JsonToken first = parser.nextToken();
             if (first == null) {
@@ -190,9 +193,11 @@ public final class InstructionDatasets {
                 throw new DatasetException(file + ": expected a JSON array of records ([{...}, ...]) but the file starts with "
                         + describe(first) + (first == JsonToken.START_OBJECT ? "; if it holds one object per line, name it .jsonl" : ""));
             }
+            insideArray = true;
             while (true) {
                 JsonToken token = parser.nextToken();
                 if (token == JsonToken.END_ARRAY) {
+                    insideArray = false;
                     break;
                 }
                 int index = records.size() + 1;
@@ -210,7 +215,7 @@ public final class InstructionDatasets {
                         + " after the closing ] of the record array");
             }
         } catch (JsonProcessingException e) {
-            throw malformed(file, "", e);
+            throw malformed(file, insideArray ? " record " + (records.size() + 1) : "", e);
         }
         return records;
     }
@@ -233,7 +238,7 @@ public final class InstructionDatasets {
             int index = records.size() + 1;
             JsonNode node;
             try {
-                node = JSON.readTree(line);
+                node = JSON_LINE.readTree(line);
             } catch (JsonProcessingException e) {
                 throw new DatasetException(file + " line " + lineNumber + " (record " + index + "): malformed JSON at column "
                         + e.getLocation().getColumnNr() + ": " + e.getOriginalMessage(), e);
@@ -249,30 +254,38 @@ public final class InstructionDatasets {
 
     private static List<RawRecord> readCsv(Path file, String text, ColumnMapping mapping) throws IOException {
         List<RawRecord> records = new ArrayList<>();
-        CsvSchema schema = CsvSchema.emptySchema().withHeader();
-        try (MappingIterator<Map<String, String>> rows = CSV.readerForMapOf(String.class).with(schema).readValues(text)) {
-            CsvParser parser = (CsvParser) rows.getParser();
-            while (rows.hasNextValue()) {
+        long line = 0;
+        try (CsvParser parser = CSV.getFactory().createParser(text)) {
+            parser.setSchema(CsvSchema.emptySchema().withHeader());
+            JsonToken token;
+            while ((token = parser.nextToken()) != null) {
+                if (token != JsonToken.START_OBJECT) {
+                    throw new DatasetException(file + ": unexpected CSV token " + token + " at line " + parser.currentTokenLocation().getLineNr());
+                }
                 if (records.isEmpty()) {
                     checkHeader(file, parser.getSchema(), mapping);
                 }
-                long line = parser.currentTokenLocation().getLineNr();
-                Map<String, String> row;
-                try {
-                    row = rows.nextValue();
-                } catch (JsonProcessingException e) {
-                    throw malformed(file, " record " + (records.size() + 1) + " (line " + line + ")", e);
-                }
                 ObjectNode node = JsonNodeFactory.instance.objectNode();
-                row.forEach(node::put);
+                line = 0;
+                while ((token = parser.nextToken()) == JsonToken.FIELD_NAME) {
+                    if (line == 0) {
+                        // The row's first field: the line it starts on, even if a quoted field spans lines.
+                        line = parser.currentTokenLocation().getLineNr();
+                    }
+                    String column = parser.currentName();
+                    parser.nextToken();
+                    node.put(column, parser.getText());
+                }
                 records.add(new RawRecord(node, records.size() + 1, line, false));
             }
             if (records.isEmpty()) {
-                String columns = parser.getSchema().size() == 0 ? "the file is empty" : "it has only the header row " + columnNames(parser.getSchema());
+                String columns = parser.getSchema().size() == 0 ? "the file is empty"
+                        : "it has only the header row " + columnNames(parser.getSchema());
                 throw new DatasetException(file + ": the dataset has no records (" + columns + ")");
             }
         } catch (JsonProcessingException e) {
-            throw malformed(file, " record " + (records.size() + 1), e);
+            long at = e.getLocation() == null ? 0 : e.getLocation().getLineNr();
+            throw malformed(file, " record " + (records.size() + 1) + (at > 0 ? " (line " + at + ")" : ""), e);
         }
         return records;
     }
