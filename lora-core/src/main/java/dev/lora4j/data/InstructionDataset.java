@@ -152,14 +152,11 @@ public final class InstructionDataset {
                     truncated, records.size(), maxLength, appendEos ? " (and the EOS)" : "");
         }
         if (skipped > 0) {
-            LOG.warn("{} of {} records were skipped: {} longer than maxLength {} (Overlength.SKIP), {} whose response was cut off "
-                    + "entirely by truncation (the prompt alone fills maxLength), {} without any supervised token", skipped,
-                    records.size(), tooLong, limit, cutOff, noTarget);
+            LOG.warn("{} of {} records were skipped: {}", skipped, records.size(), skipReasons(tooLong, cutOff, noTarget, limit));
         }
         if (examples.isEmpty()) {
-            throw new DatasetException("all " + records.size() + " records were skipped (" + tooLong + " too long, " + cutOff
-                    + " with the response cut off, " + noTarget + " without a supervised token); raise maxLength (" + limit
-                    + ", longest record " + longest + " tokens)");
+            throw new DatasetException("all " + records.size() + " records were skipped (" + skipReasons(tooLong, cutOff, noTarget, limit)
+                    + "); the longest record has " + longest + " tokens" + (maxLength == NO_LIMIT ? "" : ", maxLength is " + limit));
         }
         return new Encoded(examples, truncated, skipped);
     }
@@ -218,6 +215,20 @@ public final class InstructionDataset {
         return "{tokenizer=" + tokenizer.getClass().getSimpleName() + "(vocab " + tokenizer.vocabSize() + "), promptStyle=" + promptStyle
                 + ", maskPrompt=" + maskPrompt + ", maxLength=" + (maxLength == NO_LIMIT ? "none" : maxLength) + ", overlength="
                 + overlength + ", appendEos=" + appendEos + "}";
+    }
+
+    private static String skipReasons(int tooLong, int cutOff, int noTarget, String limit) {
+        List<String> reasons = new ArrayList<>();
+        if (tooLong > 0) {
+            reasons.add(tooLong + " longer than maxLength " + limit + " (Overlength.SKIP)");
+        }
+        if (cutOff > 0) {
+            reasons.add(cutOff + " whose prompt alone fills maxLength " + limit + ", so truncation left no response token to learn");
+        }
+        if (noTarget > 0) {
+            reasons.add(noTarget + " without any token to learn (e.g. an empty output with appendEos(false))");
+        }
+        return String.join("; ", reasons);
     }
 
     private static String abbreviate(String s) {
