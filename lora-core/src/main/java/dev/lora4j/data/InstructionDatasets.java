@@ -241,7 +241,7 @@ public final class InstructionDatasets {
                 node = JSON_LINE.readTree(line);
             } catch (JsonProcessingException e) {
                 throw new DatasetException(file + " line " + lineNumber + " (record " + index + "): malformed JSON at column "
-                        + e.getLocation().getColumnNr() + ": " + e.getOriginalMessage(), e);
+                        + e.getLocation().getColumnNr() + ": " + jacksonMessage(e), e);
             }
             if (!node.isObject()) {
                 throw new DatasetException(file + " line " + lineNumber + " (record " + index + "): expected a JSON object but found "
@@ -284,8 +284,7 @@ public final class InstructionDatasets {
                 throw new DatasetException(file + ": the dataset has no records (" + columns + ")");
             }
         } catch (JsonProcessingException e) {
-            long at = e.getLocation() == null ? 0 : e.getLocation().getLineNr();
-            throw malformed(file, " record " + (records.size() + 1) + (at > 0 ? " (line " + at + ")" : ""), e);
+            throw malformed(file, " record " + (records.size() + 1), e);
         }
         return records;
     }
@@ -322,7 +321,12 @@ public final class InstructionDatasets {
         JsonLocation location = e.getLocation();
         String at = location == null ? "" : " at line " + location.getLineNr() + ", column " + location.getColumnNr();
         String kind = file.getFileName().toString().toLowerCase(Locale.ROOT).endsWith(".csv") ? "CSV" : "JSON";
-        return new DatasetException(file + where + ": malformed " + kind + at + ": " + e.getOriginalMessage(), e);
+        return new DatasetException(file + where + ": malformed " + kind + at + ": " + jacksonMessage(e), e);
+    }
+
+    /** Jackson's own description, without its note that the source is not shown (we name the file). */
+    private static String jacksonMessage(JsonProcessingException e) {
+        return e.getOriginalMessage().replaceAll("Source: REDACTED \\(`[A-Za-z_.]+` disabled\\); ", "");
     }
 
     private static String describe(JsonToken token) {

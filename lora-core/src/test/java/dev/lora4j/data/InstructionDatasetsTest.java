@@ -144,7 +144,7 @@ class InstructionDatasetsTest {
     @Test
     void malformedJsonLineNamesTheLine() throws IOException {
         Path file = write("bad.jsonl", "{\"instruction\":\"a\",\"output\":\"b\"}\n\n{\"instruction\":\"c\",\"output\":\"d\"\n");
-        assertError(file, file + " line 3 (record 2): malformed JSON at column");
+        assertError(file, file + " line 3 (record 2): malformed JSON at column 32: Unexpected end-of-input", "[line: 1, column: 1]");
         Path twoPerLine = write("two.jsonl", "{\"instruction\":\"a\",\"output\":\"b\"} {\"instruction\":\"c\",\"output\":\"d\"}\n");
         assertError(twoPerLine, twoPerLine + " line 1 (record 1): malformed JSON");
         Path array = write("arr.jsonl", "[1, 2]\n");
@@ -202,11 +202,11 @@ class InstructionDatasetsTest {
     @Test
     void malformedCsvRows() throws IOException {
         Path tooMany = write("many.csv", "instruction,output\na,b\nc,d,e\n");
-        assertError(tooMany, tooMany + " record 2 (line 3): malformed CSV", "Too many entries");
+        assertError(tooMany, tooMany + " record 2: malformed CSV at line 3, column 5", "Too many entries");
         Path tooFew = write("few.csv", "instruction,input,output\na,b,c\nd,e\n");
-        assertError(tooFew, tooFew + " record 2 (line 3): malformed CSV", "Not enough column values");
+        assertError(tooFew, tooFew + " record 2: malformed CSV at line 3", "Not enough column values");
         Path unclosed = write("quote.csv", "instruction,output\n\"a,b\n");
-        assertError(unclosed, unclosed + " record 1", "malformed CSV");
+        assertError(unclosed, unclosed + " record 1: malformed CSV at line 3", "Missing closing quote");
         Path duplicate = write("dupcol.csv", "instruction,output,output\na,b,c\n");
         assertError(duplicate, duplicate + " line 1: the header names column \"output\" twice");
     }
