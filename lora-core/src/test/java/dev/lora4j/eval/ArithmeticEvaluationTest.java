@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertNotEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.lora4j.data.ArithmeticTasks;
 import dev.lora4j.data.ArithmeticTasks.Problem;
 import dev.lora4j.data.HfTokenizer;
 import dev.lora4j.eval.ArithmeticEvaluation.Task;
@@ -72,6 +73,10 @@ class ArithmeticEvaluationTest {
         assertTrue(assertThrows(IllegalArgumentException.class, () -> eval.tasks(List.of())).getMessage().contains("empty"));
         assertTrue(assertThrows(IllegalArgumentException.class, () -> Task.fromName("2dm"))
                 .getMessage().contains("unknown arithmetic task \"2dm\""));
+        assertTrue(assertThrows(IllegalArgumentException.class, () -> ArithmeticTasks.sample(5, "times", 0, 10, 1))
+                .getMessage().contains("operator must be \"plus\" or \"minus\", was \"times\""));
+        assertTrue(assertThrows(IllegalArgumentException.class, () -> ArithmeticTasks.sample(5, "plus", 10, 10, 1))
+                .getMessage().contains("operand range [10, 10)"));
         assertEquals(Task.ARITHMETIC_4DS, Task.fromName("4ds"));
         assertEquals(Task.ARITHMETIC_2DA, Task.fromName("Arithmetic_2DA"));
     }
