@@ -67,6 +67,33 @@ public final class ArithmeticTasks {
         return new ArrayList<>(seen);
     }
 
+    /**
+     * {@code count} problems drawn independently (repeats possible) with one {@code operator}
+     * ("plus" or "minus") and both operands uniform in [{@code low}, {@code high}); a subtraction
+     * may be negative. This is how the GPT-3 arithmetic sets (lm-eval's arithmetic_2da ...
+     * arithmetic_5ds) were made: e.g. two-digit addition adds two integers uniform in [0, 100).
+     */
+    public static List<Problem> sample(int count, String operator, int low, int high, long seed) {
+        if (!"plus".equals(operator) && !"minus".equals(operator)) {
+            throw new IllegalArgumentException("operator must be \"plus\" or \"minus\", was \"" + operator + "\"");
+        }
+        if (low < 0 || high <= low || high > 1_000_000_000) {
+            throw new IllegalArgumentException("operand range [" + low + ", " + high + ") must be non-empty, non-negative "
+                    + "and end at most at 1000000000 (so that a sum fits an int)");
+        }
+        if (count < 1) {
+            throw new IllegalArgumentException("count must be >= 1, was " + count);
+        }
+        SplittableRandom rng = new SplittableRandom(seed);
+        List<Problem> out = new ArrayList<>(count);
+        for (int i = 0; i < count; i++) {
+            int a = rng.nextInt(low, high);
+            int b = rng.nextInt(low, high);
+            out.add("plus".equals(operator) ? new Problem(a, operator, b, a + b) : new Problem(a, operator, b, a - b));
+        }
+        return out;
+    }
+
     /** Exact-match accuracy of {@code predictions} (trimmed) against the answers. */
     public static double accuracy(List<Problem> problems, List<String> predictions) {
         if (problems.size() != predictions.size()) {
