@@ -64,6 +64,7 @@ public final class Lora4j implements Runnable {
     public static void main(String[] args) {
         // XChart renders the loss plot without a display
         System.setProperty("java.awt.headless", "true");
+        presetLogLevel(args);
         System.exit(commandLine().execute(args));
     }
 
@@ -84,14 +85,28 @@ public final class Lora4j implements Runnable {
         return cl;
     }
 
+    /**
+     * Sets slf4j-simple's level from -v/--verbose or -q/--quiet before any logger exists:
+     * slf4j-simple reads its configuration once, when the first logger is created, which happens
+     * as soon as the command classes load, i.e. before picocli has parsed anything. Arguments after
+     * "--" are not options.
+     */
+    static void presetLogLevel(String[] args) {
+        for (String arg : args) {
+            if (arg.equals("--")) {
+                break;
+            }
+            if (arg.equals("-v") || arg.equals("--verbose")) {
+                System.setProperty(LOG_LEVEL_PROPERTY, "debug");
+            } else if (arg.equals("-q") || arg.equals("--quiet")) {
+                System.setProperty(LOG_LEVEL_PROPERTY, "warn");
+            }
+        }
+    }
+
     private void configureLogging() {
         if (verbose && quiet) {
             throw new ParameterException(spec.commandLine(), "--verbose and --quiet exclude each other; give one");
-        }
-        if (verbose) {
-            System.setProperty(LOG_LEVEL_PROPERTY, "debug");
-        } else if (quiet) {
-            System.setProperty(LOG_LEVEL_PROPERTY, "warn");
         }
     }
 

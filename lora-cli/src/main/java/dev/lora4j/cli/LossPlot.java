@@ -127,10 +127,13 @@ public final class LossPlot implements TrainerListener {
             XYSeries s = chart.addSeries("training loss", column(training, 0), column(training, 1));
             s.setMarker(SeriesMarkers.NONE);
             s.setLineWidth(1.5f);
+            s.setLineColor(new java.awt.Color(31, 119, 180));
         }
         if (!validation.isEmpty()) {
             XYSeries s = chart.addSeries("validation loss", column(validation, 0), column(validation, 1));
             s.setMarker(SeriesMarkers.CIRCLE);
+            s.setMarkerColor(new java.awt.Color(214, 39, 40));
+            s.setLineColor(new java.awt.Color(214, 39, 40));
             // a dashed line through the validation points keeps them readable when there are few
             s.setLineStyle(new BasicStroke(1f, BasicStroke.CAP_BUTT, BasicStroke.JOIN_MITER, 10f, new float[] {4f, 4f}, 0f));
         }

@@ -44,10 +44,17 @@ public final class ProgressBarListener implements TrainerListener, AutoCloseable
         return toStream(taskName, System.err);
     }
 
-    /** A bar on this stream. */
+    /**
+     * A bar on this stream: as wide as the terminal, or {@value #LOG_WIDTH} characters when the
+     * output is not a terminal (a log file), where a guessed width would cut the message off.
+     */
     public static ProgressBarListener toStream(String taskName, PrintStream stream) {
-        return new ProgressBarListener(taskName, new ConsoleProgressBarConsumer(stream));
+        return new ProgressBarListener(taskName, System.console() != null ? new ConsoleProgressBarConsumer(stream)
+                : new ConsoleProgressBarConsumer(stream, LOG_WIDTH));
     }
+
+    /** Characters per rendered line when standard error is not a terminal. */
+    static final int LOG_WIDTH = 120;
 
     @Override
     public synchronized void onStep(StepMetrics m) {
@@ -58,7 +65,6 @@ public final class ProgressBarListener implements TrainerListener, AutoCloseable
                     .setInitialMax(m.totalSteps())
                     .setStyle(ProgressBarStyle.ASCII)
                     .setConsumer(consumer)
-                    .setUnit(" steps", 1)
                     .setUpdateIntervalMillis(500)
                     .setEtaFunction(state -> eta())
                     .build();

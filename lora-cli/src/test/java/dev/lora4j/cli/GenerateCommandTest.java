@@ -67,6 +67,25 @@ class GenerateCommandTest {
     }
 
     @Test
+    void severalAdaptersAreAllActive(@TempDir Path tmp) throws Exception {
+        Path first = MergeCommandTest.writeAdapter(tmp.resolve("first"), LoraConfig.rank(2).targets(Target.QUERY));
+        Path second = MergeCommandTest.writeAdapter(tmp.resolve("second"), LoraConfig.rank(3).targets(Target.MLP));
+        CliRun run = CliRun.of("generate", CliRun.ARITH_TINY.toString(), "--adapter", first.toString(), "--adapter",
+                "mlp=" + second, "-p", PROMPT, "-t", "0", "--max-new-tokens", "10");
+        assertEquals(0, run.exitCode(), run::toString);
+        LlamaModel base = ModelLoader.load(CliRun.ARITH_TINY, ModelLoader.Options.defaults());
+        LoraModel lora = LoraModel.load(base, first);
+        lora.loadAdapter("mlp", second);
+        lora.setActive(LoraModel.DEFAULT_ADAPTER, "mlp");
+        assertEquals(expected(base, PROMPT, 10), run.out());
+
+        CliRun sameName = CliRun.of("generate", CliRun.ARITH_TINY.toString(), "--adapter", "a=" + first, "--adapter",
+                "a=" + second, "-p", PROMPT);
+        assertEquals(2, sameName.exitCode(), sameName::toString);
+        assertTrue(sameName.err().contains("'a' is used twice"), sameName::toString);
+    }
+
+    @Test
     void quantizedBasesGenerateAsTheirApis(@TempDir Path tmp) throws Exception {
         CliRun onTheFly = CliRun.of("generate", CliRun.ARITH_TINY.toString(), "--quantize", "nf4", "-p", PROMPT, "-t", "0",
                 "--max-new-tokens", "8");
