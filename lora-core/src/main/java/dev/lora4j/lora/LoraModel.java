@@ -63,8 +63,13 @@ public final class LoraModel {
 
     /** Freezes the base and loads a PEFT adapter folder as "default". */
     public static LoraModel load(LlamaModel model, Path adapterDir) {
+        return load(model, DEFAULT_ADAPTER, adapterDir);
+    }
+
+    /** Freezes the base and loads a PEFT adapter folder under {@code name} (further ones via {@link #loadAdapter}). */
+    public static LoraModel load(LlamaModel model, String name, Path adapterDir) {
         LoraModel lora = new LoraModel(model);
-        lora.loadAdapter(DEFAULT_ADAPTER, adapterDir);
+        lora.loadAdapter(name, adapterDir);
         return lora;
     }
 

@@ -1,0 +1,79 @@
+package dev.lora4j.cli;
+
+import dev.lora4j.data.HfTokenizer;
+import dev.lora4j.model.Generator;
+import java.io.IOException;
+import java.io.PrintWriter;
+import java.io.UncheckedIOException;
+import java.nio.charset.StandardCharsets;
+import java.util.Locale;
+import java.util.Set;
+import java.util.concurrent.Callable;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
+
+/**
+ * {@code lora4j generate}: continues a prompt with the model (and adapters), printing the text to
+ * standard output as the tokens are produced. The prompt is used as given (no chat template);
+ * generation ends at an EOS token of the config, generation_config.json or tokenizer, or after
+ * --max-new-tokens.
+ */
+@Command(name = "generate", mixinStandardHelpOptions = true,
+        description = "Continue a prompt, streaming the new text to standard output.",
+        footer = {"", "Example: lora4j generate models/arith-tiny --prompt 'What is 2+3?' --temperature 0"})
+public final class GenerateCommand implements Callable<Integer> {
+    private static final Logger LOG = LoggerFactory.getLogger(GenerateCommand.class);
+
+    @Spec
+    private CommandSpec spec;
+
+    @Mixin
+    ModelOptions modelOptions;
+
+    @Mixin
+    SamplingOptions sampling;
+
+    @Option(names = {"-p", "--prompt"}, paramLabel = "TEXT",
+            description = "The prompt; read from standard input when absent.")
+    String prompt;
+
+    @Override
+    public Integer call() {
+        HfTokenizer tokenizer = modelOptions.tokenizer();
+        String text = prompt != null ? prompt : readStdin();
+        if (text.isEmpty()) {
+            throw OptionErrors.usage(spec, "the prompt is empty; give --prompt TEXT or pipe it to standard input");
+        }
+        ModelOptions.LoadedModel loaded = modelOptions.load();
+        Generator generator = sampling.configure(new Generator(loaded.model()));
+        Set<Integer> stop = ModelOptions.stopTokens(loaded, tokenizer);
+        generator.stopTokens(stop);
+        int[] promptIds = tokenizer.encode(text, true);
+        LOG.info("prompt: {} tokens; {}; stop tokens {}", promptIds.length, sampling, stop);
+        PrintWriter out = spec.commandLine().getOut();
+        TextStreamer streamer = new TextStreamer(tokenizer, stop, out);
+        long start = System.nanoTime();
+        int[] generated = generator.generate(promptIds, streamer);
+        double seconds = (System.nanoTime() - start) / 1e9;
+        streamer.finish();
+        out.print("\n");
+        out.flush();
+        LOG.info(String.format(Locale.ROOT, "generated %d tokens in %.2f s (%.1f tokens/s)%s", generated.length, seconds,
+                generated.length / Math.max(seconds, 1e-9),
+                generated.length > 0 && stop.contains(generated[generated.length - 1]) ? ", stopped at EOS" : ""));
+        return 0;
+    }
+
+    private static String readStdin() {
+        try {
+            return new String(System.in.readAllBytes(), StandardCharsets.UTF_8);
+        } catch (IOException e) {
+            throw new UncheckedIOException("reading the prompt from standard input: " + e.getMessage(), e);
+        }
+    }
+}

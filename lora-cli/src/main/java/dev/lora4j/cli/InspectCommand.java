@@ -1,0 +1,227 @@
+package dev.lora4j.cli;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.SerializationFeature;
+import dev.lora4j.lora.AdapterConfigJson;
+import dev.lora4j.lora.LoraConfig;
+import dev.lora4j.lora.LoraModel;
+import dev.lora4j.model.LlamaConfig;
+import dev.lora4j.model.LlamaModel;
+import dev.lora4j.nn.Linear;
+import dev.lora4j.quant.QuantConfig;
+import java.io.IOException;
+import java.io.PrintWriter;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.concurrent.Callable;
+import java.util.function.Supplier;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Parameters;
+import picocli.CommandLine.Spec;
+
+/**
+ * {@code lora4j inspect}: the architecture of a model and the parameter counts of a LoRA setting
+ * on it (trainable / total), computed from the config alone, so a 70B model is inspected in
+ * milliseconds without its weights.
+ */
+@Command(name = "inspect", mixinStandardHelpOptions = true,
+        description = {"Print a model's architecture and the trainable / total parameters of a LoRA setting.",
+            "MODEL is a Hugging Face model folder, a config.json, or a preset: ${COMPLETION-CANDIDATES}."},
+        footer = {"", "Example: lora4j inspect llama2-7b --rank 8 --targets all"})
+public final class InspectCommand implements Callable<Integer> {
+
+    /** Published configs of well-known models, by the name inspect accepts. */
+    static final Map<String, Supplier<LlamaConfig>> PRESETS = presets();
+
+    @Spec
+    private CommandSpec spec;
+
+    @Parameters(index = "0", paramLabel = "MODEL", completionCandidates = PresetNames.class,
+            description = "Model folder, config.json, or preset name.")
+    String model;
+
+    @Mixin
+    LoraOptions loraOptions;
+
+    @Option(names = "--adapter", paramLabel = "DIR",
+            description = "Count the LoRA setting of this PEFT adapter folder's adapter_config.json instead of the "
+                    + "--rank/--alpha/--targets options.")
+    Path adapter;
+
+    @Option(names = "--json", description = "Print one JSON object instead of text.")
+    boolean json;
+
+    @Override
+    public Integer call() throws IOException {
+        LlamaConfig config = resolveConfig();
+        LoraConfig lora = adapter != null ? adapterConfig() : loraOptions.toLoraConfig();
+        LlamaModel meta = LlamaModel.meta(config);
+        List<String> adapted;
+        try {
+            adapted = lora.validateAgainst(meta.linears().keySet());
+        } catch (IllegalArgumentException e) {
+            throw OptionErrors.usage(spec, "the LoRA targets do not fit " + model + ": " + e.getMessage());
+        }
+        LoraModel.ParameterCount count = LoraModel.count(config, lora);
+        Map<String, Object> report = report(config, lora, adapted.size(), count, meta);
+        PrintWriter out = spec.commandLine().getOut();
+        if (json) {
+            out.println(new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValueAsString(report));
+        } else {
+            printText(out, config, lora, adapted.size(), count, report);
+        }
+        out.flush();
+        return 0;
+    }
+
+    private LlamaConfig resolveConfig() {
+        Supplier<LlamaConfig> preset = PRESETS.get(model.toLowerCase(Locale.ROOT));
+        if (preset != null) {
+            return preset.get();
+        }
+        Path path = Path.of(model);
+        Path configJson = Files.isDirectory(path) ? path.resolve("config.json") : path;
+        if (!Files.isRegularFile(configJson)) {
+            throw OptionErrors.invalid(spec, "MODEL", model, Files.isDirectory(path)
+                    ? "the folder has no config.json; give a Hugging Face model folder"
+                    : "no such file or folder, and not a preset (presets: " + String.join(", ", PRESETS.keySet()) + ")");
+        }
+        try {
+            return LlamaConfig.read(configJson);
+        } catch (IOException e) {
+            throw new UncheckedIOException("reading " + configJson + ": " + e.getMessage(), e);
+        }
+    }
+
+    private LoraConfig adapterConfig() {
+        if (!Files.isRegularFile(adapter.resolve(AdapterConfigJson.FILE_NAME)) && !Files.isRegularFile(adapter)) {
+            throw OptionErrors.invalid(spec, "--adapter", adapter, "no adapter_config.json there; give a PEFT adapter folder");
+        }
+        try {
+            return AdapterConfigJson.read(adapter).lora();
+        } catch (IOException e) {
+            throw new UncheckedIOException("reading " + adapter + ": " + e.getMessage(), e);
+        }
+    }
+
+    private Map<String, Object> report(LlamaConfig c, LoraConfig lora, int adaptedModules, LoraModel.ParameterCount count,
+                                       LlamaModel meta) {
+        Map<String, Object> modelInfo = new LinkedHashMap<>();
+        modelInfo.put("source", model);
+        modelInfo.put("model_type", c.modelType());
+        modelInfo.put("layers", c.numHiddenLayers());
+        modelInfo.put("hidden_size", c.hiddenSize());
+        modelInfo.put("intermediate_size", c.intermediateSize());
+        modelInfo.put("attention_heads", c.numAttentionHeads());
+        modelInfo.put("key_value_heads", c.numKeyValueHeads());
+        modelInfo.put("head_dim", c.headDim());
+        modelInfo.put("vocab_size", c.vocabSize());
+        modelInfo.put("max_position_embeddings", c.maxPositionEmbeddings());
+        modelInfo.put("tie_word_embeddings", c.tieWordEmbeddings());
+        modelInfo.put("torch_dtype", c.torchDtype());
+
+        Map<String, Object> loraInfo = new LinkedHashMap<>();
+        loraInfo.put("rank", lora.rank());
+        loraInfo.put("alpha", lora.alpha());
+        loraInfo.put("scaling", lora.scaling(lora.rank(), lora.alpha()));
+        loraInfo.put("dropout", lora.dropout());
+        loraInfo.put("target_modules", lora.targetModules());
+        loraInfo.put("use_rslora", lora.useRslora());
+        loraInfo.put("adapted_modules", adaptedModules);
+
+        Map<String, Object> params = new LinkedHashMap<>();
+        params.put("base", count.base());
+        params.put("trainable", count.trainable());
+        params.put("total", count.total());
+        params.put("trainable_percent", count.trainablePercent());
+
+        // what the frozen base occupies: 16-bit, and 4-bit NF4 with double quantization (QLoRA's
+        // setting: the decoder projections quantized, embedding, norms and lm_head kept 16-bit)
+        long projections = 0;
+        long nf4Bytes = 0;
+        for (Linear lin : meta.linears().values()) {
+            if (!lin.name().equals("lm_head")) {
+                projections += lin.weight().numel();
+                nf4Bytes += QuantConfig.NF4_DQ.bytesFor(lin.weight().numel());
+            }
+        }
+        Map<String, Object> memory = new LinkedHashMap<>();
+        memory.put("base_bytes_16bit", 2 * count.base());
+        memory.put("base_bytes_nf4_dq", nf4Bytes + 2 * (count.base() - projections));
+        memory.put("lora_bytes_f32", 4 * count.trainable());
+
+        Map<String, Object> report = new LinkedHashMap<>();
+        report.put("model", modelInfo);
+        report.put("lora", loraInfo);
+        report.put("parameters", params);
+        report.put("memory", memory);
+        return report;
+    }
+
+    @SuppressWarnings("unchecked")
+    private static void printText(PrintWriter out, LlamaConfig c, LoraConfig lora, int adaptedModules,
+                                  LoraModel.ParameterCount count, Map<String, Object> report) {
+        Map<String, Object> memory = (Map<String, Object>) report.get("memory");
+        out.printf(Locale.ROOT, "model:    %s (%s), %d layers, hidden %d, intermediate %d, %d heads (%d key/value, head dim %d),%n",
+                ((Map<String, Object>) report.get("model")).get("source"), c.modelType(), c.numHiddenLayers(), c.hiddenSize(),
+                c.intermediateSize(), c.numAttentionHeads(), c.numKeyValueHeads(), c.headDim());
+        out.printf(Locale.ROOT, "          vocabulary %,d, context %,d, tied embeddings %s%n", c.vocabSize(),
+                c.maxPositionEmbeddings(), c.tieWordEmbeddings() ? "yes" : "no");
+        out.printf(Locale.ROOT, "lora:     rank %d, alpha %s (scaling %s), dropout %s, %s on %d modules %s%n", lora.rank(),
+                trim(lora.alpha()), trim(lora.scaling(lora.rank(), lora.alpha())), trim(lora.dropout()),
+                lora.useRslora() ? "rsLoRA" : "LoRA", adaptedModules, lora.targetModules());
+        out.printf(Locale.ROOT, "base params:      %,17d%n", count.base());
+        out.printf(Locale.ROOT, "trainable params: %,17d  (%.4f%% of %,d total)%n", count.trainable(), count.trainablePercent(),
+                count.total());
+        out.printf(Locale.ROOT, "frozen base:      %s at 16 bits, %s as nf4-dq; LoRA weights %s (f32)%n",
+                bytes((Long) memory.get("base_bytes_16bit")), bytes((Long) memory.get("base_bytes_nf4_dq")),
+                bytes((Long) memory.get("lora_bytes_f32")));
+    }
+
+    private static String trim(double v) {
+        return v == Math.rint(v) && Math.abs(v) < 1e15 ? Long.toString((long) v) : Double.toString(v);
+    }
+
+    static String bytes(long n) {
+        if (n >= 1L << 30) {
+            return String.format(Locale.ROOT, "%.2f GiB", n / (double) (1L << 30));
+        }
+        if (n >= 1L << 20) {
+            return String.format(Locale.ROOT, "%.2f MiB", n / (double) (1L << 20));
+        }
+        return String.format(Locale.ROOT, "%.1f KiB", n / 1024.0);
+    }
+
+    private static Map<String, Supplier<LlamaConfig>> presets() {
+        Map<String, Supplier<LlamaConfig>> m = new LinkedHashMap<>();
+        m.put("llama2-7b", LlamaConfig::llama2_7b);
+        // meta-llama/Llama-2-13b-hf
+        m.put("llama2-13b", () -> LlamaConfig.llama2_7b().toBuilder().source("llama2_13b").hiddenSize(5120)
+                .intermediateSize(13824).numHiddenLayers(40).numAttentionHeads(40).numKeyValueHeads(40).build());
+        // meta-llama/Meta-Llama-3-8B
+        m.put("llama3-8b", () -> LlamaConfig.llama2_7b().toBuilder().source("llama3_8b").vocabSize(128256)
+                .intermediateSize(14336).numKeyValueHeads(8).maxPositionEmbeddings(8192).ropeTheta(500000)
+                .torchDtype("bfloat16").bosTokenId(128000).eosTokenIds(List.of(128001)).build());
+        // mistralai/Mistral-7B-v0.1
+        m.put("mistral-7b", () -> LlamaConfig.llama2_7b().toBuilder().source("mistral_7b").modelType("mistral")
+                .architectures(List.of("MistralForCausalLM")).intermediateSize(14336).numKeyValueHeads(8)
+                .maxPositionEmbeddings(32768).slidingWindow(4096).torchDtype("bfloat16").build());
+        return m;
+    }
+
+    /** The preset names, for the help text. */
+    static final class PresetNames implements Iterable<String> {
+        @Override
+        public java.util.Iterator<String> iterator() {
+            return PRESETS.keySet().iterator();
+        }
+    }
+}

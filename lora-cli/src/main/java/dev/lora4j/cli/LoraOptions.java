@@ -1,0 +1,117 @@
+package dev.lora4j.cli;
+
+import dev.lora4j.lora.LoraConfig;
+import dev.lora4j.lora.Target;
+import java.util.ArrayList;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Set;
+import java.util.TreeMap;
+import picocli.CommandLine.ITypeConverter;
+import picocli.CommandLine.Model.CommandSpec;
+import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
+import picocli.CommandLine.TypeConversionException;
+
+/**
+ * The LoRA setting of a command ({@code @Mixin LoraOptions lora;}), with the defaults of LitGPT's
+ * LoRA fine-tuning recipe written out: rank 8, alpha 16, dropout 0.05 on the query and value
+ * projections.
+ *
+ * <p>Targets take LitGPT's names ({@code query, key, value, projection, mlp, head, all}) and
+ * Hugging Face module names ({@code q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj,
+ * down_proj, lm_head}), comma-separated, in any mix.
+ */
+public final class LoraOptions {
+
+    /** Every accepted --targets name and the Hugging Face modules it selects. */
+    static final Map<String, List<String>> TARGET_NAMES = targetNames();
+
+    @Spec(Spec.Target.MIXEE)
+    private CommandSpec spec;
+
+    @Option(names = {"-r", "--rank"}, defaultValue = "8", paramLabel = "R",
+            description = "LoRA rank r, the inner dimension of B·A (default: ${DEFAULT-VALUE}).")
+    int rank = 8;
+
+    @Option(names = "--alpha", defaultValue = "16", paramLabel = "ALPHA",
+            description = "LoRA alpha; the update is scaled by alpha / r (default: ${DEFAULT-VALUE}).")
+    double alpha = 16;
+
+    @Option(names = "--dropout", defaultValue = "0.05", paramLabel = "P",
+            description = "Dropout probability on the LoRA branch's input during training (default: ${DEFAULT-VALUE}).")
+    double dropout = 0.05;
+
+    @Option(names = "--targets", split = ",", defaultValue = "query,value", paramLabel = "NAME",
+            converter = TargetConverter.class,
+            description = "Modules to adapt, comma-separated: query, key, value, projection, mlp, head, all, or Hugging "
+                    + "Face names such as q_proj, down_proj, lm_head (default: ${DEFAULT-VALUE}).")
+    List<TargetGroup> targets = new ArrayList<>();
+
+    @Option(names = "--rslora", description = "Rank-stabilized LoRA: scale by alpha / sqrt(r) instead of alpha / r.")
+    boolean useRslora;
+
+    /** The Hugging Face module names selected by --targets, in the order given, without repeats. */
+    public List<String> targetModules() {
+        Set<String> modules = new LinkedHashSet<>();
+        for (TargetGroup group : targets) {
+            modules.addAll(group.modules());
+        }
+        return List.copyOf(modules);
+    }
+
+    /**
+     * The LoRA configuration of these options.
+     *
+     * @throws picocli.CommandLine.ParameterException naming the option whose value is out of range
+     */
+    public LoraConfig toLoraConfig() {
+        LoraConfig config = OptionErrors.check(spec, "--rank", rank, () -> LoraConfig.rank(rank));
+        LoraConfig withRank = config;
+        config = OptionErrors.check(spec, "--alpha", alpha, () -> withRank.alpha(alpha));
+        LoraConfig withAlpha = config;
+        config = OptionErrors.check(spec, "--dropout", dropout, () -> withAlpha.dropout(dropout));
+        List<String> modules = targetModules();
+        if (modules.isEmpty()) {
+            throw OptionErrors.invalid(spec, "--targets", "", "name at least one module group, e.g. query,value");
+        }
+        return config.targetModules(modules).useRslora(useRslora);
+    }
+
+    @Override
+    public String toString() {
+        return "LoraOptions(rank=" + rank + ", alpha=" + alpha + ", dropout=" + dropout + ", targets=" + targetModules()
+                + ", rslora=" + useRslora + ")";
+    }
+
+    private static Map<String, List<String>> targetNames() {
+        Map<String, List<String>> names = new TreeMap<>();
+        for (Target t : Target.values()) {
+            names.put(t.name().toLowerCase(Locale.ROOT), t.moduleSuffixes());
+            for (String module : t.moduleSuffixes()) {
+                names.put(module, List.of(module));
+            }
+        }
+        return names;
+    }
+
+    /** One --targets name as given and the Hugging Face module names it selects. */
+    record TargetGroup(String name, List<String> modules) {
+    }
+
+    /** One --targets name → its Hugging Face module names. */
+    static final class TargetConverter implements ITypeConverter<TargetGroup> {
+        @Override
+        public TargetGroup convert(String value) {
+            List<String> modules = TARGET_NAMES.get(value.trim().toLowerCase(Locale.ROOT));
+            if (modules == null) {
+                throw new TypeConversionException("'" + value + "' is not a LoRA target; use LitGPT's query, key, value, "
+                        + "projection, mlp, head, all or a module name: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, "
+                        + "down_proj, lm_head");
+            }
+            return new TargetGroup(value, modules);
+        }
+    }
+}

@@ -1,0 +1,154 @@
+package dev.lora4j.cli;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.lora4j.data.HfTokenizer;
+import dev.lora4j.lora.LoraConfig;
+import dev.lora4j.lora.LoraModel;
+import dev.lora4j.lora.Target;
+import dev.lora4j.model.Generator;
+import dev.lora4j.model.LlamaModel;
+import dev.lora4j.model.ModelLoader;
+import dev.lora4j.quant.QuantConfig;
+import dev.lora4j.quant.QuantizedCheckpoint;
+import dev.lora4j.quant.Quantizer;
+import java.io.ByteArrayInputStream;
+import java.io.InputStream;
+import java.io.PrintWriter;
+import java.io.StringWriter;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.Set;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+class GenerateCommandTest {
+    private static final String PROMPT = "we know that 59 minus 38 is";
+
+    /** What the Generator API gives, decoded without the stop token, as generate prints it. */
+    private static String expected(LlamaModel model, String prompt, int maxNewTokens) throws Exception {
+        HfTokenizer tokenizer = HfTokenizer.load(CliRun.ARITH_TINY);
+        Set<Integer> stop = Set.of(2);
+        int[] ids = new Generator(model).temperature(0).maxNewTokens(maxNewTokens).stopTokens(stop)
+                .generate(tokenizer.encode(prompt, true));
+        int[] text = Arrays.stream(ids).filter(id -> !stop.contains(id)).toArray();
+        return tokenizer.decode(text, true) + "\n";
+    }
+
+    @Test
+    void greedyOutputEqualsTheGeneratorApis() throws Exception {
+        CliRun run = CliRun.of("generate", CliRun.ARITH_TINY.toString(), "--prompt", PROMPT, "--temperature", "0",
+                "--max-new-tokens", "12");
+        assertEquals(0, run.exitCode(), run::toString);
+        String want = expected(ModelLoader.load(CliRun.ARITH_TINY, ModelLoader.Options.defaults()), PROMPT, 12);
+        assertEquals(want, run.out());
+        assertTrue(want.strip().length() > 0, "the model generated nothing: " + run);
+    }
+
+    @Test
+    void adaptersApplyAndPromptComesFromStdinWhenNotGiven(@TempDir Path tmp) throws Exception {
+        Path adapter = MergeCommandTest.writeAdapter(tmp.resolve("adapter"), LoraConfig.rank(4).targets(Target.ALL));
+        InputStream stdin = System.in;
+        CliRun run;
+        try {
+            System.setIn(new ByteArrayInputStream(PROMPT.getBytes(StandardCharsets.UTF_8)));
+            run = CliRun.of("generate", "--model", CliRun.ARITH_TINY.toString(), "--adapter", "arith=" + adapter, "-t", "0",
+                    "--max-new-tokens", "10");
+        } finally {
+            System.setIn(stdin);
+        }
+        assertEquals(0, run.exitCode(), run::toString);
+        LlamaModel base = ModelLoader.load(CliRun.ARITH_TINY, ModelLoader.Options.defaults());
+        LoraModel.load(base, "arith", adapter);
+        assertEquals(expected(base, PROMPT, 10), run.out());
+    }
+
+    @Test
+    void severalAdaptersAreAllActive(@TempDir Path tmp) throws Exception {
+        Path first = MergeCommandTest.writeAdapter(tmp.resolve("first"), LoraConfig.rank(2).targets(Target.QUERY));
+        Path second = MergeCommandTest.writeAdapter(tmp.resolve("second"), LoraConfig.rank(3).targets(Target.MLP));
+        CliRun run = CliRun.of("generate", CliRun.ARITH_TINY.toString(), "--adapter", first.toString(), "--adapter",
+                "mlp=" + second, "-p", PROMPT, "-t", "0", "--max-new-tokens", "10");
+        assertEquals(0, run.exitCode(), run::toString);
+        LlamaModel base = ModelLoader.load(CliRun.ARITH_TINY, ModelLoader.Options.defaults());
+        LoraModel lora = LoraModel.load(base, first);
+        lora.loadAdapter("mlp", second);
+        lora.setActive(LoraModel.DEFAULT_ADAPTER, "mlp");
+        assertEquals(expected(base, PROMPT, 10), run.out());
+
+        CliRun sameName = CliRun.of("generate", CliRun.ARITH_TINY.toString(), "--adapter", "a=" + first, "--adapter",
+                "a=" + second, "-p", PROMPT);
+        assertEquals(2, sameName.exitCode(), sameName::toString);
+        assertTrue(sameName.err().contains("'a' is used twice"), sameName::toString);
+    }
+
+    @Test
+    void quantizedBasesGenerateAsTheirApis(@TempDir Path tmp) throws Exception {
+        CliRun onTheFly = CliRun.of("generate", CliRun.ARITH_TINY.toString(), "--quantize", "nf4", "-p", PROMPT, "-t", "0",
+                "--max-new-tokens", "8");
+        assertEquals(0, onTheFly.exitCode(), onTheFly::toString);
+        LlamaModel model = ModelLoader.load(CliRun.ARITH_TINY, ModelLoader.Options.defaults());
+        Quantizer.quantize(model, QuantConfig.NF4);
+        assertEquals(expected(model, PROMPT, 8), onTheFly.out());
+
+        Path quantized = tmp.resolve("nf4");
+        CliRun quantize = CliRun.of("quantize", CliRun.ARITH_TINY.toString(), quantized.toString(), "--type", "nf4-dq");
+        assertEquals(0, quantize.exitCode(), quantize::toString);
+        assertTrue(quantize.out().contains("as nf4-dq: 794,240 parameters"), quantize::toString);
+        assertTrue(QuantizedCheckpoint.isQuantized(quantized));
+        CliRun fromFolder = CliRun.of("generate", quantized.toString(), "-p", PROMPT, "-t", "0", "--max-new-tokens", "8");
+        assertEquals(0, fromFolder.exitCode(), fromFolder::toString);
+        assertEquals(expected(QuantizedCheckpoint.load(quantized), PROMPT, 8), fromFolder.out());
+
+        CliRun again = CliRun.of("quantize", CliRun.ARITH_TINY.toString(), quantized.toString());
+        assertEquals(2, again.exitCode(), again::toString);
+        assertTrue(again.err().contains("DST"), again::toString);
+        CliRun twice = CliRun.of("generate", quantized.toString(), "--quantize", "nf4", "-p", PROMPT);
+        assertEquals(2, twice.exitCode(), twice::toString);
+        assertTrue(twice.err().contains("--quantize") && twice.err().contains("quantized already"), twice::toString);
+        CliRun badType = CliRun.of("quantize", CliRun.ARITH_TINY.toString(), tmp.resolve("x").toString(), "--type", "int4");
+        assertEquals(2, badType.exitCode(), badType::toString);
+        assertTrue(badType.err().contains("--type") && badType.err().contains("int4"), badType::toString);
+
+        // merging onto a 4-bit base dequantizes it and writes 16-bit weights that load back
+        Path adapter = MergeCommandTest.writeAdapter(tmp.resolve("adapter"), LoraConfig.rank(2).targets(Target.QUERY));
+        Path merged = tmp.resolve("merged");
+        CliRun merge = CliRun.of("merge", quantized.toString(), "--adapter", adapter.toString(), "--out", merged.toString());
+        assertEquals(0, merge.exitCode(), merge::toString);
+        assertFalse(QuantizedCheckpoint.isQuantized(merged));
+        assertEquals(794_240L, ModelLoader.load(merged, ModelLoader.Options.defaults()).baseParameterCount());
+    }
+
+    @Test
+    void badSamplingValuesNameTheOption() {
+        CliRun topP = CliRun.of("generate", CliRun.ARITH_TINY.toString(), "-p", PROMPT, "--top-p", "0");
+        assertEquals(2, topP.exitCode(), topP::toString);
+        assertTrue(topP.err().contains("--top-p"), topP::toString);
+        CliRun temperature = CliRun.of("generate", CliRun.ARITH_TINY.toString(), "-p", PROMPT, "--temperature", "-1");
+        assertEquals(2, temperature.exitCode(), temperature::toString);
+        assertTrue(temperature.err().contains("--temperature"), temperature::toString);
+        CliRun adapter = CliRun.of("generate", CliRun.ARITH_TINY.toString(), "-p", PROMPT, "--adapter", "x=");
+        assertEquals(2, adapter.exitCode(), adapter::toString);
+        assertTrue(adapter.err().contains("--adapter"), adapter::toString);
+    }
+
+    @Test
+    void streamerPrintsWholeWordsAndTheSameTextInTheEnd() throws Exception {
+        HfTokenizer tokenizer = HfTokenizer.load(CliRun.ARITH_TINY);
+        int[] ids = tokenizer.encode("we know that 59 minus 38 is 21\nand 3 plus 4 is 7", false);
+        StringWriter sink = new StringWriter();
+        TextStreamer streamer = new TextStreamer(tokenizer, Set.of(2), new PrintWriter(sink));
+        for (int id : ids) {
+            streamer.accept(id);
+            // nothing past the last complete word is out yet
+            assertFalse(sink.toString().endsWith(" "), sink::toString);
+        }
+        streamer.accept(2);
+        assertTrue(sink.toString().length() < tokenizer.decode(ids, true).length());
+        assertEquals(tokenizer.decode(ids, true), streamer.finish());
+        assertEquals(tokenizer.decode(ids, true), sink.toString());
+    }
+}

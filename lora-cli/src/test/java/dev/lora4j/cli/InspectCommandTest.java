@@ -1,0 +1,129 @@
+package dev.lora4j.cli;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.lora4j.lora.LoraConfig;
+import dev.lora4j.lora.LoraModel;
+import dev.lora4j.lora.Target;
+import dev.lora4j.model.LlamaModel;
+import dev.lora4j.model.ModelLoader;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+class InspectCommandTest {
+    private static final ObjectMapper JSON = new ObjectMapper();
+
+    private static JsonNode json(String... args) throws Exception {
+        String[] all = new String[args.length + 1];
+        System.arraycopy(args, 0, all, 0, args.length);
+        all[args.length] = "--json";
+        CliRun run = CliRun.of(all);
+        assertEquals(0, run.exitCode(), run::toString);
+        return JSON.readTree(run.out());
+    }
+
+    @Test
+    void llama2_7bWithLitGptDefaultsHasTheKnownCounts() throws Exception {
+        // q_proj and v_proj at r=8 on Llama 2 7B: 32 layers x 2 x 8 x (4096 + 4096)
+        CliRun run = CliRun.of("inspect", "llama2-7b");
+        assertEquals(0, run.exitCode(), run::toString);
+        assertTrue(run.out().contains("4,194,304"), run::toString);
+        assertTrue(run.out().contains("6,738,415,616"), run::toString);
+        assertTrue(run.out().contains("rank 8, alpha 16 (scaling 2), dropout 0.05"), run::toString);
+        JsonNode params = json("inspect", "llama2-7b").get("parameters");
+        assertEquals(4_194_304L, params.get("trainable").asLong());
+        assertEquals(6_738_415_616L, params.get("base").asLong());
+        assertEquals(6_742_609_920L, params.get("total").asLong());
+    }
+
+    @Test
+    void targetsAllIncludesTheMlpAndTheHead() throws Exception {
+        CliRun run = CliRun.of("inspect", "llama2-7b", "--rank", "8", "--targets", "all");
+        assertEquals(0, run.exitCode(), run::toString);
+        assertTrue(run.out().contains("20,277,248"), run::toString);
+        // a given --targets replaces the default query,value: mlp alone is 32 x 3 x 8 x (4096 + 11008)
+        assertEquals(11_599_872L, json("inspect", "llama2-7b", "--targets", "mlp").at("/parameters/trainable").asLong());
+        // LitGPT and Hugging Face names mix; repeats count once
+        assertEquals(4_194_304L, json("inspect", "llama2-7b", "--targets", "q_proj,value,query").at("/parameters/trainable")
+                .asLong());
+        assertEquals(16, json("inspect", "llama2-7b", "-r", "16").at("/lora/rank").asInt());
+    }
+
+    @Test
+    void presetsHaveThePublishedParameterCounts() throws Exception {
+        assertEquals(13_015_864_320L, json("inspect", "llama2-13b").at("/parameters/base").asLong());
+        assertEquals(8_030_261_248L, json("inspect", "llama3-8b").at("/parameters/base").asLong());
+        assertEquals(7_241_732_096L, json("inspect", "mistral-7b").at("/parameters/base").asLong());
+    }
+
+    @Test
+    void modelFolderAndConfigFileAgreeWithTheLoadedModel() throws Exception {
+        JsonNode folder = json("inspect", CliRun.ARITH_TINY.toString(), "--targets", "all", "--rank", "4");
+        assertEquals(794_240L, folder.at("/parameters/base").asLong());
+        assertEquals(4, folder.at("/model/layers").asInt());
+        JsonNode file = json("inspect", CliRun.ARITH_TINY.resolve("config.json").toString(), "--targets", "all", "--rank", "4");
+        assertEquals(folder.get("parameters"), file.get("parameters"));
+        // the count from the config alone equals what wrapping the real model gives
+        LlamaModel model = ModelLoader.load(CliRun.ARITH_TINY, ModelLoader.Options.defaults());
+        LoraModel lora = LoraModel.wrap(model, LoraConfig.rank(4).targets(Target.ALL));
+        assertEquals(lora.trainableParameterCount(), folder.at("/parameters/trainable").asLong());
+        assertEquals(model.baseParameterCount(), folder.at("/parameters/base").asLong());
+    }
+
+    @Test
+    void adapterConfigReplacesTheLoraOptions(@TempDir Path tmp) throws Exception {
+        LlamaModel model = ModelLoader.load(CliRun.ARITH_TINY, ModelLoader.Options.defaults());
+        LoraModel lora = LoraModel.wrap(model, LoraConfig.rank(2).targets(Target.MLP));
+        lora.saveAdapter(tmp.resolve("adapter"));
+        JsonNode report = json("inspect", CliRun.ARITH_TINY.toString(), "--adapter", tmp.resolve("adapter").toString());
+        assertEquals(lora.trainableParameterCount(), report.at("/parameters/trainable").asLong());
+        assertEquals(2, report.at("/lora/rank").asInt());
+    }
+
+    @Test
+    void badValuesAreUsageErrorsNamingTheOption(@TempDir Path tmp) throws Exception {
+        CliRun rank = CliRun.of("inspect", "llama2-7b", "--rank", "0");
+        assertEquals(2, rank.exitCode(), rank::toString);
+        assertTrue(rank.err().contains("--rank") && rank.err().contains("0"), rank::toString);
+
+        CliRun notInt = CliRun.of("inspect", "llama2-7b", "--rank", "eight");
+        assertEquals(2, notInt.exitCode(), notInt::toString);
+        assertTrue(notInt.err().contains("--rank") && notInt.err().contains("eight"), notInt::toString);
+
+        CliRun target = CliRun.of("inspect", "llama2-7b", "--targets", "query,attention");
+        assertEquals(2, target.exitCode(), target::toString);
+        assertTrue(target.err().contains("--targets") && target.err().contains("'attention' is not a LoRA target"),
+                target::toString);
+
+        CliRun dropout = CliRun.of("inspect", "llama2-7b", "--dropout", "1.5");
+        assertEquals(2, dropout.exitCode(), dropout::toString);
+        assertTrue(dropout.err().contains("--dropout"), dropout::toString);
+
+        CliRun missing = CliRun.of("inspect", tmp.resolve("no-such-model").toString());
+        assertEquals(2, missing.exitCode(), missing::toString);
+        assertTrue(missing.err().contains("MODEL") && missing.err().contains("no-such-model")
+                && missing.err().contains("llama2-7b"), missing::toString);
+        assertFalse(missing.err().contains("\tat "), missing::toString);
+        assertTrue(missing.out().isEmpty(), missing::toString);
+    }
+
+    @Test
+    void aBrokenConfigFailsWithOneLineNamingTheFile(@TempDir Path tmp) throws Exception {
+        Path config = tmp.resolve("config.json");
+        Files.writeString(config, "{\"model_type\": \"llama\", \"hidden_size\": 64}");
+        CliRun run = CliRun.of("inspect", config.toString());
+        assertEquals(1, run.exitCode(), run::toString);
+        assertTrue(run.err().startsWith("lora4j inspect: ") && run.err().contains(config.toString()), run::toString);
+        assertFalse(run.err().contains("\tat "), run::toString);
+
+        CliRun verbose = CliRun.of("inspect", config.toString(), "--verbose");
+        assertEquals(1, verbose.exitCode(), verbose::toString);
+        assertTrue(verbose.err().contains("\tat "), verbose::toString);
+    }
+}
