@@ -25,6 +25,8 @@ final class BpeModel {
     private static final Logger LOG = LoggerFactory.getLogger(BpeModel.class);
     private static final int CACHE_CAPACITY = 10_000;
     private static final int MAX_CACHED_WORD_CHARS = 256;
+    private static final char METASPACE = '\u2581';
+    private static final String METASPACE_TOKEN = String.valueOf(METASPACE);
 
     private final Map<String, Integer> vocab;
     private final LongLongMap merges;
@@ -38,6 +40,8 @@ final class BpeModel {
     private final String unkToken;
     private final int unkId;
     private final String where;
+    /** No token crosses a boundary between a non-{@code ▁} character and a {@code ▁}; see {@link #tokenize}. */
+    private final boolean splitsBeforeMetaspace;
     private final ConcurrentHashMap<String, int[]> cache = new ConcurrentHashMap<>();
 
     /**
@@ -87,6 +91,9 @@ final class BpeModel {
                     where, skipped, merges.size(), firstSkipped);
         }
 
+        this.splitsBeforeMetaspace = prefix == null && suffix == null && !ignoreMerges && vocab.containsKey(METASPACE_TOKEN)
+                && vocab.keySet().stream().noneMatch(BpeModel::hasMetaspaceAfterOtherCharacter);
+
         this.bmpIds = new int[0x10000];
         Arrays.fill(bmpIds, -1);
         this.byteIds = new int[256];
@@ -106,11 +113,29 @@ final class BpeModel {
         }
     }
 
+    private static boolean hasMetaspaceAfterOtherCharacter(String token) {
+        for (int i = token.indexOf(METASPACE, 1); i > 0; i = token.indexOf(METASPACE, i + 1)) {
+            if (token.charAt(i - 1) != METASPACE) {
+                return true;
+            }
+        }
+        return false;
+    }
+
     private static long pairKey(int left, int right) {
         return ((long) left << 32) | (right & 0xFFFFFFFFL);
     }
 
-    /** Appends the ids of {@code word} to {@code out}. */
+    /**
+     * Appends the ids of {@code word} to {@code out}.
+     *
+     * <p>SentencePiece-style tokenizers (Llama-2, Mistral) have no pre-tokenizer, so the whole
+     * normalized text is one "word", and merging it is O(n log n) over the text with no cache
+     * hits. When no vocabulary entry contains {@code ▁} right after another character (checked
+     * at construction), no merge can ever join the symbols on the two sides of such a boundary;
+     * merges on the two sides are independent, so cutting the word there and merging each part
+     * alone gives the same ids, and the parts ({@code ▁the}, {@code ▁cat}, ...) hit the cache.
+     */
     void tokenize(String word, Ids out) {
         if (word.isEmpty()) {
             return;
@@ -122,6 +147,21 @@ final class BpeModel {
                 return;
             }
         }
+        if (splitsBeforeMetaspace) {
+            int start = 0;
+            for (int i = word.indexOf(METASPACE, 1); i > 0; i = word.indexOf(METASPACE, i + 1)) {
+                if (word.charAt(i - 1) != METASPACE) {
+                    tokenizePart(word.substring(start, i), out);
+                    start = i;
+                }
+            }
+            tokenizePart(start == 0 ? word : word.substring(start), out);
+            return;
+        }
+        tokenizePart(word, out);
+    }
+
+    private void tokenizePart(String word, Ids out) {
         int[] cached = cache.get(word);
         if (cached == null) {
             cached = mergeWord(word);

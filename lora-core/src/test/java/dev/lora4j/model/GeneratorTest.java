@@ -167,6 +167,144 @@ class GeneratorTest {
         assertTrue(assertThrows(IllegalArgumentException.class, () -> g.maxNewTokens(0)).getMessage().contains("maxNewTokens"));
     }
 
+    /**
+     * A byte-level test tokenizer: even ids are the UTF-8 lead byte C3, odd ids a continuation
+     * byte, so generated text is full of two-byte characters split across tokens (and of U+FFFD
+     * where bytes do not pair up).
+     */
+    private static final class SplitUtf8Tokenizer implements dev.lora4j.data.Tokenizer {
+        static byte byteOf(int id) {
+            return (byte) (id % 2 == 0 ? 0xC3 : 0xA0 + (id % 16));
+        }
+
+        @Override
+        public int[] encode(String text, boolean addSpecialTokens) {
+            throw new UnsupportedOperationException();
+        }
+
+        @Override
+        public String decode(int[] ids, boolean skipSpecialTokens) {
+            byte[] bytes = new byte[ids.length];
+            for (int i = 0; i < ids.length; i++) {
+                bytes[i] = byteOf(ids[i]);
+            }
+            return new String(bytes, java.nio.charset.StandardCharsets.UTF_8);
+        }
+
+        @Override
+        public String token(int id) {
+            return String.valueOf(id);
+        }
+
+        @Override
+        public java.util.OptionalInt id(String token) {
+            return java.util.OptionalInt.empty();
+        }
+
+        @Override
+        public int vocabSize() {
+            return 48;
+        }
+
+        @Override
+        public java.util.OptionalInt bosId() {
+            return java.util.OptionalInt.empty();
+        }
+
+        @Override
+        public java.util.OptionalInt eosId() {
+            return java.util.OptionalInt.empty();
+        }
+
+        @Override
+        public java.util.OptionalInt padId() {
+            return java.util.OptionalInt.empty();
+        }
+    }
+
+    /** Streaming never hands out half a character: the pieces join to the decoding of all tokens. */
+    @Test
+    void streamedPiecesNeverSplitUtf8Characters() {
+        SplitUtf8Tokenizer tokenizer = new SplitUtf8Tokenizer();
+        for (long seed = 1; seed <= 5; seed++) {
+            List<String> pieces = new ArrayList<>();
+            Generator.Generation g = new Generator(model).tokenizer(tokenizer).temperature(1.5).seed(seed).maxNewTokens(40)
+                    .generateText(PROMPT, pieces::add);
+            String expected = tokenizer.decode(g.tokens());
+            assertEquals(expected, g.text());
+            assertEquals(expected, String.join("", pieces));
+            assertTrue(expected.chars().anyMatch(c -> c >= 0xC0 && c != 0xFFFD), "has two-byte characters: " + expected);
+            for (String piece : pieces.subList(0, pieces.size() - 1)) {
+                assertFalse(piece.endsWith("\uFFFD") && expected.indexOf('\uFFFD') < 0, "piece " + piece);
+            }
+            // a held-back lead byte is never streamed on its own
+            assertTrue(pieces.stream().noneMatch(String::isEmpty));
+        }
+    }
+
+    @Test
+    void textApiAndStopStringsNeedATokenizer() {
+        IllegalStateException noTokenizer = assertThrows(IllegalStateException.class,
+                () -> new Generator(model).stopStrings(List.of("x")).generate(PROMPT));
+        assertTrue(noTokenizer.getMessage().contains("stopStrings") && noTokenizer.getMessage().contains("tokenizer"),
+                noTokenizer.getMessage());
+        IllegalStateException text = assertThrows(IllegalStateException.class,
+                () -> new Generator(model).generate("hello", piece -> { }));
+        assertTrue(text.getMessage().contains("tokenizer(...)"), text.getMessage());
+        IllegalArgumentException empty = assertThrows(IllegalArgumentException.class,
+                () -> new Generator(model).stopStrings(List.of("ok", "")));
+        assertTrue(empty.getMessage().contains("stopStrings[1] is empty"), empty.getMessage());
+        IllegalArgumentException negative = assertThrows(IllegalArgumentException.class,
+                () -> new Generator(model).stopTokens(Set.of(-3)));
+        assertTrue(negative.getMessage().contains("stopTokens") && negative.getMessage().contains("-3"), negative.getMessage());
+    }
+
+    @Test
+    void contextFullIsReported() {
+        Generator.Generation g = new Generator(model).tokenizer(new SplitUtf8Tokenizer()).maxNewTokens(50)
+                .generateText(TinyModels.tokens(60, 48, 3), piece -> { });
+        assertEquals(4, g.tokens().length);
+        assertEquals(Generator.StopReason.CONTEXT_FULL, g.stopReason());
+        assertEquals(60, g.promptTokens());
+    }
+
+    /** Generation through LoRA: active, switched, disabled and merged adapters each give the expected model. */
+    @Test
+    void generatesWithActiveSwitchedDisabledAndMergedAdapters() {
+        LlamaModel base = LlamaModel.initialize(TinyModels.gqa(), 77);
+        long s = 500;
+        for (var e : base.allTensors().entrySet()) {
+            if (!e.getKey().endsWith("norm.weight")) {
+                TinyModels.randomize(e.getValue(), e.getKey().equals("lm_head.weight") ? 0.6f : 0.15f, s++);
+            }
+        }
+        int[] baseTokens = new Generator(base).maxNewTokens(20).generate(PROMPT);
+        dev.lora4j.lora.LoraModel lora = dev.lora4j.lora.LoraModel.wrap(base, dev.lora4j.lora.LoraConfig.rank(4).alpha(8));
+        lora.addAdapter("other", dev.lora4j.lora.LoraConfig.rank(4).alpha(8).seed(7));
+        for (String name : List.of("default", "other")) {
+            long seed = name.equals("default") ? 900 : 1900;
+            for (var e : lora.peftTensors(name, t -> t).entrySet()) {
+                if (e.getKey().contains("lora_B")) {
+                    TinyModels.randomize(e.getValue(), 0.3f, seed++);
+                }
+            }
+        }
+        lora.setActive("default");
+        int[] first = new Generator(lora.model()).maxNewTokens(20).generate(PROMPT);
+        assertFalse(Arrays.equals(baseTokens, first), "the adapter changes the output");
+        lora.setActive("other");
+        int[] second = new Generator(lora.model()).maxNewTokens(20).generate(PROMPT);
+        assertFalse(Arrays.equals(first, second), "switching adapters changes the output");
+        assertFalse(Arrays.equals(baseTokens, second));
+        lora.disableAdapters();
+        assertArrayEquals(baseTokens, new Generator(lora.model()).maxNewTokens(20).generate(PROMPT), "disabled = base");
+        lora.enableAdapters();
+        lora.setActive("default");
+        assertArrayEquals(first, new Generator(lora.model()).maxNewTokens(20).generate(PROMPT), "back to the first adapter");
+        LlamaModel merged = lora.mergeAndUnload();
+        assertArrayEquals(first, new Generator(merged).maxNewTokens(20).generate(PROMPT), "merged = active");
+    }
+
     // ---------------------------------------------------------------- the sampling rule itself
 
     private static double[] frequencies(Generator g, float[] logits, int draws) {

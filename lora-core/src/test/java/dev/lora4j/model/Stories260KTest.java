@@ -46,6 +46,78 @@ class Stories260KTest {
         assertEquals(expected, text.startsWith(" ") ? text.substring(1) : text);
     }
 
+    /** The text API streams llama2.c's recorded text piece by piece; the pieces join to exactly that text. */
+    @Test
+    void streamedTextEqualsLlama2cText() throws Exception {
+        HfTokenizer tokenizer = HfTokenizer.load(root.resolve("hf"));
+        String expected = golden.at("/independent_golden/expected_text").asText();
+        List<String> pieces = new java.util.ArrayList<>();
+        Generator.Generation g = new Generator(model).tokenizer(tokenizer).maxNewTokens(200)
+                .generateText(new int[] {1}, pieces::add);
+        assertArrayEquals(ids(golden.at("/derived_here/greedy_ids_after_bos")), g.tokens());
+        assertEquals(expected, g.text());
+        assertEquals(expected, String.join("", pieces));
+        assertEquals(Generator.StopReason.MAX_NEW_TOKENS, g.stopReason());
+        assertEquals(1, g.promptTokens());
+        org.junit.jupiter.api.Assertions.assertTrue(pieces.size() > 100, "streamed token by token, not at the end: " + pieces.size());
+    }
+
+    /**
+     * A text prompt that tokenizes to the start of the greedy output continues it; the
+     * continuation keeps its leading space although SentencePiece strips one at the start of a text.
+     */
+    @Test
+    void textPromptContinuationKeepsLeadingSpace() throws Exception {
+        HfTokenizer tokenizer = HfTokenizer.load(root.resolve("hf"));
+        String expected = golden.at("/independent_golden/expected_text").asText();
+        String prompt = "Once upon a time, there was a little girl";
+        int[] greedy = ids(golden.at("/derived_here/greedy_ids_after_bos"));
+        int[] promptIds = tokenizer.encode(prompt);
+        assertArrayEquals(java.util.Arrays.copyOf(greedy, promptIds.length - 1), java.util.Arrays.copyOfRange(promptIds, 1, promptIds.length));
+        List<String> pieces = new java.util.ArrayList<>();
+        Generator.Generation g = new Generator(model).tokenizer(tokenizer).maxNewTokens(30).generate(prompt, pieces::add);
+        int[] continuation = java.util.Arrays.copyOfRange(greedy, promptIds.length - 1, promptIds.length - 1 + 30);
+        assertArrayEquals(continuation, g.tokens());
+        String rest = expected.substring(prompt.length());
+        org.junit.jupiter.api.Assertions.assertTrue(rest.startsWith(" named Lily."), rest);
+        assertEquals(rest.substring(0, g.text().length()), g.text());
+        assertEquals(tokenizer.decode(java.util.Arrays.copyOf(greedy, promptIds.length - 1 + 30)), prompt + g.text());
+        assertEquals(g.text(), String.join("", pieces));
+        assertEquals(promptIds.length, g.promptTokens());
+    }
+
+    /** A stop string cuts the text right before it; nothing of it is streamed. */
+    @Test
+    void stopStringCutsTextBeforeIt() throws Exception {
+        HfTokenizer tokenizer = HfTokenizer.load(root.resolve("hf"));
+        String expected = golden.at("/independent_golden/expected_text").asText();
+        String stop = "Lily's mom";
+        List<String> pieces = new java.util.ArrayList<>();
+        Generator.Generation g = new Generator(model).tokenizer(tokenizer).maxNewTokens(200)
+                .stopStrings(List.of("no such text", stop)).generateText(new int[] {1}, pieces::add);
+        assertEquals(expected.substring(0, expected.indexOf(stop)), g.text());
+        assertEquals(g.text(), String.join("", pieces));
+        assertEquals(Generator.StopReason.STOP_STRING, g.stopReason());
+        org.junit.jupiter.api.Assertions.assertTrue(g.tokens().length < 100, "stopped early: " + g.tokens().length);
+        org.junit.jupiter.api.Assertions.assertTrue(tokenizer.decode(g.tokens()).contains(stop));
+        int[] shorter = java.util.Arrays.copyOf(g.tokens(), g.tokens().length - 1);
+        org.junit.jupiter.api.Assertions.assertFalse(tokenizer.decode(shorter).contains(stop), "stopped at the first token completing it");
+        // the token API honours stop strings too
+        assertArrayEquals(g.tokens(), new Generator(model).tokenizer(tokenizer).maxNewTokens(200).stopStrings(List.of(stop))
+                .generate(new int[] {1}));
+        // EOS as a stop token: its text is not part of the text
+        int eosAt = 20;
+        int[] greedy = ids(golden.at("/derived_here/greedy_ids_after_bos"));
+        Generator.Generation e = new Generator(model).tokenizer(tokenizer).maxNewTokens(200)
+                .stopTokens(java.util.Set.of(greedy[eosAt])).generateText(new int[] {1}, piece -> { });
+        int firstAt = 0;
+        while (greedy[firstAt] != greedy[eosAt]) {
+            firstAt++;
+        }
+        assertEquals(Generator.StopReason.EOS, e.stopReason());
+        assertEquals(tokenizer.decode(java.util.Arrays.copyOf(greedy, firstAt)), e.text());
+    }
+
     @Test
     void promptLogitsMatch() {
         JsonNode p = golden.at("/derived_here/prompt_logits");
