@@ -6,6 +6,8 @@ import java.io.IOException;
 import java.io.PrintWriter;
 import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Locale;
 import java.util.Set;
 import java.util.concurrent.Callable;
@@ -20,8 +22,8 @@ import picocli.CommandLine.Spec;
 /**
  * {@code lora4j generate}: continues a prompt with the model (and adapters), printing the text to
  * standard output as the tokens are produced. The prompt is used as given (no chat template);
- * generation ends at an EOS token of the config, generation_config.json or tokenizer, or after
- * --max-new-tokens.
+ * generation ends at an EOS token of the config, generation_config.json or tokenizer, at a
+ * {@code --stop} string (not printed), or after --max-new-tokens.
  */
 @Command(name = "generate", mixinStandardHelpOptions = true,
         description = "Continue a prompt, streaming the new text to standard output.",
@@ -42,6 +44,11 @@ public final class GenerateCommand implements Callable<Integer> {
             description = "The prompt; read from standard input when absent.")
     String prompt;
 
+    @Option(names = "--stop", paramLabel = "TEXT",
+            description = "Stop when the new text contains TEXT (not printed); repeatable. Escapes \\n and \\t are "
+                    + "understood, e.g. --stop '\\n'.")
+    List<String> stopStrings = new ArrayList<>();
+
     @Override
     public Integer call() {
         HfTokenizer tokenizer = modelOptions.tokenizer();
@@ -49,24 +56,52 @@ public final class GenerateCommand implements Callable<Integer> {
         if (text.isEmpty()) {
             throw OptionErrors.usage(spec, "the prompt is empty; give --prompt TEXT or pipe it to standard input");
         }
+        List<String> stops = unescape(stopStrings);
+        for (int i = 0; i < stops.size(); i++) {
+            if (stops.get(i).isEmpty()) {
+                throw OptionErrors.usage(spec, "--stop value " + (i + 1) + " is empty; give the text to stop at");
+            }
+        }
         ModelOptions.LoadedModel loaded = modelOptions.load();
-        Generator generator = sampling.configure(new Generator(loaded.model()));
         Set<Integer> stop = ModelOptions.stopTokens(loaded, tokenizer);
-        generator.stopTokens(stop);
+        Generator generator = sampling.configure(new Generator(loaded.model())).tokenizer(tokenizer).stopTokens(stop)
+                .stopStrings(stops);
         int[] promptIds = tokenizer.encode(text, true);
-        LOG.info("prompt: {} tokens; {}; stop tokens {}", promptIds.length, sampling, stop);
+        LOG.info("prompt: {} tokens; {}; stop tokens {}, stop strings {}", promptIds.length, sampling, stop, stops);
         PrintWriter out = spec.commandLine().getOut();
-        TextStreamer streamer = new TextStreamer(tokenizer, stop, out);
         long start = System.nanoTime();
-        int[] generated = generator.generate(promptIds, streamer);
+        Generator.Generation result = generator.generateText(promptIds, piece -> {
+            out.print(piece);
+            out.flush();
+        });
         double seconds = (System.nanoTime() - start) / 1e9;
-        streamer.finish();
         out.print("\n");
         out.flush();
-        LOG.info(String.format(Locale.ROOT, "generated %d tokens in %.2f s (%.1f tokens/s)%s", generated.length, seconds,
-                generated.length / Math.max(seconds, 1e-9),
-                generated.length > 0 && stop.contains(generated[generated.length - 1]) ? ", stopped at EOS" : ""));
+        LOG.info(String.format(Locale.ROOT, "generated %d tokens in %.2f s (%.1f tokens/s), stopped: %s",
+                result.tokens().length, seconds, result.tokens().length / Math.max(seconds, 1e-9), result.stopReason()));
         return 0;
+    }
+
+    /** Shell-friendly escapes in option values: {@code \n} newline, {@code \t} tab, {@code \\} backslash. */
+    static List<String> unescape(List<String> values) {
+        List<String> out = new ArrayList<>(values.size());
+        for (String v : values) {
+            StringBuilder b = new StringBuilder(v.length());
+            for (int i = 0; i < v.length(); i++) {
+                char c = v.charAt(i);
+                if (c == '\\' && i + 1 < v.length()) {
+                    char n = v.charAt(i + 1);
+                    if (n == 'n' || n == 't' || n == '\\') {
+                        b.append(n == 'n' ? '\n' : n == 't' ? '\t' : '\\');
+                        i++;
+                        continue;
+                    }
+                }
+                b.append(c);
+            }
+            out.add(b.toString());
+        }
+        return out;
     }
 
     private static String readStdin() {

@@ -25,7 +25,7 @@ import picocli.CommandLine.ScopeType;
  */
 @Command(name = "lora4j", mixinStandardHelpOptions = true, versionProvider = Lora4j.Version.class,
         description = "LoRA and QLoRA fine-tuning of Llama-family models in Java.",
-        subcommands = {InspectCommand.class, GenerateCommand.class, MergeCommand.class, QuantizeCommand.class,
+        subcommands = {InspectCommand.class, GenerateCommand.class, ChatCommand.class, MergeCommand.class, QuantizeCommand.class,
             CommandLine.HelpCommand.class})
 public final class Lora4j implements Runnable {
 

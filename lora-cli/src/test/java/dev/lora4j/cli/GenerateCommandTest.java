@@ -16,8 +16,6 @@ import dev.lora4j.quant.QuantizedCheckpoint;
 import dev.lora4j.quant.Quantizer;
 import java.io.ByteArrayInputStream;
 import java.io.InputStream;
-import java.io.PrintWriter;
-import java.io.StringWriter;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.util.Arrays;
@@ -28,14 +26,19 @@ import org.junit.jupiter.api.io.TempDir;
 class GenerateCommandTest {
     private static final String PROMPT = "we know that 59 minus 38 is";
 
-    /** What the Generator API gives, decoded without the stop token, as generate prints it. */
+    /** What the Generator API gives: the new text without the stop token, as generate prints it. */
     private static String expected(LlamaModel model, String prompt, int maxNewTokens) throws Exception {
         HfTokenizer tokenizer = HfTokenizer.load(CliRun.ARITH_TINY);
-        Set<Integer> stop = Set.of(2);
-        int[] ids = new Generator(model).temperature(0).maxNewTokens(maxNewTokens).stopTokens(stop)
+        int[] ids = new Generator(model).temperature(0).maxNewTokens(maxNewTokens).stopTokens(Set.of(2))
                 .generate(tokenizer.encode(prompt, true));
-        int[] text = Arrays.stream(ids).filter(id -> !stop.contains(id)).toArray();
-        return tokenizer.decode(text, true) + "\n";
+        int[] text = Arrays.stream(ids).filter(id -> id != 2).toArray();
+        int[] promptIds = tokenizer.encode(prompt, true);
+        int[] all = java.util.stream.IntStream.concat(Arrays.stream(promptIds), Arrays.stream(text)).toArray();
+        // the continuation is the whole decode minus the prompt's decode (keeps the continuation's leading space)
+        String whole = tokenizer.decode(all, true);
+        String head = tokenizer.decode(promptIds, true);
+        assertTrue(whole.startsWith(head), whole);
+        return whole.substring(head.length()) + "\n";
     }
 
     @Test
@@ -136,19 +139,18 @@ class GenerateCommandTest {
     }
 
     @Test
-    void streamerPrintsWholeWordsAndTheSameTextInTheEnd() throws Exception {
-        HfTokenizer tokenizer = HfTokenizer.load(CliRun.ARITH_TINY);
-        int[] ids = tokenizer.encode("we know that 59 minus 38 is 21\nand 3 plus 4 is 7", false);
-        StringWriter sink = new StringWriter();
-        TextStreamer streamer = new TextStreamer(tokenizer, Set.of(2), new PrintWriter(sink));
-        for (int id : ids) {
-            streamer.accept(id);
-            // nothing past the last complete word is out yet
-            assertFalse(sink.toString().endsWith(" "), sink::toString);
-        }
-        streamer.accept(2);
-        assertTrue(sink.toString().length() < tokenizer.decode(ids, true).length());
-        assertEquals(tokenizer.decode(ids, true), streamer.finish());
-        assertEquals(tokenizer.decode(ids, true), sink.toString());
+    void stopStringEndsTheTextBeforeIt() throws Exception {
+        CliRun full = CliRun.of("generate", CliRun.ARITH_TINY.toString(), "-p", PROMPT, "-t", "0", "--max-new-tokens", "16");
+        assertEquals(0, full.exitCode(), full::toString);
+        String text = full.out().substring(0, full.out().length() - 1);
+        int newline = text.indexOf('\n');
+        assertTrue(newline > 0, "the greedy continuation has no newline to stop at: " + full);
+        CliRun cut = CliRun.of("generate", CliRun.ARITH_TINY.toString(), "-p", PROMPT, "-t", "0", "--max-new-tokens", "16",
+                "--stop", "\\n");
+        assertEquals(0, cut.exitCode(), cut::toString);
+        assertEquals(text.substring(0, newline) + "\n", cut.out());
+        CliRun empty = CliRun.of("generate", CliRun.ARITH_TINY.toString(), "-p", PROMPT, "--stop", "");
+        assertEquals(2, empty.exitCode(), empty::toString);
+        assertTrue(empty.err().contains("--stop"), empty::toString);
     }
 }
