@@ -35,7 +35,7 @@ class TrainingListenersTest {
             assertEquals(1, Files.readAllLines(file).size());
             writer.onStep(step(2, Double.NaN));
             writer.validation(2, Math.log(6.0));
-            writer.onEnd(new TrainingResult(2, 2.0, 200, 0.8, new double[] {2.5, Double.NaN}));
+            writer.onEnd(new TrainingResult(2, 2.0, 200, 0.8, new double[] {2.5, Double.NaN}, 2));
         }
         List<String> lines = Files.readAllLines(file);
         assertEquals(3, lines.size());
@@ -105,7 +105,7 @@ class TrainingListenersTest {
         for (int s = 1; s <= 10; s++) {
             bar.onStep(step(s, 1.0 / s));
         }
-        bar.onEnd(new TrainingResult(10, 0.1, 1000, 4.0, new double[10]));
+        bar.onEnd(new TrainingResult(10, 0.1, 1000, 4.0, new double[10], 10));
         bar.close();
         String last = frames.get(frames.size() - 1);
         assertTrue(last.contains("finetune") && last.contains("10/10"), last);
