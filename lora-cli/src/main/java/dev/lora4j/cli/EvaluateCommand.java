@@ -29,6 +29,7 @@ import picocli.CommandLine.ITypeConverter;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
+import picocli.CommandLine.ParentCommand;
 import picocli.CommandLine.Spec;
 import picocli.CommandLine.TypeConversionException;
 
@@ -68,13 +69,16 @@ public final class EvaluateCommand implements Callable<Integer> {
     @Spec
     private CommandSpec spec;
 
+    @ParentCommand
+    private Lora4j root;
+
     @Mixin
     ModelOptions modelOptions;
 
     @Option(names = {"-t", "--tasks"}, required = true, split = ",", paramLabel = "TASK", converter = TaskConverter.class,
             description = "Comma-separated tasks: val_loss, arithmetic_2da ... arithmetic_5ds (arithmetic: 2da,2ds,4da,4ds), "
                     + "truthfulqa_mc1, truthfulqa_mc2 (truthfulqa: both).")
-    List<List<String>> taskGroups = new ArrayList<>();
+    List<String> taskNames = new ArrayList<>();
 
     @Option(names = {"-o", "--out"}, paramLabel = "FILE",
             description = "Write the JSON report here (default: none; the table goes to standard output).")
@@ -120,7 +124,7 @@ public final class EvaluateCommand implements Callable<Integer> {
     @Override
     public Integer call() throws IOException {
         Set<String> tasks = new LinkedHashSet<>();
-        taskGroups.forEach(tasks::addAll);
+        taskNames.forEach(name -> tasks.addAll(TASK_NAMES.get(name)));
         List<ArithmeticEvaluation.Task> arithmetic = tasks.stream().filter(t -> t.startsWith("arithmetic_"))
                 .map(ArithmeticEvaluation.Task::fromName).toList();
         boolean mc1 = tasks.contains(MC1);
@@ -136,8 +140,10 @@ public final class EvaluateCommand implements Callable<Integer> {
             int maxPositions = dev.lora4j.model.LlamaConfig.read(modelOptions.folder().resolve("config.json"))
                     .maxPositionEmbeddings();
             validation = dataOptions.prepareForEvaluation(tokenizer, maxPositions);
-            err.println(validation.summary());
-            err.flush();
+            if (root == null || !root.quiet()) {
+                err.println(validation.summary());
+                err.flush();
+            }
         }
         List<MultipleChoiceEvaluation.Item> mcItems = null;
         MultipleChoiceEvaluation mcEvaluation = null;
@@ -231,7 +237,7 @@ public final class EvaluateCommand implements Callable<Integer> {
         if (batchSize < 1) {
             throw OptionErrors.invalid(spec, "--batch-size", batchSize, "must be at least 1");
         }
-        if (dataOptions.hasData() && taskGroups.stream().noneMatch(g -> g.contains(VAL_LOSS))) {
+        if (dataOptions.hasData() && taskNames.stream().noneMatch(VAL_LOSS::equals)) {
             throw OptionErrors.usage(spec, "--data/--val-data are only read by the task val_loss; add it to --tasks or drop "
                     + "the data options");
         }
@@ -308,21 +314,21 @@ public final class EvaluateCommand implements Callable<Integer> {
         return names;
     }
 
-    /** One --tasks name → the task names it stands for. */
-    static final class TaskConverter implements ITypeConverter<List<String>> {
+    /** One --tasks name, checked and in lower case (a key of {@link #TASK_NAMES}). */
+    static final class TaskConverter implements ITypeConverter<String> {
         @Override
-        public List<String> convert(String value) {
-            List<String> tasks = TASK_NAMES.get(value.trim().toLowerCase(Locale.ROOT));
-            if (tasks == null) {
+        public String convert(String value) {
+            String name = value.trim().toLowerCase(Locale.ROOT);
+            if (!TASK_NAMES.containsKey(name)) {
                 throw new TypeConversionException("'" + value + "' is not a task; use " + TASK_LIST);
             }
-            return tasks;
+            return name;
         }
     }
 
     @Override
     public String toString() {
-        return "EvaluateCommand(tasks=" + taskGroups + ", out=" + out + ", batchSize=" + batchSize + ", count=" + count
+        return "EvaluateCommand(tasks=" + taskNames + ", out=" + out + ", batchSize=" + batchSize + ", count=" + count
                 + ", seed=" + seed + ", answerDelimiter=" + answerDelimiter + ", maxNewTokens=" + maxNewTokens + ", mcFile="
                 + mcFile + ", mcPreambleFile=" + mcPreambleFile + ", " + modelOptions + ", " + dataOptions + ")";
     }

@@ -135,9 +135,11 @@ public final class FinetuneCommand implements Callable<Integer> {
         HfTokenizer tokenizer = modelOptions.tokenizer();
         PromptStyle style = dataOptions.promptStyle(PromptStyle.alpaca());
         DataOptions.Prepared data = dataOptions.prepareForTraining(tokenizer, modelConfig.maxPositionEmbeddings());
-        PrintWriter err = spec.commandLine().getErr();
-        err.println(data.summary());
-        err.flush();
+        if (root == null || !root.quiet()) {
+            PrintWriter err = spec.commandLine().getErr();
+            err.println(data.summary());
+            err.flush();
+        }
         LoraConfig loraConfig = loraOptions.toLoraConfig().seed(trainOptions.seed());
         int padId = tokenizer.padId().orElse(tokenizer.eosId().orElse(0));
         Path checkpoints = out.resolve(CHECKPOINT_DIR);
