@@ -13,7 +13,7 @@ import picocli.CommandLine.ParseResult;
 import picocli.CommandLine.ScopeType;
 
 /**
- * The {@code lora4j} command line: LitGPT's workflow (finetune, generate, merge, inspect) on
+ * The {@code lora4j} command line: LitGPT's workflow (finetune, evaluate, generate, chat, merge, inspect) on
  * lora4j. Results go to standard output, log lines and progress to standard error.
  *
  * <p>Exit codes: 0 success, 2 usage error (picocli's message names the option), 1 failure (one
@@ -25,8 +25,8 @@ import picocli.CommandLine.ScopeType;
  */
 @Command(name = "lora4j", mixinStandardHelpOptions = true, versionProvider = Lora4j.Version.class,
         description = "LoRA and QLoRA fine-tuning of Llama-family models in Java.",
-        subcommands = {InspectCommand.class, GenerateCommand.class, ChatCommand.class, MergeCommand.class, QuantizeCommand.class,
-            CommandLine.HelpCommand.class})
+        subcommands = {FinetuneCommand.class, GenerateCommand.class, ChatCommand.class, EvaluateCommand.class,
+            MergeCommand.class, InspectCommand.class, QuantizeCommand.class, CommandLine.HelpCommand.class})
 public final class Lora4j implements Runnable {
 
     /** The system property slf4j-simple reads its level from (it wins over simplelogger.properties). */
@@ -52,6 +52,11 @@ public final class Lora4j implements Runnable {
     /** True when --verbose was given (to this command or any subcommand). */
     public boolean verbose() {
         return verbose;
+    }
+
+    /** True when --quiet was given (to this command or any subcommand): no progress bar. */
+    public boolean quiet() {
+        return quiet;
     }
 
     @Override
@@ -143,18 +148,25 @@ public final class Lora4j implements Runnable {
         return message == null || message.isBlank() ? e.getClass().getName() : message;
     }
 
-    /** The project version, filtered into version.properties at build time. */
+    /** The project version ("0.1.0-SNAPSHOT"), filtered into version.properties at build time. */
+    public static String version() {
+        Properties p = new Properties();
+        try (InputStream in = Lora4j.class.getResourceAsStream("version.properties")) {
+            if (in == null) {
+                throw new IOException("dev/lora4j/cli/version.properties is missing from the class path");
+            }
+            p.load(in);
+        } catch (IOException e) {
+            throw new java.io.UncheckedIOException(e);
+        }
+        return p.getProperty("version");
+    }
+
+    /** The project version and the Java runtime, for --version. */
     public static final class Version implements IVersionProvider {
         @Override
-        public String[] getVersion() throws IOException {
-            Properties p = new Properties();
-            try (InputStream in = Lora4j.class.getResourceAsStream("version.properties")) {
-                if (in == null) {
-                    throw new IOException("dev/lora4j/cli/version.properties is missing from the class path");
-                }
-                p.load(in);
-            }
-            return new String[] {"lora4j " + p.getProperty("version"),
+        public String[] getVersion() {
+            return new String[] {"lora4j " + version(),
                 "Java " + System.getProperty("java.version") + " (" + System.getProperty("java.vm.name") + ")"};
         }
     }

@@ -25,8 +25,8 @@ import org.slf4j.LoggerFactory;
 
 /**
  * A PNG plot of training loss per optimizer step (a line) and validation loss (points), drawn
- * with XChart. Collects training losses as a {@link TrainerListener}; validation points come
- * from {@link #addValidation}; {@link #fromJsonl} rebuilds a plot from a metrics.jsonl written by
+ * with XChart. Collects training losses and validation points as a {@link TrainerListener} (or
+ * through {@link #addTraining} and {@link #addValidation}); {@link #fromJsonl} rebuilds a plot from a metrics.jsonl written by
  * {@link MetricsJsonlWriter}. {@link #writePng} replaces the file atomically (temporary file and
  * rename), so a viewer never sees half a PNG while training rewrites it.
  */
@@ -98,6 +98,14 @@ public final class LossPlot implements TrainerListener {
     public synchronized void onStep(StepMetrics m) {
         if (Double.isFinite(m.loss())) {
             addTraining(m.step(), m.loss());
+        }
+    }
+
+    /** Adds the validation point of a {@link dev.lora4j.train.Trainer.Builder#validation} pass. */
+    @Override
+    public void onValidation(ValidationMetrics m) {
+        if (Double.isFinite(m.loss())) {
+            addValidation(m.step(), m.loss());
         }
     }
 

@@ -19,7 +19,8 @@ import java.nio.file.StandardOpenOption;
  * {"step":1,"loss":2.31,"lr":3.0E-6,"grad_norm":1.7,"tokens":412,"tokens_per_sec":950.2,"elapsed_s":0.43}
  * {"step":100,"val_loss":1.92,"val_ppl":6.82}
  * </pre>
- * Training records come from {@link #onStep}; validation records from {@link #validation}. A value
+ * Training records come from {@link #onStep}; validation records from {@link #onValidation} or
+ * {@link #validation}. A value
  * that is not finite (a NaN loss) is written as null, since JSON has no NaN.
  */
 public final class MetricsJsonlWriter implements TrainerListener, Closeable {
@@ -76,6 +77,12 @@ public final class MetricsJsonlWriter implements TrainerListener, Closeable {
         put(o, "val_loss", validationLoss);
         put(o, "val_ppl", Math.exp(validationLoss));
         write(o);
+    }
+
+    /** Writes the validation record of a {@link dev.lora4j.train.Trainer.Builder#validation} pass. */
+    @Override
+    public void onValidation(ValidationMetrics m) {
+        validation(m.step(), m.loss());
     }
 
     @Override

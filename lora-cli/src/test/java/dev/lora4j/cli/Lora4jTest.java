@@ -18,7 +18,7 @@ class Lora4jTest {
     void helpListsTheCommandsAndTheDefaults() {
         CliRun run = CliRun.of("--help");
         assertEquals(0, run.exitCode(), run::toString);
-        for (String command : new String[] {"inspect", "generate", "merge", "quantize"}) {
+        for (String command : new String[] {"finetune", "evaluate", "inspect", "generate", "merge", "quantize"}) {
             assertTrue(run.out().contains(command), run::toString);
         }
         CliRun inspect = CliRun.of("help", "inspect");
