@@ -126,11 +126,17 @@ public final class DataOptions {
                     + "must end with EOS, so combine with --overlength skip if any is too long.")
     Integer packing;
 
-    /** The data a command trains or evaluates on, and a one-paragraph account of it. */
-    public record Prepared(List<Example> train, List<Example> validation, String summary, Map<String, Object> stats) {
+    /**
+     * The data a command trains or evaluates on, and a one-paragraph account of it;
+     * {@code validationRecords} are the records behind {@code validation} (before encoding, for
+     * answering them), {@code dataset} the encoding both went through.
+     */
+    public record Prepared(List<Example> train, List<Example> validation, List<InstructionRecord> validationRecords,
+                           InstructionDataset dataset, String summary, Map<String, Object> stats) {
         public Prepared {
             train = List.copyOf(train);
             validation = List.copyOf(validation);
+            validationRecords = List.copyOf(validationRecords);
             stats = java.util.Collections.unmodifiableMap(new LinkedHashMap<>(stats));
         }
     }
@@ -279,7 +285,8 @@ public final class DataOptions {
                 style, maskPrompt ? "masked" : "learned too", lengthText(maxPositions), stats.get("truncated"),
                 stats.get("skipped"), packingText);
         LOG.debug("{}", dataset);
-        return new Prepared(trainExamples, validation == null ? List.of() : validation.examples(), summary, stats);
+        return new Prepared(trainExamples, validation == null ? List.of() : validation.examples(), validationRecords, dataset,
+                summary, stats);
     }
 
     /**
@@ -289,7 +296,7 @@ public final class DataOptions {
      */
     public Prepared prepareForEvaluation(Tokenizer tokenizer, int maxPositions) {
         if (data == null && valData == null) {
-            throw OptionErrors.usage(spec, "the task val_loss needs data: give --data FILE (the whole file, or its "
+            throw OptionErrors.usage(spec, "the tasks val_loss and exact_match need data: give --data FILE (the whole file, or its "
                     + "--val-split part) or --val-data FILE");
         }
         if (data != null && valData != null) {
@@ -326,7 +333,7 @@ public final class DataOptions {
                 records.size(), file, part, encoded.examples().size(), tokens(encoded.examples()),
                 supervised(encoded.examples()), style, maskPrompt ? "masked" : "scored too", lengthText(maxPositions),
                 encoded.truncated(), encoded.skipped());
-        return new Prepared(List.of(), encoded.examples(), summary, stats);
+        return new Prepared(List.of(), encoded.examples(), scored, dataset, summary, stats);
     }
 
     /** The effective data settings, for finetune.json (paths absolute, so a resumed run compares equal). */

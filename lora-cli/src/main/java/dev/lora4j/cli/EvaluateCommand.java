@@ -8,6 +8,7 @@ import dev.lora4j.eval.EvaluationReport;
 import dev.lora4j.eval.LogLikelihood;
 import dev.lora4j.eval.LossEvaluator;
 import dev.lora4j.eval.MultipleChoiceEvaluation;
+import dev.lora4j.eval.ResponseEvaluation;
 import java.io.IOException;
 import java.io.PrintWriter;
 import java.io.UncheckedIOException;
@@ -39,6 +40,8 @@ import picocli.CommandLine.TypeConversionException;
  *   <li>{@code val_loss}: loss and perplexity on instruction data, encoded as finetune encodes it
  *       (the same --data options): all of --val-data, or all of --data, or with --val-split only the
  *       validation part finetune held out (same fraction and --data-seed);</li>
+ *   <li>{@code exact_match}: the same records answered greedily (prompt as in training, until EOS),
+ *       an answer counting when it equals the record's output (white space stripped at both ends);</li>
  *   <li>{@code arithmetic_2da ... arithmetic_5ds} (or {@code arithmetic} for 2da, 2ds, 4da, 4ds):
  *       generated GPT-3 arithmetic problems, acc by log-likelihood and exact_match by greedy
  *       generation; the prompt is the question through the --prompt-style/--prompt-template given
@@ -51,7 +54,7 @@ import picocli.CommandLine.TypeConversionException;
  */
 @Command(name = "evaluate", mixinStandardHelpOptions = true, sortOptions = false,
         description = "Evaluate a model and its adapters: validation loss, arithmetic, multiple choice.",
-        footer = {"", "Tasks: val_loss; arithmetic_2da, _2ds, _3da, _3ds, _4da, _4ds, _5da, _5ds (arithmetic: 2da, 2ds, "
+        footer = {"", "Tasks: val_loss, exact_match (on --data/--val-data); arithmetic_2da, _2ds, _3da, _3ds, _4da, _4ds, _5da, _5ds (arithmetic: 2da, 2ds, "
                 + "4da, 4ds); truthfulqa_mc1, truthfulqa_mc2 (truthfulqa: both).", "",
             "Example: lora4j evaluate models/arith-tiny --adapter runs/arith/adapter --tasks val_loss,arithmetic_2da "
                     + "--val-data arith-test.json --prompt-template '{instruction}\\nAnswer:' --out results.json"})
@@ -59,6 +62,7 @@ public final class EvaluateCommand implements Callable<Integer> {
     private static final Logger LOG = LoggerFactory.getLogger(EvaluateCommand.class);
 
     static final String VAL_LOSS = "val_loss";
+    static final String EXACT_MATCH = "exact_match";
     static final String MC1 = "truthfulqa_mc1";
     static final String MC2 = "truthfulqa_mc2";
 
@@ -76,7 +80,7 @@ public final class EvaluateCommand implements Callable<Integer> {
     ModelOptions modelOptions;
 
     @Option(names = {"-t", "--tasks"}, required = true, split = ",", paramLabel = "TASK", converter = TaskConverter.class,
-            description = "Comma-separated tasks: val_loss, arithmetic_2da ... arithmetic_5ds (arithmetic: 2da,2ds,4da,4ds), "
+            description = "Comma-separated tasks: val_loss, exact_match (both on --data/--val-data), arithmetic_2da ... arithmetic_5ds (arithmetic: 2da,2ds,4da,4ds), "
                     + "truthfulqa_mc1, truthfulqa_mc2 (truthfulqa: both).")
     List<String> taskNames = new ArrayList<>();
 
@@ -136,7 +140,8 @@ public final class EvaluateCommand implements Callable<Integer> {
 
         // everything that reads user files first, so that a bad file fails before the model loads
         DataOptions.Prepared validation = null;
-        if (tasks.contains(VAL_LOSS)) {
+        boolean answers = tasks.contains(EXACT_MATCH);
+        if (tasks.contains(VAL_LOSS) || answers) {
             int maxPositions = dev.lora4j.model.LlamaConfig.read(modelOptions.folder().resolve("config.json"))
                     .maxPositionEmbeddings();
             validation = dataOptions.prepareForEvaluation(tokenizer, maxPositions);
@@ -169,7 +174,7 @@ public final class EvaluateCommand implements Callable<Integer> {
             report = report.config("quantize", modelOptions.quantize().toString());
         }
         List<Row> rows = new ArrayList<>();
-        if (validation != null) {
+        if (validation != null && tasks.contains(VAL_LOSS)) {
             long start = System.nanoTime();
             int padId = tokenizer.padId().orElse(tokenizer.eosId().orElse(0));
             LossEvaluator.LossResult r = LossEvaluator.evaluate(loaded.model(), validation.validation(), batchSize, padId);
@@ -177,6 +182,15 @@ public final class EvaluateCommand implements Callable<Integer> {
             report = report.validation(r).config("validation", validationConfig(validation));
             rows.add(new Row(VAL_LOSS, "loss", r.loss(), Double.NaN, r.examples()));
             rows.add(new Row(VAL_LOSS, "perplexity", r.perplexity(), Double.NaN, r.examples()));
+        }
+        if (answers) {
+            long start = System.nanoTime();
+            ResponseEvaluation.Result r = ResponseEvaluation.evaluate(loaded.model(), validation.dataset(),
+                    validation.validationRecords(), ModelOptions.stopTokens(loaded, tokenizer));
+            LOG.info(String.format(Locale.ROOT, "exact_match: %d records answered in %.1f s (%d skipped)", r.n(),
+                    seconds(start), r.skipped()));
+            report = report.responses(EXACT_MATCH, r).config("validation", validationConfig(validation));
+            rows.add(new Row(EXACT_MATCH, "exact_match", r.exactMatch(), r.exactMatchStderr(), r.n()));
         }
         if (arithmeticEvaluation != null) {
             long start = System.nanoTime();
@@ -237,9 +251,9 @@ public final class EvaluateCommand implements Callable<Integer> {
         if (batchSize < 1) {
             throw OptionErrors.invalid(spec, "--batch-size", batchSize, "must be at least 1");
         }
-        if (dataOptions.hasData() && taskNames.stream().noneMatch(VAL_LOSS::equals)) {
-            throw OptionErrors.usage(spec, "--data/--val-data are only read by the task val_loss; add it to --tasks or drop "
-                    + "the data options");
+        if (dataOptions.hasData() && taskNames.stream().noneMatch(t -> t.equals(VAL_LOSS) || t.equals(EXACT_MATCH))) {
+            throw OptionErrors.usage(spec, "--data/--val-data are only read by the tasks val_loss and exact_match; add one "
+                    + "to --tasks or drop the data options");
         }
     }
 
@@ -304,6 +318,7 @@ public final class EvaluateCommand implements Callable<Integer> {
     private static Map<String, List<String>> taskNames() {
         Map<String, List<String>> names = new LinkedHashMap<>();
         names.put(VAL_LOSS, List.of(VAL_LOSS));
+        names.put(EXACT_MATCH, List.of(EXACT_MATCH));
         names.put("arithmetic", ArithmeticEvaluation.DEFAULT_TASKS.stream().map(ArithmeticEvaluation.Task::taskName).toList());
         for (ArithmeticEvaluation.Task t : ArithmeticEvaluation.Task.values()) {
             names.put(t.taskName(), List.of(t.taskName()));

@@ -14,6 +14,7 @@ import dev.lora4j.data.PromptStyle;
 import dev.lora4j.eval.EvaluationReport;
 import dev.lora4j.eval.LossEvaluator;
 import dev.lora4j.eval.MultipleChoiceEvaluation;
+import dev.lora4j.eval.ResponseEvaluation;
 import dev.lora4j.model.LlamaModel;
 import dev.lora4j.model.ModelLoader;
 import java.nio.file.Files;
@@ -63,6 +64,25 @@ class EvaluateCommandTest {
         EvaluationReport printed = EvaluationReport.fromJson(split.out(), "stdout");
         assertEquals(10, printed.metric("validation", "examples"));
         assertEquals(heldOut.loss(), printed.metric("validation", "loss"), 1e-12);
+    }
+
+    @Test
+    void exactMatchAnswersTheRecordsAsTheLibraryDoes(@TempDir Path tmp) throws Exception {
+        Path data = FinetuneCommandTest.writeArithmetic(tmp.resolve("test.json"), 12, 3);
+        Path report = tmp.resolve("results.json");
+        CliRun run = CliRun.of("evaluate", CliRun.ARITH_TINY.toString(), "--tasks", "exact_match", "--val-data",
+                data.toString(), "--prompt-template", FinetuneCommandTest.TEMPLATE, "--out", report.toString());
+        assertEquals(0, run.exitCode(), run::toString);
+        HfTokenizer tokenizer = HfTokenizer.load(CliRun.ARITH_TINY);
+        InstructionDataset dataset = InstructionDataset.builder(tokenizer)
+                .promptStyle(PromptStyle.custom("{instruction}\n{input}\nAnswer:", "{instruction}\nAnswer:")).build();
+        ResponseEvaluation.Result expected = ResponseEvaluation.evaluate(arithTiny(), dataset, InstructionDatasets.load(data),
+                java.util.Set.of(tokenizer.eosId().orElseThrow()));
+        EvaluationReport written = EvaluationReport.read(report);
+        assertEquals(List.of("exact_match"), List.copyOf(written.results().keySet()));
+        assertEquals(12L, written.results().get("exact_match").get("n"));
+        assertEquals(expected.exactMatch(), written.metric("exact_match", "exact_match"), 1e-12);
+        assertTrue(run.out().lines().anyMatch(l -> l.startsWith("exact_match")), run::toString);
     }
 
     @Test

@@ -119,6 +119,15 @@ public final class EvaluationReport {
         return out.config("arithmetic", r.settings());
     }
 
+    /** {@code task}: exact_match, exact_match_stderr and n of greedy answers to instruction records. */
+    public EvaluationReport responses(String task, ResponseEvaluation.Result r) {
+        Map<String, Number> m = new LinkedHashMap<>();
+        m.put("exact_match", r.exactMatch());
+        m.put("exact_match_stderr", r.exactMatchStderr());
+        m.put("n", r.n());
+        return task(task, m);
+    }
+
     /** "truthfulqa_mc1" and "truthfulqa_mc2" (acc, acc_stderr, n), those present, and config "multiple_choice". */
     public EvaluationReport multipleChoice(MultipleChoiceEvaluation.Result r) {
         EvaluationReport out = this;
