@@ -390,6 +390,8 @@ public final class InstructionDatasets {
         private int emptyOutputs;
         private int unusedTurns;
         private int conversationsWithUnusedTurns;
+        /** Keys of the source records that no field is read from (e.g. Dolly's "category"), reported once. */
+        private final java.util.SortedSet<String> unusedKeys = new java.util.TreeSet<>();
 
         Converter(Path file, Layout layout, Conversations conversations) {
             this.file = file;
@@ -398,11 +400,18 @@ public final class InstructionDatasets {
         }
 
         void add(RawRecord raw) {
-            if (layout.mapping() == null) {
+            ColumnMapping m = layout.mapping();
+            raw.node().fieldNames().forEachRemaining(key -> {
+                boolean read = m == null ? key.equals("conversations")
+                        : key.equals(m.instruction()) || key.equals(m.output()) || key.equals(m.input());
+                if (!read) {
+                    unusedKeys.add(key);
+                }
+            });
+            if (m == null) {
                 addConversation(raw);
                 return;
             }
-            ColumnMapping m = layout.mapping();
             String instruction = text(raw, m.instruction(), true);
             String input = m.input() == null ? "" : text(raw, m.input(), false);
             String output = text(raw, m.output(), true);
@@ -479,6 +488,10 @@ public final class InstructionDatasets {
             }
             LOG.info("Loaded {} instruction records from {} ({} source records, layout {})", records.size(), file, rawCount,
                     layout.description());
+            if (!unusedKeys.isEmpty()) {
+                LOG.info("{}: the keys {} are not read by layout {}; map them with a column mapping if they matter", file,
+                        unusedKeys, layout.description());
+            }
             if (emptyOutputs > 0) {
                 LOG.warn("{}: {} of {} records have an empty output; they are kept (with an EOS appended they teach the model "
                         + "to stop at once, as in LitGPT)", file, emptyOutputs, records.size());
