@@ -2,9 +2,13 @@ package dev.lora4j.examples;
 
 import dev.lora4j.data.ArithmeticTasks.Problem;
 import dev.lora4j.data.Example;
+import dev.lora4j.data.InstructionRecord;
+import dev.lora4j.data.PromptStyle;
 import dev.lora4j.data.Tokenizer;
 import java.util.ArrayList;
+import java.util.HashSet;
 import java.util.List;
+import java.util.Set;
 import java.util.SplittableRandom;
 
 /**
@@ -19,9 +23,31 @@ final class ArithmeticText {
     private ArithmeticText() {
     }
 
-    /** The instruction prompt; the answer follows after one space. */
-    static String prompt(Problem p) {
-        return p.question() + "\nAnswer:";
+    /**
+     * The question form of the LoRA task: "What is 59 minus 38?\nAnswer:", the answer following
+     * as the response (the same template the command-line example passes as --prompt-template).
+     */
+    static final PromptStyle PROMPT_STYLE = PromptStyle.custom("{instruction}\n{input}\nAnswer:", "{instruction}\nAnswer:");
+
+    /** The problem as an instruction record: the question, no input, the answer as output. */
+    static InstructionRecord record(Problem p) {
+        return InstructionRecord.of(p.question(), p.answerText());
+    }
+
+    static List<InstructionRecord> records(List<Problem> problems) {
+        return problems.stream().map(ArithmeticText::record).toList();
+    }
+
+    /**
+     * EOS and the newline token (a piece of its own, or the byte-fallback token <0x0A>): answers
+     * end there, also for the base model, which goes on with the next fact after a newline.
+     */
+    static Set<Integer> stopTokens(Tokenizer tok) {
+        Set<Integer> stops = new HashSet<>();
+        stops.add(tok.eosId().orElseThrow());
+        int[] newline = tok.encode("\n", false);
+        stops.add(newline[newline.length - 1]);
+        return Set.copyOf(stops);
     }
 
     /**
@@ -74,21 +100,5 @@ final class ArithmeticText {
             }
         }
         return Example.unmasked(ids.stream().mapToInt(Integer::intValue).toArray());
-    }
-
-    /**
-     * BOS + prompt (masked) + " answer" + EOS (supervised). The whole text is encoded at once
-     * (a SentencePiece normalizer would prepend a space to a separately encoded answer); the
-     * prompt must tokenize to a prefix of it.
-     */
-    static Example instruction(Tokenizer tok, Problem p) {
-        int[] prompt = tok.encode(prompt(p), true);
-        int[] full = tok.encode(prompt(p) + " " + p.answerText(), true);
-        if (full.length <= prompt.length || !java.util.Arrays.equals(prompt, 0, prompt.length, full, 0, prompt.length)) {
-            throw new IllegalStateException("the tokenizer merges across the prompt/answer boundary of '" + prompt(p) + "'");
-        }
-        int[] ids = java.util.Arrays.copyOf(full, full.length + 1);
-        ids[full.length] = tok.eosId().orElseThrow();
-        return Example.promptMasked(ids, prompt.length);
     }
 }

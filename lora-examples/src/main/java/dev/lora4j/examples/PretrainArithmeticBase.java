@@ -75,7 +75,7 @@ public final class PretrainArithmeticBase {
         int right = 0;
         int n = 300;
         SplittableRandom evalRng = new SplittableRandom(seed + 1000);
-        Generator gen = new Generator(saved).maxNewTokens(5).stopTokens(ArithmeticEval.stopTokens(tok));
+        Generator gen = new Generator(saved).maxNewTokens(5).stopTokens(ArithmeticText.stopTokens(tok));
         for (int i = 0; i < n; i++) {
             Problem p = ArithmeticText.randomProblem(evalRng);
             String answer = tok.decode(gen.generate(tok.encode(p.equation(), true))).trim();

@@ -1,11 +1,13 @@
 package dev.lora4j.examples;
 
-import dev.lora4j.autograd.Autograd;
 import dev.lora4j.data.ArithmeticTasks;
 import dev.lora4j.data.ArithmeticTasks.Problem;
 import dev.lora4j.data.Example;
 import dev.lora4j.data.HfTokenizer;
+import dev.lora4j.data.InstructionDataset;
+import dev.lora4j.data.InstructionRecord;
 import dev.lora4j.data.Tokenizer;
+import dev.lora4j.eval.ResponseEvaluation;
 import dev.lora4j.lora.LoraConfig;
 import dev.lora4j.lora.LoraModel;
 import dev.lora4j.lora.Target;
@@ -18,6 +20,7 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
+import java.util.Set;
 
 /**
  * The README's main job: LoRA-fine-tune a small pretrained Llama (shipped in models/arith-tiny,
@@ -58,9 +61,15 @@ public final class Quickstart {
         List<Problem> heldOut = all.subList(trainCount, trainCount + 200);
         List<Problem> showcase = heldOut.subList(0, 4);
 
-        double before = ArithmeticEval.accuracy(base, tok, heldOut);
-        System.out.printf("before LoRA: held-out accuracy %.1f%% (%d questions)%n", 100 * before, heldOut.size());
-        printGenerations(base, tok, showcase);
+        // Instruction data as LitGPT prepares it: prompt and answer tokenized separately, the
+        // prompt masked out of the loss, EOS after the answer.
+        InstructionDataset dataset = InstructionDataset.builder(tok).promptStyle(ArithmeticText.PROMPT_STYLE).build();
+        List<InstructionRecord> heldOutRecords = ArithmeticText.records(heldOut);
+        Set<Integer> stops = ArithmeticText.stopTokens(tok);
+
+        ResponseEvaluation.Result before = ResponseEvaluation.evaluate(base, dataset, heldOutRecords, stops);
+        System.out.printf("before LoRA: held-out accuracy %.1f%% (%d questions)%n", 100 * before.exactMatch(), before.n());
+        printAnswers(before, showcase);
 
         LoraConfig config = LoraConfig.rank(rank).alpha(2 * rank).targets(Target.ALL).seed(42);
         LoraModel lora = LoraModel.wrap(base, config);
@@ -69,10 +78,7 @@ public final class Quickstart {
                 config.alpha(), config.targetModules(), lora.trainableParameterCount(),
                 lora.totalParameterCount(), 100.0 * lora.trainableParameterCount() / lora.totalParameterCount());
 
-        List<Example> examples = new ArrayList<>();
-        for (Problem p : train) {
-            examples.add(ArithmeticText.instruction(tok, p));
-        }
+        List<Example> examples = dataset.encode(ArithmeticText.records(train)).examples();
         Trainer trainer = Trainer.builder(model)
                 .learningRate(lr).weightDecay(0.01).warmupSteps(10).maxSteps(steps)
                 .globalBatchSize(batch).microBatchSize(batch).seed(42).padTokenId(tok.eosId().orElseThrow())
@@ -85,9 +91,10 @@ public final class Quickstart {
                 .build();
         trainer.fit(examples);
 
-        double after = ArithmeticEval.accuracy(model, tok, heldOut);
-        System.out.printf("after LoRA: held-out accuracy %.1f%% (was %.1f%%)%n", 100 * after, 100 * before);
-        printGenerations(model, tok, showcase);
+        ResponseEvaluation.Result after = ResponseEvaluation.evaluate(model, dataset, heldOutRecords, stops);
+        System.out.printf("after LoRA: held-out accuracy %.1f%% (was %.1f%%)%n", 100 * after.exactMatch(),
+                100 * before.exactMatch());
+        printAnswers(after, showcase);
 
         Path adapterDir = outDir.resolve("adapter");
         lora.saveAdapter(adapterDir);
@@ -96,9 +103,9 @@ public final class Quickstart {
 
         LoraModel reloaded = LoraModel.load(ModelLoader.load(modelDir, ModelLoader.Options.defaults().frozenDType(DType.BF16)),
                 adapterDir);
-        double reloadedAccuracy = ArithmeticEval.accuracy(reloaded.model(), tok, heldOut);
+        double reloadedAccuracy = ResponseEvaluation.evaluate(reloaded.model(), dataset, heldOutRecords, stops).exactMatch();
         LlamaModel merged = reloaded.mergeAndUnload();
-        double mergedAccuracy = ArithmeticEval.accuracy(merged, tok, heldOut);
+        double mergedAccuracy = ResponseEvaluation.evaluate(merged, dataset, heldOutRecords, stops).exactMatch();
         Path mergedDir = outDir.resolve("merged");
         ModelLoader.save(merged, mergedDir, DType.BF16);
         System.out.printf("reloaded adapter: %.1f%%; merged into the base (no adapter cost): %.1f%%; merged model: %s%n",
@@ -106,14 +113,12 @@ public final class Quickstart {
         System.out.printf("done in %.0f s%n", (System.nanoTime() - start) / 1e9);
     }
 
-    private static void printGenerations(LlamaModel model, Tokenizer tok, List<Problem> problems) {
-        List<String> answers;
-        try (Autograd.Scope ignored = Autograd.noGrad()) {
-            answers = ArithmeticEval.answers(model, tok, problems);
-        }
-        for (int i = 0; i < problems.size(); i++) {
-            Problem p = problems.get(i);
-            System.out.printf("    %-26s -> %-8s (expected %s)%n", p.question(), "\"" + answers.get(i) + "\"", p.answerText());
+    /** The answers to the first {@code showcase.size()} held-out questions. */
+    private static void printAnswers(ResponseEvaluation.Result result, List<Problem> showcase) {
+        for (int i = 0; i < showcase.size(); i++) {
+            Problem p = showcase.get(i);
+            String answer = result.samples().get(i).answer().strip();
+            System.out.printf("    %-26s -> %-8s (expected %s)%n", p.question(), "\"" + answer + "\"", p.answerText());
         }
     }
 

@@ -6,7 +6,9 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import dev.lora4j.data.ArithmeticTasks.Problem;
 import dev.lora4j.data.Example;
 import dev.lora4j.data.HfTokenizer;
+import dev.lora4j.data.InstructionDataset;
 import java.nio.file.Path;
+import java.util.List;
 import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -33,8 +35,9 @@ class ArithmeticTextTest {
         ArithmeticTokenizer.write(dir);
         HfTokenizer tok = HfTokenizer.load(dir);
         Problem p = new Problem(59, "minus", 38, 21);
-        Example e = ArithmeticText.instruction(tok, p);
-        int[] prompt = tok.encode(ArithmeticText.prompt(p), true);
+        InstructionDataset dataset = InstructionDataset.builder(tok).promptStyle(ArithmeticText.PROMPT_STYLE).build();
+        Example e = dataset.encode(List.of(ArithmeticText.record(p))).examples().get(0);
+        int[] prompt = tok.encode("What is 59 minus 38?\nAnswer:", true);
         for (int i = 0; i < e.length(); i++) {
             assertEquals(i < prompt.length ? Example.IGNORE : e.inputIds()[i], e.labels()[i], "label " + i);
         }

@@ -34,7 +34,7 @@ class ResponseEvaluationTest {
         HfTokenizer tok = HfTokenizer.load(DIR);
         InstructionDataset dataset = InstructionDataset.builder(tok).promptStyle(PromptStyle.custom("{instruction} {input}",
                 "{instruction}")).build();
-        Set<Integer> stops = ArithmeticEval.stopTokens(tok); // EOS and newline: the base model goes on with more facts
+        Set<Integer> stops = ArithmeticText.stopTokens(tok); // EOS and newline: the base model goes on with more facts
         List<Problem> problems = ArithmeticTasks.generate(30, 2, false, 5);
         List<InstructionRecord> records = new ArrayList<>();
         for (Problem p : problems) {

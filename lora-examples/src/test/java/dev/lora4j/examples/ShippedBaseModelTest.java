@@ -6,6 +6,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import dev.lora4j.data.ArithmeticTasks;
 import dev.lora4j.data.ArithmeticTasks.Problem;
 import dev.lora4j.data.HfTokenizer;
+import dev.lora4j.data.InstructionDataset;
+import dev.lora4j.eval.ResponseEvaluation;
 import dev.lora4j.model.Generator;
 import dev.lora4j.model.LlamaModel;
 import java.nio.file.Path;
@@ -28,7 +30,7 @@ class ShippedBaseModelTest {
 
     @Test
     void answersMostPretrainingFacts() {
-        Generator gen = new Generator(model).maxNewTokens(5).stopTokens(ArithmeticEval.stopTokens(tok));
+        Generator gen = new Generator(model).maxNewTokens(5).stopTokens(ArithmeticText.stopTokens(tok));
         SplittableRandom rng = new SplittableRandom(99);
         int right = 0;
         int n = 40;
@@ -42,6 +44,9 @@ class ShippedBaseModelTest {
     @Test
     void doesNotAnswerTheQuestionFormBeforeLora() {
         List<Problem> problems = ArithmeticTasks.generate(40, ArithmeticText.DIGITS, false, 5);
-        assertEquals(0.0, ArithmeticEval.accuracy(model, tok, problems), 0.1);
+        InstructionDataset dataset = InstructionDataset.builder(tok).promptStyle(ArithmeticText.PROMPT_STYLE).build();
+        ResponseEvaluation.Result result = ResponseEvaluation.evaluate(model, dataset, ArithmeticText.records(problems),
+                ArithmeticText.stopTokens(tok));
+        assertEquals(0.0, result.exactMatch(), 0.1);
     }
 }
