@@ -10,6 +10,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.lora4j.data.ArithmeticTasks;
+import dev.lora4j.data.ColumnMapping;
 import dev.lora4j.data.DataSplit;
 import dev.lora4j.data.Example;
 import dev.lora4j.data.HfTokenizer;
@@ -252,6 +253,39 @@ class FinetuneCommandTest {
         assertTrue(frame.contains(String.format(Locale.ROOT, "loss %.4f lr %.2e %,.0f tok/s", last.get("loss").asDouble(),
                 last.get("lr").asDouble(), last.get("tokens_per_sec").asDouble())), frame);
         assertEquals(err.indexOf("\r" + frame), start, "the final frame is shown once:\n" + err);
+    }
+
+    @Test
+    void multiTurnAndColumnMappingDataTrainOnTheRecordsTheLibraryLoads(@TempDir Path tmp) throws Exception {
+        Path lima = EvaluateCommandTest.writeLima(tmp.resolve("lima.json"), 6);
+        Path limaOut = tmp.resolve("lima-run");
+        CliRun multi = CliRun.of("finetune", CliRun.ARITH_TINY.toString(), "--data", lima.toString(), "--multi-turn",
+                "--prompt-template", TEMPLATE, "--val-split", "0", "--batch-size", "4", "--micro-batch-size", "4",
+                "--max-steps", "1", "--out", limaOut.toString(), "-q");
+        assertEquals(0, multi.exitCode(), multi::toString);
+        List<Example> turns = encodeLikeFinetune(InstructionDatasets.load(lima, InstructionDatasets.Conversations.ALL_TURNS));
+        JsonNode limaSettings = JSON.readTree(limaOut.resolve("finetune.json").toFile());
+        assertTrue(limaSettings.at("/data/multi_turn").asBoolean());
+        assertEquals(12, limaSettings.at("/data/records").asInt());
+        assertEquals(12, limaSettings.at("/data/train_examples").asInt());
+        assertEquals(turns.stream().mapToLong(Example::length).sum(), limaSettings.at("/data/train_tokens").asLong());
+        assertEquals(1, metrics(limaOut).stream().filter(r -> r.has("loss")).count());
+
+        Path csv = Files.writeString(tmp.resolve("qa.csv"), "id,question,answer\n1,What is 12 plus 5?,17\n"
+                + "2,\"What is 40 plus 8, in all?\",48\n3,What is 59 minus 38?,21\n");
+        Path csvOut = tmp.resolve("csv-run");
+        String mapping = "instruction=question,output=answer";
+        CliRun mapped = CliRun.of("finetune", CliRun.ARITH_TINY.toString(), "--data", csv.toString(), "--column-mapping",
+                mapping, "--prompt-template", TEMPLATE, "--val-split", "0", "--batch-size", "2", "--micro-batch-size", "2",
+                "--max-steps", "1", "--out", csvOut.toString(), "-q");
+        assertEquals(0, mapped.exitCode(), mapped::toString);
+        List<Example> rows = encodeLikeFinetune(InstructionDatasets.load(csv, ColumnMapping.parse(mapping)));
+        JsonNode csvSettings = JSON.readTree(csvOut.resolve("finetune.json").toFile());
+        assertEquals(mapping, csvSettings.at("/data/column_mapping").asText());
+        assertEquals(3, csvSettings.at("/data/train_examples").asInt());
+        assertEquals(rows.stream().mapToLong(Example::length).sum(), csvSettings.at("/data/train_tokens").asLong());
+        assertEquals(rows.stream().mapToLong(Example::supervisedTokens).sum(),
+                csvSettings.at("/data/train_supervised_tokens").asLong());
     }
 
     @Test
