@@ -201,7 +201,9 @@ public final class FinetuneCommand implements Callable<Integer> {
         });
         writeSettings(settings, null);
 
-        ProgressBarListener bar = root != null && root.quiet() ? null : ProgressBarListener.toStderr("finetune");
+        // on the command line's error writer (standard error unless the caller set another), as the data summary
+        ProgressBarListener bar = root != null && root.quiet() ? null
+                : ProgressBarListener.toWriter("finetune", spec.commandLine().getErr());
         if (bar != null) {
             builder.listener(bar);
         }

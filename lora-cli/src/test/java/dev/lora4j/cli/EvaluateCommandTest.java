@@ -4,6 +4,9 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.lora4j.data.ArithmeticTasks;
+import dev.lora4j.data.ColumnMapping;
 import dev.lora4j.data.DataSplit;
 import dev.lora4j.data.Example;
 import dev.lora4j.data.HfTokenizer;
@@ -19,6 +22,7 @@ import dev.lora4j.model.LlamaModel;
 import dev.lora4j.model.ModelLoader;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
 import org.junit.jupiter.api.Test;
@@ -64,6 +68,113 @@ class EvaluateCommandTest {
         EvaluationReport printed = EvaluationReport.fromJson(split.out(), "stdout");
         assertEquals(10, printed.metric("validation", "examples"));
         assertEquals(heldOut.loss(), printed.metric("validation", "loss"), 1e-12);
+    }
+
+    /**
+     * LIMA conversations of arithmetic questions: conversation c has c % 3 + 1 (user, assistant)
+     * pairs, and the last one ends with a question left unanswered.
+     */
+    static Path writeLima(Path file, int conversations) throws Exception {
+        List<ArithmeticTasks.Problem> problems = ArithmeticTasks.generate(3 * conversations, 2, false, 17);
+        List<Map<String, Object>> records = new ArrayList<>();
+        int next = 0;
+        for (int c = 0; c < conversations; c++) {
+            List<String> turns = new ArrayList<>();
+            for (int p = 0; p <= c % 3; p++) {
+                ArithmeticTasks.Problem problem = problems.get(next++);
+                turns.add(problem.question());
+                turns.add(problem.answerText());
+            }
+            if (c == conversations - 1) {
+                turns.add(problems.get(next++).question());
+            }
+            records.add(Map.of("conversations", turns, "source", "test"));
+        }
+        new ObjectMapper().writeValue(file.toFile(), records);
+        return file;
+    }
+
+    private static CliRun valLoss(Path data, String... extra) {
+        List<String> args = new ArrayList<>(List.of("evaluate", CliRun.ARITH_TINY.toString(), "--tasks", "val_loss", "--data",
+                data.toString(), "--json"));
+        args.addAll(List.of(extra));
+        return CliRun.of(args.toArray(String[]::new));
+    }
+
+    @Test
+    void multiTurnScoresEveryPairOfTheLimaConversations(@TempDir Path tmp) throws Exception {
+        Path lima = writeLima(tmp.resolve("lima.json"), 6);
+        List<InstructionRecord> allTurns = InstructionDatasets.load(lima, InstructionDatasets.Conversations.ALL_TURNS);
+        assertEquals(1 + 2 + 3 + 1 + 2 + 3, allTurns.size());
+
+        CliRun multi = valLoss(lima, "--multi-turn", "--prompt-template", FinetuneCommandTest.TEMPLATE);
+        assertEquals(0, multi.exitCode(), multi::toString);
+        LossEvaluator.LossResult expected = expectedLoss(allTurns);
+        EvaluationReport report = EvaluationReport.fromJson(multi.out(), "stdout");
+        assertEquals(12, report.metric("validation", "examples"));
+        assertEquals(expected.loss(), report.metric("validation", "loss"), 1e-12);
+        assertEquals(expected.tokens(), (long) report.metric("validation", "tokens"));
+
+        // without --multi-turn only the first pair of each conversation
+        CliRun first = valLoss(lima, "--prompt-template", FinetuneCommandTest.TEMPLATE);
+        assertEquals(0, first.exitCode(), first::toString);
+        EvaluationReport firstReport = EvaluationReport.fromJson(first.out(), "stdout");
+        assertEquals(6, firstReport.metric("validation", "examples"));
+        assertEquals(expectedLoss(InstructionDatasets.load(lima)).loss(), firstReport.metric("validation", "loss"), 1e-12);
+    }
+
+    @Test
+    void columnMappingReadsTheNamedCsvColumns(@TempDir Path tmp) throws Exception {
+        Path csv = tmp.resolve("qa.csv");
+        Files.writeString(csv, """
+                topic,question,context,answer
+                sums,What is 12 plus 5?,,17
+                sums,"What is 40 plus 8, in all?",,48
+                differences,What is 59 minus 38?,59 minus 38,21
+                differences,"What is 70 minus 3?","70 minus 3, that is",67
+                """);
+        String mapping = "instruction=question, input=context, output=answer";
+        CliRun run = valLoss(csv, "--column-mapping", mapping, "--prompt-template", "{instruction}\\n{input}\\nAnswer:",
+                "--prompt-template-no-input", FinetuneCommandTest.TEMPLATE);
+        assertEquals(0, run.exitCode(), run::toString);
+        List<InstructionRecord> records = InstructionDatasets.load(csv, ColumnMapping.parse(mapping));
+        assertEquals(new InstructionRecord("What is 40 plus 8, in all?", "", "48"), records.get(1));
+        assertEquals(new InstructionRecord("What is 70 minus 3?", "70 minus 3, that is", "67"), records.get(3));
+        LossEvaluator.LossResult expected = expectedLoss(records);
+        EvaluationReport report = EvaluationReport.fromJson(run.out(), "stdout");
+        assertEquals(4, report.metric("validation", "examples"));
+        assertEquals(expected.loss(), report.metric("validation", "loss"), 1e-12);
+        assertEquals(expected.tokens(), (long) report.metric("validation", "tokens"));
+    }
+
+    @Test
+    void columnMappingAndMultiTurnErrorsNameTheOption(@TempDir Path tmp) throws Exception {
+        Path csv = Files.writeString(tmp.resolve("qa.csv"), "question,answer\nWhat is 12 plus 5?,17\n");
+        CliRun unknownField = valLoss(csv, "--column-mapping", "instruction=question,answer=answer");
+        assertEquals(2, unknownField.exitCode(), unknownField::toString);
+        assertTrue(unknownField.err().contains("--column-mapping") && unknownField.err().contains("unknown field \"answer\""),
+                unknownField::toString);
+
+        CliRun noOutput = valLoss(csv, "--column-mapping", "instruction=question");
+        assertEquals(2, noOutput.exitCode(), noOutput::toString);
+        assertTrue(noOutput.err().contains("--column-mapping") && noOutput.err().contains("output"), noOutput::toString);
+
+        CliRun missingColumn = valLoss(csv, "--column-mapping", "instruction=query,output=answer");
+        // a well-formed mapping that names a column the file lacks: a data error naming the file, line, column and mapping
+        assertEquals(1, missingColumn.exitCode(), missingColumn::toString);
+        assertTrue(missingColumn.err().contains(csv + " line 1: the header has no column \"query\" (from column mapping"),
+                missingColumn::toString);
+
+        Path lima = writeLima(tmp.resolve("lima.json"), 2);
+        CliRun both = valLoss(lima, "--multi-turn", "--column-mapping", "instruction=question,output=answer");
+        assertEquals(2, both.exitCode(), both::toString);
+        assertTrue(both.err().contains("--column-mapping") && both.err().contains("--multi-turn"), both::toString);
+        CliRun bothInFinetune = CliRun.of("finetune", CliRun.ARITH_TINY.toString(), "--data", lima.toString(), "--multi-turn",
+                "--column-mapping", "instruction=question,output=answer", "--out", tmp.resolve("out").toString());
+        assertEquals(2, bothInFinetune.exitCode(), bothInFinetune::toString);
+        assertTrue(bothInFinetune.err().contains("--column-mapping") && bothInFinetune.err().contains("--multi-turn"),
+                bothInFinetune::toString);
+        assertFalse(Files.exists(tmp.resolve("out")), "a refused run writes nothing");
     }
 
     @Test

@@ -10,6 +10,15 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import dev.lora4j.data.ArithmeticTasks;
+import dev.lora4j.data.ColumnMapping;
+import dev.lora4j.data.DataSplit;
+import dev.lora4j.data.Example;
+import dev.lora4j.data.HfTokenizer;
+import dev.lora4j.data.InstructionDataset;
+import dev.lora4j.data.InstructionDatasets;
+import dev.lora4j.data.InstructionRecord;
+import dev.lora4j.data.Packing;
+import dev.lora4j.data.PromptStyle;
 import dev.lora4j.io.SafetensorsFile;
 import dev.lora4j.lora.LoraModel;
 import dev.lora4j.model.ModelLoader;
@@ -19,6 +28,7 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 import java.util.stream.Stream;
 import javax.imageio.ImageIO;
@@ -184,6 +194,117 @@ class FinetuneCommandTest {
         JsonNode settings = JSON.readTree(out.resolve("finetune.json").toFile());
         assertEquals("nf4-dq", settings.at("/model/quantize").asText());
         LoraModel.load(ModelLoader.load(CliRun.ARITH_TINY, ModelLoader.Options.defaults()), out.resolve("adapter"));
+    }
+
+    /** The training examples finetune encodes from {@code records} with {@link #TEMPLATE} on arith-tiny (128 positions). */
+    static List<Example> encodeLikeFinetune(List<InstructionRecord> records) throws Exception {
+        return InstructionDataset.builder(HfTokenizer.load(CliRun.ARITH_TINY))
+                .promptStyle(PromptStyle.custom("{instruction}\n{input}\nAnswer:", "{instruction}\nAnswer:"))
+                .maxLength(128).build().encode(records).examples();
+    }
+
+    @Test
+    void packingTrainsOnTheBlocksTheLibraryPacksAndShowsTheBarOnStderr(@TempDir Path tmp) throws Exception {
+        Path data = writeArithmetic(tmp.resolve("train.json"), 48, 7);
+        Path out = tmp.resolve("run");
+        // not quiet: the data summary and the progress bar go to the captured error writer
+        CliRun result = CliRun.of("finetune", CliRun.ARITH_TINY.toString(), "--data", data.toString(), "--prompt-template",
+                TEMPLATE, "--val-split", "0.125", "--packing", "32", "--batch-size", "4", "--micro-batch-size", "2",
+                "--warmup-steps", "1", "--lr", "3e-3", "--targets", "query,value", "--out", out.toString());
+        assertEquals(0, result.exitCode(), result::toString);
+
+        List<InstructionRecord> train = DataSplit.split(InstructionDatasets.load(data), 0.125, DataOptions.DEFAULT_DATA_SEED)
+                .train();
+        List<Example> examples = encodeLikeFinetune(train);
+        int eos = HfTokenizer.load(CliRun.ARITH_TINY).eosId().orElseThrow();
+        List<Example> blocks = Packing.pack(examples, 32, eos);
+        assertEquals(42, examples.size());
+        assertTrue(blocks.size() > 1 && blocks.size() < examples.size(), blocks::toString);
+        assertTrue(result.err().contains(String.format(Locale.ROOT, "Packed the 42 training examples into %d blocks of 32 "
+                + "tokens.", blocks.size())), result::toString);
+        JsonNode settings = JSON.readTree(out.resolve("finetune.json").toFile());
+        assertEquals(32, settings.at("/data/packing").asInt());
+        assertEquals(blocks.size(), settings.at("/data/train_examples").asInt());
+        assertEquals(32L * blocks.size(), settings.at("/data/train_tokens").asLong());
+        assertEquals(blocks.stream().mapToLong(Example::supervisedTokens).sum(),
+                settings.at("/data/train_supervised_tokens").asLong());
+
+        // an epoch of optimizer steps of 4 blocks (the last filled from the next epoch), each block 32 tokens, no padding
+        int steps = (blocks.size() + 3) / 4;
+        List<JsonNode> records = metrics(out);
+        List<JsonNode> stepRecords = records.stream().filter(r -> r.has("loss")).toList();
+        assertEquals(steps, stepRecords.size(), records::toString);
+        for (int i = 0; i < steps; i++) {
+            assertEquals(i + 1, stepRecords.get(i).get("step").asLong());
+            assertTrue(Double.isFinite(stepRecords.get(i).get("loss").asDouble()), stepRecords.get(i)::toString);
+        }
+        JsonNode last = stepRecords.get(steps - 1);
+        assertEquals(steps * 4L * 32, last.get("tokens").asLong());
+        assertTrue(result.out().contains("finished " + steps + " of " + steps + " steps"), result::toString);
+        assertEquals(steps, settings.at("/result/steps").asInt());
+
+        // the bar's final frame, once, with the last step's loss, learning rate and throughput; then the line ends
+        String err = result.err();
+        int end = err.lastIndexOf('\n');
+        int start = err.lastIndexOf('\r', end);
+        assertTrue(start >= 0 && end == err.length() - 1, result::toString);
+        String frame = err.substring(start + 1, end);
+        assertTrue(frame.startsWith("finetune") && frame.contains(steps + "/" + steps), frame);
+        assertTrue(frame.contains(String.format(Locale.ROOT, "loss %.4f lr %.2e %,.0f tok/s", last.get("loss").asDouble(),
+                last.get("lr").asDouble(), last.get("tokens_per_sec").asDouble())), frame);
+        assertEquals(err.indexOf("\r" + frame), start, "the final frame is shown once:\n" + err);
+    }
+
+    @Test
+    void multiTurnAndColumnMappingDataTrainOnTheRecordsTheLibraryLoads(@TempDir Path tmp) throws Exception {
+        Path lima = EvaluateCommandTest.writeLima(tmp.resolve("lima.json"), 6);
+        Path limaOut = tmp.resolve("lima-run");
+        CliRun multi = CliRun.of("finetune", CliRun.ARITH_TINY.toString(), "--data", lima.toString(), "--multi-turn",
+                "--prompt-template", TEMPLATE, "--val-split", "0", "--batch-size", "4", "--micro-batch-size", "4",
+                "--max-steps", "1", "--out", limaOut.toString(), "-q");
+        assertEquals(0, multi.exitCode(), multi::toString);
+        List<Example> turns = encodeLikeFinetune(InstructionDatasets.load(lima, InstructionDatasets.Conversations.ALL_TURNS));
+        JsonNode limaSettings = JSON.readTree(limaOut.resolve("finetune.json").toFile());
+        assertTrue(limaSettings.at("/data/multi_turn").asBoolean());
+        assertEquals(12, limaSettings.at("/data/records").asInt());
+        assertEquals(12, limaSettings.at("/data/train_examples").asInt());
+        assertEquals(turns.stream().mapToLong(Example::length).sum(), limaSettings.at("/data/train_tokens").asLong());
+        assertEquals(1, metrics(limaOut).stream().filter(r -> r.has("loss")).count());
+
+        Path csv = Files.writeString(tmp.resolve("qa.csv"), "id,question,answer\n1,What is 12 plus 5?,17\n"
+                + "2,\"What is 40 plus 8, in all?\",48\n3,What is 59 minus 38?,21\n");
+        Path csvOut = tmp.resolve("csv-run");
+        String mapping = "instruction=question,output=answer";
+        CliRun mapped = CliRun.of("finetune", CliRun.ARITH_TINY.toString(), "--data", csv.toString(), "--column-mapping",
+                mapping, "--prompt-template", TEMPLATE, "--val-split", "0", "--batch-size", "2", "--micro-batch-size", "2",
+                "--max-steps", "1", "--out", csvOut.toString(), "-q");
+        assertEquals(0, mapped.exitCode(), mapped::toString);
+        List<Example> rows = encodeLikeFinetune(InstructionDatasets.load(csv, ColumnMapping.parse(mapping)));
+        JsonNode csvSettings = JSON.readTree(csvOut.resolve("finetune.json").toFile());
+        assertEquals(mapping, csvSettings.at("/data/column_mapping").asText());
+        assertEquals(3, csvSettings.at("/data/train_examples").asInt());
+        assertEquals(rows.stream().mapToLong(Example::length).sum(), csvSettings.at("/data/train_tokens").asLong());
+        assertEquals(rows.stream().mapToLong(Example::supervisedTokens).sum(),
+                csvSettings.at("/data/train_supervised_tokens").asLong());
+    }
+
+    @Test
+    void packingErrorsNameTheOptionAndTheRange(@TempDir Path tmp) throws Exception {
+        Path data = writeArithmetic(tmp.resolve("train.json"), 8, 2);
+        String model = CliRun.ARITH_TINY.toString();
+        for (String block : new String[] {"1", "129"}) {
+            Path out = tmp.resolve("out-" + block);
+            CliRun run = CliRun.of("finetune", model, "--data", data.toString(), "--prompt-template", TEMPLATE, "--val-split",
+                    "0", "--packing", block, "--out", out.toString());
+            assertEquals(2, run.exitCode(), run::toString);
+            assertTrue(run.err().contains("--packing") && run.err().contains(block) && run.err().contains("[2, 128]")
+                    && run.err().contains("max_position_embeddings"), run::toString);
+            assertFalse(Files.exists(out), "a refused run writes nothing");
+        }
+        CliRun evaluate = CliRun.of("evaluate", model, "--tasks", "val_loss", "--data", data.toString(), "--prompt-template",
+                TEMPLATE, "--packing", "32");
+        assertEquals(2, evaluate.exitCode(), evaluate::toString);
+        assertTrue(evaluate.err().contains("--packing") && evaluate.err().contains("drop --packing"), evaluate::toString);
     }
 
     @Test

@@ -10,6 +10,8 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.lora4j.train.TrainerListener.StepMetrics;
 import dev.lora4j.train.TrainerListener.TrainingResult;
 import java.awt.image.BufferedImage;
+import java.io.PrintWriter;
+import java.io.StringWriter;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -98,11 +100,25 @@ class TrainingListenersTest {
         assertTrue(e.getMessage().contains("line 2") && e.getMessage().contains("step"), e.getMessage());
     }
 
+    /**
+     * Waits for the bar's refresh thread to render its first frame, so that the steps after it
+     * are rendered by close(): the case in which progressbar renders the final state twice.
+     */
+    private static void awaitFirstFrame(java.util.function.BooleanSupplier rendered) throws InterruptedException {
+        long deadline = System.nanoTime() + 10_000_000_000L;
+        while (!rendered.getAsBoolean()) {
+            assertTrue(System.nanoTime() < deadline, "the progress bar rendered nothing within 10 s");
+            Thread.sleep(5);
+        }
+    }
+
     @Test
-    void progressBarShowsStepsLossLearningRateAndThroughput() {
-        List<String> frames = new ArrayList<>();
+    void progressBarShowsStepsLossLearningRateAndThroughput() throws Exception {
+        List<String> frames = new java.util.concurrent.CopyOnWriteArrayList<>();
         ProgressBarListener bar = new ProgressBarListener("finetune", new DelegatingProgressBarConsumer(frames::add, 160));
-        for (int s = 1; s <= 10; s++) {
+        bar.onStep(step(1, 1.0));
+        awaitFirstFrame(() -> !frames.isEmpty());
+        for (int s = 2; s <= 10; s++) {
             bar.onStep(step(s, 1.0 / s));
         }
         bar.onEnd(new TrainingResult(10, 0.1, 1000, 4.0, new double[10], 10));
@@ -110,5 +126,36 @@ class TrainingListenersTest {
         String last = frames.get(frames.size() - 1);
         assertTrue(last.contains("finetune") && last.contains("10/10"), last);
         assertTrue(last.contains("loss 0.1000") && last.contains("lr 3.00e-04") && last.contains("250 tok/s"), last);
+        // progressbar's close() renders the final state twice (a refresh, then the closing frame); it is shown once
+        assertEquals(1, frames.stream().filter(last::equals).count(), frames::toString);
+    }
+
+    @Test
+    void progressBarOnAWriterEndsWithItsFinalFrameOnceAndANewline() throws Exception {
+        StringWriter text = new StringWriter();
+        ProgressBarListener bar = ProgressBarListener.toWriter("finetune", new PrintWriter(text));
+        bar.onStep(step(1, 2.0));
+        awaitFirstFrame(() -> text.getBuffer().length() > 0);
+        for (int s = 2; s <= 10; s++) {
+            bar.onStep(step(s, 2.0 / s));
+        }
+        bar.onEnd(new TrainingResult(10, 0.2, 1000, 4.0, new double[10], 10));
+        bar.close();
+        String out = text.toString();
+        assertTrue(out.startsWith("\r") && out.endsWith("\n") && out.indexOf('\n') == out.length() - 1, out);
+        String[] frames = out.substring(1, out.length() - 1).split("\r");
+        String last = frames[frames.length - 1];
+        assertTrue(last.startsWith("finetune") && last.contains("10/10") && last.contains("loss 0.2000")
+                && last.contains("lr 3.00e-04") && last.contains("250 tok/s"), last);
+        assertTrue(last.length() <= ProgressBarListener.LOG_WIDTH, last);
+        assertEquals(1, java.util.Arrays.stream(frames).filter(last::equals).count(), out);
+
+        // a bar closed right after its first step still renders that step and ends its line
+        StringWriter shortText = new StringWriter();
+        ProgressBarListener shortBar = ProgressBarListener.toWriter("finetune", new PrintWriter(shortText));
+        shortBar.onStep(step(1, 3.0));
+        shortBar.close();
+        String shortOut = shortText.toString();
+        assertTrue(shortOut.endsWith("\n") && shortOut.contains("1/10") && shortOut.contains("loss 3.0000"), shortOut);
     }
 }
