@@ -34,9 +34,22 @@ public class VectorBackend extends ScalarBackend {
     private static final VectorSpecies<Integer> I = F.withLanes(int.class);
     /** Shorts with as many lanes as {@link #F}, for BF16/F16 widening (null if no such shape). */
     private static final VectorSpecies<Short> S = speciesOrNull(short.class, L * Short.SIZE);
-    /** Floats with as many lanes as a preferred double vector, converted to doubles lane by lane. */
+    /**
+     * Doubles of the preferred width: half as many lanes as {@link #F}, so a float vector widens
+     * into two of them (parts 0 and 1 of an F2D conversion).
+     *
+     * <p>No other float shape than {@link #F} is ever used here, on purpose. The Vector API's
+     * methods are shared by every caller, and so are their type profiles: once a second
+     * {@code FloatVector} class (say 256-bit next to 512-bit) has gone through
+     * {@code FloatVector.intoArray} (the Java fallback of a conversion does so before C2 compiles
+     * it), C2 inlines that method bimorphically wherever the receiver's exact class is unknown to
+     * it, which is the case for loop-carried accumulators. The species is then no longer a
+     * constant, the store intrinsic fails ("missing constant" under -XX:+PrintIntrinsics) and the
+     * accumulators of {@link #rowKernel} are boxed on the heap: 5.1 GB instead of 166 MB allocated
+     * per step of the benchmark LoraTrainingStep (F32 base, rank 8), about 4 times the time, in a
+     * JVM run or not depending on what the profile had seen when C2 compiled the kernel.
+     */
     private static final VectorSpecies<Double> D = DoubleVector.SPECIES_PREFERRED;
-    private static final VectorSpecies<Float> FD = speciesOrNull(float.class, D.length() * Float.SIZE);
 
     private final boolean eightRows;
 
@@ -55,10 +68,10 @@ public class VectorBackend extends ScalarBackend {
     }
 
     private static int requireUsefulWidth() {
-        if (L < 4 || S == null || FD == null) {
+        if (L < 4 || S == null || D.length() * 2 != L) {
             throw new UnsupportedOperationException("the preferred vector species " + F + " holds " + L
-                    + " floats; the vector backend needs at least 4, with matching short and half-width float"
-                    + " shapes, to pay off");
+                    + " floats; the vector backend needs at least 4, with a matching short shape and a preferred"
+                    + " double shape of half as many lanes (" + D + "), to pay off");
         }
         return L;
     }
@@ -372,13 +385,13 @@ public class VectorBackend extends ScalarBackend {
     @Override
     public double sumOfSquares(float[] x, int offset, int n) {
         checkRange("sumOfSquares", "x", x, offset, n);
-        int w = FD.length();
         DoubleVector s0 = DoubleVector.zero(D), s1 = s0;
         int i = 0;
-        for (int bound = n - 2 * w; i <= bound; i += 2 * w) {
-            DoubleVector v0 = (DoubleVector) FloatVector.fromArray(FD, x, offset + i).convertShape(VectorOperators.F2D, D, 0);
-            DoubleVector v1 = (DoubleVector) FloatVector.fromArray(FD, x, offset + i + w)
-                    .convertShape(VectorOperators.F2D, D, 0);
+        for (int bound = n - L; i <= bound; i += L) {
+            // the low and high halves of one float vector (see D for why not two half-width loads)
+            FloatVector v = FloatVector.fromArray(F, x, offset + i);
+            DoubleVector v0 = (DoubleVector) v.convertShape(VectorOperators.F2D, D, 0);
+            DoubleVector v1 = (DoubleVector) v.convertShape(VectorOperators.F2D, D, 1);
             s0 = v0.fma(v0, s0);
             s1 = v1.fma(v1, s1);
         }
