@@ -3,6 +3,7 @@ package dev.lora4j.autograd;
 import dev.lora4j.backend.Backend;
 import dev.lora4j.backend.Backends;
 import dev.lora4j.backend.Parallel;
+import dev.lora4j.tensor.FloatStorage;
 import dev.lora4j.tensor.Tensor;
 import java.util.Arrays;
 
@@ -12,10 +13,32 @@ import java.util.Arrays;
  *
  * <p>Forward: S = Q·Kᵀ/√D with positions j > queryOffset + i masked, P = softmax(S), O = P·V.
  * It saves only Q, K, V, O and the per-row log-sum-exp L, not the T×T matrix P: backward
- * recomputes P = exp(S − L) row by row (the FlashAttention recipe), so memory stays linear in T.
+ * recomputes P = exp(S − L) (the FlashAttention recipe), so memory stays linear in T.
  * Backward, with Dᵢ = dOᵢ·Oᵢ: dV += Pᵀ·dO, dS = P ⊙ (dO·Vᵀ − D), dQ += dS·K/√D, dK += dSᵀ·Q/√D.
+ *
+ * <p>Both passes walk each head in blocks of {@value #QUERY_BLOCK} query rows, as FlashAttention-2
+ * does, and do every product of a block as one {@link Backend#gemm} over the key range that block
+ * can see (keys [0, queryOffset + last row]; later key blocks are fully masked and never touched).
+ * With a head size D of 8 to 128, one (query, key) pair at a time is a dot product too short to
+ * vectorize, and the call overhead was most of the cost; a block turns it into products of
+ * 64 × keys × D that the blocked, register-tiled gemm runs at full vector width. The scratch per
+ * thread is two blocks of scores, QUERY_BLOCK × S floats, never T × T per head. The whole visible
+ * key range is scored at once (no online softmax rescaling as on a GPU, whose fast memory holds
+ * only a tile): the row maximum is exact before the first exponential, so P is the same whichever
+ * way the rows are split.
+ *
+ * <p>Results are deterministic and independent of the thread count: tasks are (batch, head) in
+ * forward and (batch, kv head) in backward, each writing its own rows, and within a task blocks and
+ * heads run in a fixed order; gemm itself sums in an order fixed by its depth alone.
  */
 public final class Attention {
+    /**
+     * Query rows per block. 64 keeps a block of scores (64 × keys floats) and its gemm panels in
+     * L2 at the usual context lengths, while making each product tall enough to amortize packing
+     * K and V; the diagonal block wastes at most half of 64 × 64 scores on masked pairs.
+     */
+    static final int QUERY_BLOCK = 64;
+
     private Attention() {
     }
 
@@ -42,65 +65,37 @@ public final class Attention {
                     + " disagree (need equal batch and head size, query heads divisible by kv heads, and kv length "
                     + "= queryOffset " + queryOffset + " + query length " + t + ")");
         }
-        Backend be = Backends.get();
-        float[] qd = q.contiguous().toFloatArray();
-        float[] kd = k.contiguous().toFloatArray();
-        float[] vd = v.contiguous().toFloatArray();
-        float[] out = new float[qd.length];
+        Layout x = new Layout(b, t, h, g, d, queryOffset, Backends.get(), q.contiguous().toFloatArray(),
+                k.contiguous().toFloatArray(), v.contiguous().toFloatArray());
+        float[] out = new float[x.q.length];
         float[] lse = new float[b * h * t];
-        float scale = (float) (1.0 / Math.sqrt(d));
-        int groupSize = h / g;
         Parallel.forRange(b * h, 1, (p0, p1) -> {
-            float[] scores = new float[s];
+            float[] scores = new float[Math.min(QUERY_BLOCK, t) * s];
             for (int bh = p0; bh < p1; bh++) {
-                int bi = bh / h;
-                int hi = bh % h;
-                int gi = hi / groupSize;
-                for (int i = 0; i < t; i++) {
-                    int qo = ((bi * t + i) * h + hi) * d;
-                    int last = queryOffset + i;
-                    float max = Float.NEGATIVE_INFINITY;
-                    for (int j = 0; j <= last; j++) {
-                        scores[j] = scale * be.dot(qd, qo, kd, ((bi * s + j) * g + gi) * d, d);
-                        max = Math.max(max, scores[j]);
-                    }
-                    double sum = 0;
-                    for (int j = 0; j <= last; j++) {
-                        scores[j] = (float) Math.exp(scores[j] - max);
-                        sum += scores[j];
-                    }
-                    float inv = (float) (1.0 / sum);
-                    for (int j = 0; j <= last; j++) {
-                        be.axpy(scores[j] * inv, vd, ((bi * s + j) * g + gi) * d, out, qo, d);
-                    }
-                    lse[bh * t + i] = (float) (max + Math.log(sum));
+                for (int i0 = 0; i0 < t; i0 += QUERY_BLOCK) {
+                    forwardBlock(x, bh / h, bh % h, i0, Math.min(t, i0 + QUERY_BLOCK), scores, out, lse);
                 }
             }
         });
         Tensor o = Tensor.of(out, b, t, h, d);
         return Autograd.record(o, "attention", new Tensor[] {q, k, v}, dOut -> {
             float[] dO = dOut.data();
-            float[] dq = new float[qd.length];
-            float[] dk = new float[kd.length];
-            float[] dv = new float[vd.length];
+            float[] dq = new float[x.q.length];
+            float[] dk = new float[x.k.length];
+            float[] dv = new float[x.v.length];
             // one task per (batch, kv head): the query heads of a group write the same dK, dV rows
             Parallel.forRange(b * g, 1, (p0, p1) -> {
+                int rows = Math.min(QUERY_BLOCK, t);
+                float[] p = new float[rows * s];
+                float[] dp = new float[rows * s];
+                float[] rowDots = new float[rows];
                 for (int bg = p0; bg < p1; bg++) {
                     int bi = bg / g;
                     int gi = bg % g;
-                    for (int hi = gi * groupSize; hi < (gi + 1) * groupSize; hi++) {
-                        for (int i = 0; i < t; i++) {
-                            int qo = ((bi * t + i) * h + hi) * d;
-                            float rowDot = be.dot(dO, qo, out, qo, d);
-                            float l = lse[(bi * h + hi) * t + i];
-                            for (int j = 0; j <= queryOffset + i; j++) {
-                                int ko = ((bi * s + j) * g + gi) * d;
-                                float p = (float) Math.exp(scale * be.dot(qd, qo, kd, ko, d) - l);
-                                be.axpy(p, dO, qo, dv, ko, d);
-                                float ds = p * (be.dot(dO, qo, vd, ko, d) - rowDot);
-                                be.axpy(scale * ds, kd, ko, dq, qo, d);
-                                be.axpy(scale * ds, qd, qo, dk, ko, d);
-                            }
+                    for (int hi = gi * x.groupSize; hi < (gi + 1) * x.groupSize; hi++) {
+                        for (int i0 = 0; i0 < t; i0 += QUERY_BLOCK) {
+                            backwardBlock(x, bi, hi, i0, Math.min(t, i0 + QUERY_BLOCK), out, lse, dO, p, dp, rowDots,
+                                    dq, dk, dv);
                         }
                     }
                 }
@@ -109,5 +104,109 @@ public final class Attention {
             Autograd.accumulate(k, Tensor.of(dk, k.shape()));
             Autograd.accumulate(v, Tensor.of(dv, v.shape()));
         });
+    }
+
+    /**
+     * Sizes, strides and the saved inputs of one call. Q, O, dO and dQ rows of head h at position i
+     * start at ((b·T + i)·H + h)·D, a row stride of H·D between positions; K, V, dK and dV rows of kv
+     * head g at position j start at ((b·S + j)·G + g)·D, a row stride of G·D. A block is thus a
+     * strided matrix that gemm reads and writes in place through its leading dimension.
+     */
+    private record Layout(int b, int t, int h, int g, int d, int queryOffset, Backend be, float[] q, float[] k,
+                          float[] v, int s, int groupSize, float scale, FloatStorage qs, FloatStorage ks,
+                          FloatStorage vs) {
+        Layout(int b, int t, int h, int g, int d, int queryOffset, Backend be, float[] q, float[] k, float[] v) {
+            this(b, t, h, g, d, queryOffset, be, q, k, v, queryOffset + t, h / g, (float) (1.0 / Math.sqrt(d)),
+                    new FloatStorage(q), new FloatStorage(k), new FloatStorage(v));
+        }
+
+        int queryRow(int bi, int i, int hi) {
+            return ((bi * t + i) * h + hi) * d;
+        }
+
+        int keyRow(int bi, int j, int gi) {
+            return ((bi * s + j) * g + gi) * d;
+        }
+    }
+
+    /**
+     * Query rows [i0, i1) of head hi in batch bi: S = Q·Kᵀ/√D over the keys [0, queryOffset + i1)
+     * those rows can see, a softmax per row (masking keys after the row's own position), the row's
+     * log-sum-exp kept for backward, then O = P·V.
+     */
+    private static void forwardBlock(Layout x, int bi, int hi, int i0, int i1, float[] scores, float[] out,
+                                     float[] lse) {
+        int rows = i1 - i0;
+        int keys = x.queryOffset + i1;
+        int qo = x.queryRow(bi, i0, hi);
+        int ko = x.keyRow(bi, 0, hi / x.groupSize);
+        FloatStorage sc = new FloatStorage(scores);
+        x.be.gemm(false, true, rows, keys, x.d, x.scale, x.qs, qo, x.h * x.d, x.ks, ko, x.g * x.d, 0f, sc, 0, keys);
+        for (int r = 0; r < rows; r++) {
+            int row = r * keys;
+            int visible = x.queryOffset + i0 + r + 1;
+            float max = Float.NEGATIVE_INFINITY;
+            for (int j = row; j < row + visible; j++) {
+                max = Math.max(max, scores[j]);
+            }
+            double sum = 0;
+            for (int j = row; j < row + visible; j++) {
+                scores[j] = (float) Math.exp(scores[j] - max);
+                sum += scores[j];
+            }
+            // P is normalized before P·V, so that O rounds like a weighted average of V rows
+            float inv = (float) (1.0 / sum);
+            for (int j = row; j < row + visible; j++) {
+                scores[j] *= inv;
+            }
+            Arrays.fill(scores, row + visible, row + keys, 0f);
+            lse[(bi * x.h + hi) * x.t + i0 + r] = (float) (max + Math.log(sum));
+        }
+        x.be.gemm(false, false, rows, x.d, keys, 1f, sc, 0, keys, x.vs, ko, x.g * x.d, 0f, new FloatStorage(out), qo,
+                x.h * x.d);
+    }
+
+    /**
+     * Gradients of query rows [i0, i1) of head hi: P is recomputed from the saved log-sum-exp
+     * (exactly the forward's S, so exp(S − L) is the forward's P), then the four products of the
+     * block. dQ rows belong to this block alone; dK and dV rows are shared with the other blocks and
+     * heads of the kv group, which the caller runs in a fixed order on one thread.
+     */
+    private static void backwardBlock(Layout x, int bi, int hi, int i0, int i1, float[] out, float[] lse, float[] dO,
+                                      float[] p, float[] dp, float[] rowDots, float[] dq, float[] dk, float[] dv) {
+        int rows = i1 - i0;
+        int keys = x.queryOffset + i1;
+        int qo = x.queryRow(bi, i0, hi);
+        int ko = x.keyRow(bi, 0, hi / x.groupSize);
+        int ldq = x.h * x.d;
+        int ldk = x.g * x.d;
+        FloatStorage ps = new FloatStorage(p);
+        FloatStorage dps = new FloatStorage(dp);
+        FloatStorage dOs = new FloatStorage(dO);
+        x.be.gemm(false, true, rows, keys, x.d, x.scale, x.qs, qo, ldq, x.ks, ko, ldk, 0f, ps, 0, keys);
+        for (int r = 0; r < rows; r++) {
+            int row = r * keys;
+            int visible = x.queryOffset + i0 + r + 1;
+            float l = lse[(bi * x.h + hi) * x.t + i0 + r];
+            for (int j = row; j < row + visible; j++) {
+                p[j] = (float) Math.exp(p[j] - l);
+            }
+            Arrays.fill(p, row + visible, row + keys, 0f);
+            rowDots[r] = x.be.dot(dO, qo + r * ldq, out, qo + r * ldq, x.d);
+        }
+        // dV[0:keys] += Pᵀ·dO
+        x.be.gemm(true, false, keys, x.d, rows, 1f, ps, 0, keys, dOs, qo, ldq, 1f, new FloatStorage(dv), ko, ldk);
+        // dP = dO·Vᵀ, then dS = P ⊙ (dP − D) in place (masked entries stay 0 since P is 0 there)
+        x.be.gemm(false, true, rows, keys, x.d, 1f, dOs, qo, ldq, x.vs, ko, ldk, 0f, dps, 0, keys);
+        for (int r = 0; r < rows; r++) {
+            int row = r * keys;
+            for (int j = row; j < row + keys; j++) {
+                dp[j] = p[j] * (dp[j] - rowDots[r]);
+            }
+        }
+        // dQ = dS·K/√D (these rows are written by this block only); dK[0:keys] += dSᵀ·Q/√D
+        x.be.gemm(false, false, rows, x.d, keys, x.scale, dps, 0, keys, x.ks, ko, ldk, 0f, new FloatStorage(dq), qo,
+                ldq);
+        x.be.gemm(true, false, keys, x.d, rows, x.scale, dps, 0, keys, x.qs, qo, ldq, 1f, new FloatStorage(dk), ko, ldk);
     }
 }
