@@ -70,10 +70,10 @@ public final class Attention {
         float[] out = new float[x.q.length];
         float[] lse = new float[b * h * t];
         Parallel.forRange(b * h, 1, (p0, p1) -> {
-            float[] scores = new float[Math.min(QUERY_BLOCK, t) * s];
+            Scratch scratch = new Scratch(Math.min(QUERY_BLOCK, t), s, d, false);
             for (int bh = p0; bh < p1; bh++) {
                 for (int i0 = 0; i0 < t; i0 += QUERY_BLOCK) {
-                    forwardBlock(x, bh / h, bh % h, i0, Math.min(t, i0 + QUERY_BLOCK), scores, out, lse);
+                    forwardBlock(x, bh / h, bh % h, i0, Math.min(t, i0 + QUERY_BLOCK), scratch, out, lse);
                 }
             }
         });
@@ -85,19 +85,20 @@ public final class Attention {
             float[] dv = new float[x.v.length];
             // one task per (batch, kv head): the query heads of a group write the same dK, dV rows
             Parallel.forRange(b * g, 1, (p0, p1) -> {
-                int rows = Math.min(QUERY_BLOCK, t);
-                float[] p = new float[rows * s];
-                float[] dp = new float[rows * s];
-                float[] rowDots = new float[rows];
+                Scratch scratch = new Scratch(Math.min(QUERY_BLOCK, t), s, d, true);
                 for (int bg = p0; bg < p1; bg++) {
                     int bi = bg / g;
                     int gi = bg % g;
+                    Arrays.fill(scratch.dkT, 0f);
+                    Arrays.fill(scratch.dvT, 0f);
                     for (int hi = gi * x.groupSize; hi < (gi + 1) * x.groupSize; hi++) {
                         for (int i0 = 0; i0 < t; i0 += QUERY_BLOCK) {
-                            backwardBlock(x, bi, hi, i0, Math.min(t, i0 + QUERY_BLOCK), out, lse, dO, p, dp, rowDots,
-                                    dq, dk, dv);
+                            backwardBlock(x, bi, hi, i0, Math.min(t, i0 + QUERY_BLOCK), out, lse, dO, scratch, dq);
                         }
                     }
+                    int ko = x.keyRow(bi, 0, gi);
+                    scatter(scratch.dkT, s, d, s, dk, ko, g * d);
+                    scatter(scratch.dvT, s, d, s, dv, ko, g * d);
                 }
             });
             Autograd.accumulate(q, Tensor.of(dq, q.shape()));
@@ -130,18 +131,59 @@ public final class Attention {
     }
 
     /**
+     * Per-thread buffers, sized for one block: scores or P [rows, keys] and a second matrix of that
+     * size (dP, or Pᵀ and dSᵀ stored [keys, rows]), a transposed output block [D, rows], and in
+     * backward the dKᵀ and dVᵀ [D, S] of the current (batch, kv head).
+     */
+    private static final class Scratch {
+        final float[] scores;
+        final float[] other;
+        final float[] outT;
+        final float[] dkT;
+        final float[] dvT;
+        final FloatStorage scoresStorage;
+        final FloatStorage otherStorage;
+        final FloatStorage outTStorage;
+        final FloatStorage dkTStorage;
+        final FloatStorage dvTStorage;
+
+        Scratch(int rows, int s, int d, boolean backward) {
+            scores = new float[rows * s];
+            other = new float[rows * s];
+            outT = new float[d * rows];
+            dkT = new float[backward ? d * s : 0];
+            dvT = new float[backward ? d * s : 0];
+            scoresStorage = new FloatStorage(scores);
+            otherStorage = new FloatStorage(other);
+            outTStorage = new FloatStorage(outT);
+            dkTStorage = new FloatStorage(dkT);
+            dvTStorage = new FloatStorage(dvT);
+        }
+    }
+
+    /*
+     * Why the products below are written with D as the row count (Oᵀ = Vᵀ·Pᵀ rather than O = P·V,
+     * and likewise dQᵀ, dKᵀ, dVᵀ): gemm's register tile is mr rows (6 or 8) by nr columns (two
+     * vectors, 32 floats with AVX-512). With D = 8 as the column count, three quarters of every
+     * tile would be padding; as the row count it fills the tile's rows, and keys or query rows run
+     * along the vectors. The price is transposing P or dS once per block (a copy per element, small
+     * next to the exponential each element already costs) and the D-row results back into place.
+     */
+
+    /**
      * Query rows [i0, i1) of head hi in batch bi: S = Q·Kᵀ/√D over the keys [0, queryOffset + i1)
      * those rows can see, a softmax per row (masking keys after the row's own position), the row's
-     * log-sum-exp kept for backward, then O = P·V.
+     * log-sum-exp kept for backward, then Oᵀ = Vᵀ·Pᵀ.
      */
-    private static void forwardBlock(Layout x, int bi, int hi, int i0, int i1, float[] scores, float[] out,
-                                     float[] lse) {
+    private static void forwardBlock(Layout x, int bi, int hi, int i0, int i1, Scratch w, float[] out, float[] lse) {
         int rows = i1 - i0;
         int keys = x.queryOffset + i1;
         int qo = x.queryRow(bi, i0, hi);
+        int ldq = x.h * x.d;
         int ko = x.keyRow(bi, 0, hi / x.groupSize);
-        FloatStorage sc = new FloatStorage(scores);
-        x.be.gemm(false, true, rows, keys, x.d, x.scale, x.qs, qo, x.h * x.d, x.ks, ko, x.g * x.d, 0f, sc, 0, keys);
+        int ldk = x.g * x.d;
+        float[] scores = w.scores;
+        x.be.gemm(false, true, rows, keys, x.d, x.scale, x.qs, qo, ldq, x.ks, ko, ldk, 0f, w.scoresStorage, 0, keys);
         for (int r = 0; r < rows; r++) {
             int row = r * keys;
             int visible = x.queryOffset + i0 + r + 1;
@@ -162,28 +204,29 @@ public final class Attention {
             Arrays.fill(scores, row + visible, row + keys, 0f);
             lse[(bi * x.h + hi) * x.t + i0 + r] = (float) (max + Math.log(sum));
         }
-        x.be.gemm(false, false, rows, x.d, keys, 1f, sc, 0, keys, x.vs, ko, x.g * x.d, 0f, new FloatStorage(out), qo,
-                x.h * x.d);
+        transpose(scores, rows, keys, w.other);
+        x.be.gemm(true, false, x.d, rows, keys, 1f, x.vs, ko, ldk, w.otherStorage, 0, rows, 0f, w.outTStorage, 0, rows);
+        scatter(w.outT, rows, x.d, rows, out, qo, ldq);
     }
 
     /**
      * Gradients of query rows [i0, i1) of head hi: P is recomputed from the saved log-sum-exp
      * (exactly the forward's S, so exp(S − L) is the forward's P), then the four products of the
-     * block. dQ rows belong to this block alone; dK and dV rows are shared with the other blocks and
-     * heads of the kv group, which the caller runs in a fixed order on one thread.
+     * block. dQ rows belong to this block alone; dKᵀ and dVᵀ sum over the blocks and heads of the
+     * kv group, which the caller runs in a fixed order on one thread.
      */
     private static void backwardBlock(Layout x, int bi, int hi, int i0, int i1, float[] out, float[] lse, float[] dO,
-                                      float[] p, float[] dp, float[] rowDots, float[] dq, float[] dk, float[] dv) {
+                                      Scratch w, float[] dq) {
         int rows = i1 - i0;
         int keys = x.queryOffset + i1;
         int qo = x.queryRow(bi, i0, hi);
         int ko = x.keyRow(bi, 0, hi / x.groupSize);
         int ldq = x.h * x.d;
         int ldk = x.g * x.d;
-        FloatStorage ps = new FloatStorage(p);
-        FloatStorage dps = new FloatStorage(dp);
+        float[] p = w.scores;
+        float[] dp = w.other;
         FloatStorage dOs = new FloatStorage(dO);
-        x.be.gemm(false, true, rows, keys, x.d, x.scale, x.qs, qo, ldq, x.ks, ko, ldk, 0f, ps, 0, keys);
+        x.be.gemm(false, true, rows, keys, x.d, x.scale, x.qs, qo, ldq, x.ks, ko, ldk, 0f, w.scoresStorage, 0, keys);
         for (int r = 0; r < rows; r++) {
             int row = r * keys;
             int visible = x.queryOffset + i0 + r + 1;
@@ -192,21 +235,49 @@ public final class Attention {
                 p[j] = (float) Math.exp(p[j] - l);
             }
             Arrays.fill(p, row + visible, row + keys, 0f);
-            rowDots[r] = x.be.dot(dO, qo + r * ldq, out, qo + r * ldq, x.d);
         }
-        // dV[0:keys] += Pᵀ·dO
-        x.be.gemm(true, false, keys, x.d, rows, 1f, ps, 0, keys, dOs, qo, ldq, 1f, new FloatStorage(dv), ko, ldk);
+        // dVᵀ += dOᵀ·P
+        x.be.gemm(true, false, x.d, keys, rows, 1f, dOs, qo, ldq, w.scoresStorage, 0, keys, 1f, w.dvTStorage, 0, x.s);
         // dP = dO·Vᵀ, then dS = P ⊙ (dP − D) in place (masked entries stay 0 since P is 0 there)
-        x.be.gemm(false, true, rows, keys, x.d, 1f, dOs, qo, ldq, x.vs, ko, ldk, 0f, dps, 0, keys);
+        x.be.gemm(false, true, rows, keys, x.d, 1f, dOs, qo, ldq, x.vs, ko, ldk, 0f, w.otherStorage, 0, keys);
         for (int r = 0; r < rows; r++) {
             int row = r * keys;
+            int oRow = qo + r * ldq;
+            float rowDot = x.be.dot(dO, oRow, out, oRow, x.d);
             for (int j = row; j < row + keys; j++) {
-                dp[j] = p[j] * (dp[j] - rowDots[r]);
+                dp[j] = p[j] * (dp[j] - rowDot);
             }
         }
-        // dQ = dS·K/√D (these rows are written by this block only); dK[0:keys] += dSᵀ·Q/√D
-        x.be.gemm(false, false, rows, x.d, keys, x.scale, dps, 0, keys, x.ks, ko, ldk, 0f, new FloatStorage(dq), qo,
-                ldq);
-        x.be.gemm(true, false, keys, x.d, rows, x.scale, dps, 0, keys, x.qs, qo, ldq, 1f, new FloatStorage(dk), ko, ldk);
+        // dKᵀ += Qᵀ·dS/√D
+        x.be.gemm(true, false, x.d, keys, rows, x.scale, x.qs, qo, ldq, w.otherStorage, 0, keys, 1f, w.dkTStorage, 0,
+                x.s);
+        // dQᵀ = Kᵀ·dSᵀ/√D, with dSᵀ in the buffer P no longer needs; these dQ rows are this block's alone
+        transpose(dp, rows, keys, p);
+        x.be.gemm(true, false, x.d, rows, keys, x.scale, x.ks, ko, ldk, w.scoresStorage, 0, rows, 0f, w.outTStorage, 0,
+                rows);
+        scatter(w.outT, rows, x.d, rows, dq, qo, ldq);
+    }
+
+    /** dst[c·rows + r] = src[r·cols + c]: a [rows, cols] matrix stored [cols, rows]. */
+    private static void transpose(float[] src, int rows, int cols, float[] dst) {
+        for (int r = 0; r < rows; r++) {
+            int from = r * cols;
+            for (int c = 0; c < cols; c++) {
+                dst[c * rows + r] = src[from + c];
+            }
+        }
+    }
+
+    /**
+     * Writes a transposed block back into place: {@code dst[dstOffset + r·ld + c] = srcT[c·ldT + r]}
+     * for the {@code rows} rows and {@code cols} (= D) columns of a [D, rows] block.
+     */
+    private static void scatter(float[] srcT, int rows, int cols, int ldT, float[] dst, int dstOffset, int ld) {
+        for (int r = 0; r < rows; r++) {
+            int to = dstOffset + r * ld;
+            for (int c = 0; c < cols; c++) {
+                dst[to + c] = srcT[c * ldT + r];
+            }
+        }
     }
 }
