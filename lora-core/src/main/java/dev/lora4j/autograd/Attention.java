@@ -38,6 +38,7 @@ public final class Attention {
      * K and V; the diagonal block wastes at most half of 64 × 64 scores on masked pairs.
      */
     static final int QUERY_BLOCK = 64;
+    private static final int TRANSPOSE_TILE = 16;
 
     private Attention() {
     }
@@ -50,6 +51,11 @@ public final class Attention {
      * @return [B, T, H, D]
      */
     public static Tensor causal(Tensor q, Tensor k, Tensor v, int queryOffset) {
+        return causal(q, k, v, queryOffset, Backends.get());
+    }
+
+    /** {@link #causal(Tensor, Tensor, Tensor, int)} on a given backend (tests compare them). */
+    static Tensor causal(Tensor q, Tensor k, Tensor v, int queryOffset, Backend backend) {
         if (q.rank() != 4 || k.rank() != 4 || !Arrays.equals(k.shape(), v.shape())) {
             throw new IllegalArgumentException("attention: q must be [B, T, H, D] and k, v [B, S, G, D] with equal shapes; got q "
                     + Arrays.toString(q.shape()) + ", k " + Arrays.toString(k.shape()) + ", v " + Arrays.toString(v.shape()));
@@ -65,7 +71,7 @@ public final class Attention {
                     + " disagree (need equal batch and head size, query heads divisible by kv heads, and kv length "
                     + "= queryOffset " + queryOffset + " + query length " + t + ")");
         }
-        Layout x = new Layout(b, t, h, g, d, queryOffset, Backends.get(), q.contiguous().toFloatArray(),
+        Layout x = new Layout(b, t, h, g, d, queryOffset, backend, q.contiguous().toFloatArray(),
                 k.contiguous().toFloatArray(), v.contiguous().toFloatArray());
         float[] out = new float[x.q.length];
         float[] lse = new float[b * h * t];
@@ -131,9 +137,10 @@ public final class Attention {
     }
 
     /**
-     * Per-thread buffers, sized for one block: scores or P [rows, keys] and a second matrix of that
-     * size (dP, or Pᵀ and dSᵀ stored [keys, rows]), a transposed output block [D, rows], and in
-     * backward the dKᵀ and dVᵀ [D, S] of the current (batch, kv head).
+     * Per-thread buffers, sized for one block: scores (Pᵀ [keys, rows] in forward, P [rows, keys]
+     * then dSᵀ [keys, rows] in backward) and a second matrix of that size (dP, then dS), a
+     * transposed output block [D, rows], per-row softmax statistics, and in backward the dKᵀ and dVᵀ
+     * [D, S] of the current (batch, kv head).
      */
     private static final class Scratch {
         final float[] scores;
@@ -141,6 +148,9 @@ public final class Attention {
         final float[] outT;
         final float[] dkT;
         final float[] dvT;
+        final float[] rowMax;
+        final double[] rowSum;
+        final float[] rowScale;
         final FloatStorage scoresStorage;
         final FloatStorage otherStorage;
         final FloatStorage outTStorage;
@@ -153,6 +163,9 @@ public final class Attention {
             outT = new float[d * rows];
             dkT = new float[backward ? d * s : 0];
             dvT = new float[backward ? d * s : 0];
+            rowMax = new float[rows];
+            rowSum = new double[rows];
+            rowScale = new float[rows];
             scoresStorage = new FloatStorage(scores);
             otherStorage = new FloatStorage(other);
             outTStorage = new FloatStorage(outT);
@@ -171,9 +184,12 @@ public final class Attention {
      */
 
     /**
-     * Query rows [i0, i1) of head hi in batch bi: S = Q·Kᵀ/√D over the keys [0, queryOffset + i1)
-     * those rows can see, a softmax per row (masking keys after the row's own position), the row's
-     * log-sum-exp kept for backward, then Oᵀ = Vᵀ·Pᵀ.
+     * Query rows [i0, i1) of head hi in batch bi: Sᵀ = K·Qᵀ/√D over the keys [0, queryOffset + i1)
+     * those rows can see, a softmax per query row (a column here, masking keys after the row's
+     * own position), the row's log-sum-exp kept for backward, then Oᵀ = Vᵀ·Pᵀ. Scoring keys as rows
+     * gives Pᵀ, stored [keys, rows], directly in the layout that Vᵀ·Pᵀ reads, so the forward pass
+     * transposes nothing but the small [D, rows] output; the softmax walks key rows and updates
+     * all query columns at once, each column still summed in increasing key order.
      */
     private static void forwardBlock(Layout x, int bi, int hi, int i0, int i1, Scratch w, float[] out, float[] lse) {
         int rows = i1 - i0;
@@ -182,30 +198,44 @@ public final class Attention {
         int ldq = x.h * x.d;
         int ko = x.keyRow(bi, 0, hi / x.groupSize);
         int ldk = x.g * x.d;
-        float[] scores = w.scores;
-        x.be.gemm(false, true, rows, keys, x.d, x.scale, x.qs, qo, ldq, x.ks, ko, ldk, 0f, w.scoresStorage, 0, keys);
-        for (int r = 0; r < rows; r++) {
-            int row = r * keys;
-            int visible = x.queryOffset + i0 + r + 1;
-            float max = Float.NEGATIVE_INFINITY;
-            for (int j = row; j < row + visible; j++) {
-                max = Math.max(max, scores[j]);
+        float[] scoresT = w.scores;
+        float[] max = w.rowMax;
+        double[] sum = w.rowSum;
+        x.be.gemm(false, true, keys, rows, x.d, x.scale, x.ks, ko, ldk, x.qs, qo, ldq, 0f, w.scoresStorage, 0, rows);
+        // key j is visible to block row r when j <= queryOffset + i0 + r, i.e. from row j - diagonal on
+        int diagonal = x.queryOffset + i0;
+        Arrays.fill(max, 0, rows, Float.NEGATIVE_INFINITY);
+        for (int j = 0; j < keys; j++) {
+            int base = j * rows;
+            for (int r = Math.max(0, j - diagonal); r < rows; r++) {
+                max[r] = Math.max(max[r], scoresT[base + r]);
             }
-            double sum = 0;
-            for (int j = row; j < row + visible; j++) {
-                scores[j] = (float) Math.exp(scores[j] - max);
-                sum += scores[j];
-            }
-            // P is normalized before P·V, so that O rounds like a weighted average of V rows
-            float inv = (float) (1.0 / sum);
-            for (int j = row; j < row + visible; j++) {
-                scores[j] *= inv;
-            }
-            Arrays.fill(scores, row + visible, row + keys, 0f);
-            lse[(bi * x.h + hi) * x.t + i0 + r] = (float) (max + Math.log(sum));
         }
-        transpose(scores, rows, keys, w.other);
-        x.be.gemm(true, false, x.d, rows, keys, 1f, x.vs, ko, ldk, w.otherStorage, 0, rows, 0f, w.outTStorage, 0, rows);
+        Arrays.fill(sum, 0, rows, 0.0);
+        for (int j = 0; j < keys; j++) {
+            int base = j * rows;
+            int from = Math.max(0, j - diagonal);
+            Arrays.fill(scoresT, base, base + from, 0f);
+            for (int r = from; r < rows; r++) {
+                float e = (float) Math.exp(scoresT[base + r] - max[r]);
+                scoresT[base + r] = e;
+                sum[r] += e;
+            }
+        }
+        // P is normalized before P·V, so that O rounds like a weighted average of V rows
+        float[] inv = w.rowScale;
+        for (int r = 0; r < rows; r++) {
+            inv[r] = (float) (1.0 / sum[r]);
+            lse[(bi * x.h + hi) * x.t + i0 + r] = (float) (max[r] + Math.log(sum[r]));
+        }
+        for (int j = 0; j < keys; j++) {
+            int base = j * rows;
+            for (int r = Math.max(0, j - diagonal); r < rows; r++) {
+                scoresT[base + r] *= inv[r];
+            }
+        }
+        x.be.gemm(true, false, x.d, rows, keys, 1f, x.vs, ko, ldk, w.scoresStorage, 0, rows, 0f, w.outTStorage, 0,
+                rows);
         scatter(w.outT, rows, x.d, rows, out, qo, ldq);
     }
 
@@ -258,12 +288,22 @@ public final class Attention {
         scatter(w.outT, rows, x.d, rows, dq, qo, ldq);
     }
 
-    /** dst[c·rows + r] = src[r·cols + c]: a [rows, cols] matrix stored [cols, rows]. */
+    /**
+     * dst[c·rows + r] = src[r·cols + c]: a [rows, cols] matrix stored [cols, rows]. In tiles of
+     * {@value #TRANSPOSE_TILE} × {@value #TRANSPOSE_TILE}, so that the destination lines a tile
+     * writes, {@code rows} floats apart, stay in L1 until filled.
+     */
     private static void transpose(float[] src, int rows, int cols, float[] dst) {
-        for (int r = 0; r < rows; r++) {
-            int from = r * cols;
-            for (int c = 0; c < cols; c++) {
-                dst[c * rows + r] = src[from + c];
+        for (int r0 = 0; r0 < rows; r0 += TRANSPOSE_TILE) {
+            int r1 = Math.min(rows, r0 + TRANSPOSE_TILE);
+            for (int c0 = 0; c0 < cols; c0 += TRANSPOSE_TILE) {
+                int c1 = Math.min(cols, c0 + TRANSPOSE_TILE);
+                for (int r = r0; r < r1; r++) {
+                    int from = r * cols;
+                    for (int c = c0; c < c1; c++) {
+                        dst[c * rows + r] = src[from + c];
+                    }
+                }
             }
         }
     }
