@@ -193,6 +193,10 @@ public final class Attention {
      */
     private static void forwardBlock(Layout x, int bi, int hi, int i0, int i1, Scratch w, float[] out, float[] lse) {
         int rows = i1 - i0;
+        if (rows == 1) {
+            forwardRow(x, bi, hi, i0, w.scores, out, lse);
+            return;
+        }
         int keys = x.queryOffset + i1;
         int qo = x.queryRow(bi, i0, hi);
         int ldq = x.h * x.d;
@@ -237,6 +241,33 @@ public final class Attention {
         x.be.gemm(true, false, x.d, rows, keys, 1f, x.vs, ko, ldk, w.scoresStorage, 0, rows, 0f, w.outTStorage, 0,
                 rows);
         scatter(w.outT, rows, x.d, rows, out, qo, ldq);
+    }
+
+    /**
+     * A block of one query row, as in a KV-cache decode step: a dot product and an axpy per key,
+     * reading each K and V row once. Packing K and V for gemm would copy them (and pad the single
+     * column to a full register tile) for products that have nothing to reuse.
+     */
+    private static void forwardRow(Layout x, int bi, int hi, int i, float[] scores, float[] out, float[] lse) {
+        int qo = x.queryRow(bi, i, hi);
+        int gi = hi / x.groupSize;
+        int visible = x.queryOffset + i + 1;
+        float max = Float.NEGATIVE_INFINITY;
+        for (int j = 0; j < visible; j++) {
+            scores[j] = x.scale * x.be.dot(x.q, qo, x.k, x.keyRow(bi, j, gi), x.d);
+            max = Math.max(max, scores[j]);
+        }
+        double sum = 0;
+        for (int j = 0; j < visible; j++) {
+            scores[j] = (float) Math.exp(scores[j] - max);
+            sum += scores[j];
+        }
+        float inv = (float) (1.0 / sum);
+        Arrays.fill(out, qo, qo + x.d, 0f);
+        for (int j = 0; j < visible; j++) {
+            x.be.axpy(scores[j] * inv, x.v, x.keyRow(bi, j, gi), out, qo, x.d);
+        }
+        lse[(bi * x.h + hi) * x.t + i] = (float) (max + Math.log(sum));
     }
 
     /**
