@@ -226,20 +226,20 @@ public final class Attention {
                 sum[r] += e;
             }
         }
-        // P is normalized before P·V, so that O rounds like a weighted average of V rows
+        // O = (exp(S − max)·V) / sum: dividing the D columns of a row of O rather than its keys
+        // entries of P costs D instead of keys multiplications per row
         float[] inv = w.rowScale;
         for (int r = 0; r < rows; r++) {
             inv[r] = (float) (1.0 / sum[r]);
             lse[(bi * x.h + hi) * x.t + i0 + r] = (float) (max[r] + Math.log(sum[r]));
         }
-        for (int j = 0; j < keys; j++) {
-            int base = j * rows;
-            for (int r = Math.max(0, j - diagonal); r < rows; r++) {
-                scoresT[base + r] *= inv[r];
-            }
-        }
         x.be.gemm(true, false, x.d, rows, keys, 1f, x.vs, ko, ldk, w.scoresStorage, 0, rows, 0f, w.outTStorage, 0,
                 rows);
+        for (int c = 0; c < x.d; c++) {
+            for (int r = 0; r < rows; r++) {
+                w.outT[c * rows + r] *= inv[r];
+            }
+        }
         scatter(w.outT, rows, x.d, rows, out, qo, ldq);
     }
 
