@@ -21,8 +21,10 @@ import java.util.Arrays;
  * can see (keys [0, queryOffset + last row]; later key blocks are fully masked and never touched).
  * With a head size D of 8 to 128, one (query, key) pair at a time is a dot product too short to
  * vectorize, and the call overhead was most of the cost; a block turns it into products of
- * 64 × keys × D that the blocked, register-tiled gemm runs at full vector width. The scratch per
- * thread is two blocks of scores, QUERY_BLOCK × S floats, never T × T per head. The whole visible
+ * 64 × keys × D that the blocked, register-tiled gemm runs at full vector width (a one-row block,
+ * a KV-cache decode step, keeps the dot/axpy loop: it has nothing to reuse). The scratch per
+ * thread is two blocks of scores, QUERY_BLOCK × S floats, never T × T per head, plus dKᵀ and dVᵀ
+ * of one kv head (D × S) in backward. The whole visible
  * key range is scored at once (no online softmax rescaling as on a GPU, whose fast memory holds
  * only a tile): the row maximum is exact before the first exponential, so P is the same whichever
  * way the rows are split.
