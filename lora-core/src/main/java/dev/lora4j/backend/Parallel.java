@@ -4,13 +4,10 @@ import java.util.concurrent.ForkJoinPool;
 import java.util.concurrent.RecursiveAction;
 
 /**
- * Splits index ranges over the common fork-join pool and the calling thread. Work below
- * {@code grain} runs inline, so small tensors pay no scheduling cost. Each index is visited
- * exactly once and chunks are fixed by (n, grain, parallelism), so results do not depend on
- * scheduling as long as bodies write disjoint outputs.
- *
- * <p>The caller works too: the common pool has one thread fewer than the machine has cores
- * (on 2 cores, one), so leaving the caller idle would use only half of a 2-core machine.
+ * Splits index ranges over the common fork-join pool. Work below {@code grain} runs inline, so
+ * small tensors pay no scheduling cost. Each index is visited exactly once and chunks are fixed
+ * by (n, grain, parallelism), so results do not depend on scheduling as long as bodies write
+ * disjoint outputs.
  */
 public final class Parallel {
     private Parallel() {
@@ -22,9 +19,8 @@ public final class Parallel {
         void run(int from, int to);
     }
 
-    /** Threads a range is spread over: the common pool's workers plus the calling thread. */
     public static int parallelism() {
-        return ForkJoinPool.getCommonPoolParallelism() + 1;
+        return ForkJoinPool.getCommonPoolParallelism();
     }
 
     /** Runs {@code body} over [0, n) in chunks of at least {@code grain} indices. */
@@ -36,9 +32,7 @@ public final class Parallel {
         }
         int chunks = Math.min(threads * 4, (n + grain - 1) / grain);
         int chunk = (n + chunks - 1) / chunks;
-        // invoke() computes on this thread and forks the other halves to the common pool; inside a
-        // pool worker it behaves the same, so nested ranges do not deadlock
-        new Chunk(0, n, chunk, body).invoke();
+        ForkJoinPool.commonPool().invoke(new Chunk(0, n, chunk, body));
     }
 
     private static final class Chunk extends RecursiveAction {
