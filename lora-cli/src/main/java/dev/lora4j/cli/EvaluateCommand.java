@@ -173,13 +173,16 @@ public final class EvaluateCommand implements Callable<Integer> {
         if (modelOptions.quantize() != null) {
             report = report.config("quantize", modelOptions.quantize().toString());
         }
+        if (validation != null) {
+            report = report.config("validation", validationConfig(validation));
+        }
         List<Row> rows = new ArrayList<>();
         if (validation != null && tasks.contains(VAL_LOSS)) {
             long start = System.nanoTime();
             int padId = tokenizer.padId().orElse(tokenizer.eosId().orElse(0));
             LossEvaluator.LossResult r = LossEvaluator.evaluate(loaded.model(), validation.validation(), batchSize, padId);
             LOG.info(String.format(Locale.ROOT, "val_loss: %d examples in %.1f s", r.examples(), seconds(start)));
-            report = report.validation(r).config("validation", validationConfig(validation));
+            report = report.validation(r);
             rows.add(new Row(VAL_LOSS, "loss", r.loss(), Double.NaN, r.examples()));
             rows.add(new Row(VAL_LOSS, "perplexity", r.perplexity(), Double.NaN, r.examples()));
         }
@@ -189,7 +192,7 @@ public final class EvaluateCommand implements Callable<Integer> {
                     validation.validationRecords(), ModelOptions.stopTokens(loaded, tokenizer));
             LOG.info(String.format(Locale.ROOT, "exact_match: %d records answered in %.1f s (%d skipped)", r.n(),
                     seconds(start), r.skipped()));
-            report = report.responses(EXACT_MATCH, r).config("validation", validationConfig(validation));
+            report = report.responses(EXACT_MATCH, r);
             rows.add(new Row(EXACT_MATCH, "exact_match", r.exactMatch(), r.exactMatchStderr(), r.n()));
         }
         if (arithmeticEvaluation != null) {

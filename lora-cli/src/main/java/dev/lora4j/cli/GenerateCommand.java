@@ -56,7 +56,7 @@ public final class GenerateCommand implements Callable<Integer> {
         if (text.isEmpty()) {
             throw OptionErrors.usage(spec, "the prompt is empty; give --prompt TEXT or pipe it to standard input");
         }
-        List<String> stops = unescape(stopStrings);
+        List<String> stops = stopStrings.stream().map(DataOptions::unescape).toList();
         for (int i = 0; i < stops.size(); i++) {
             if (stops.get(i).isEmpty()) {
                 throw OptionErrors.usage(spec, "--stop value " + (i + 1) + " is empty; give the text to stop at");
@@ -80,28 +80,6 @@ public final class GenerateCommand implements Callable<Integer> {
         LOG.info(String.format(Locale.ROOT, "generated %d tokens in %.2f s (%.1f tokens/s), stopped: %s",
                 result.tokens().length, seconds, result.tokens().length / Math.max(seconds, 1e-9), result.stopReason()));
         return 0;
-    }
-
-    /** Shell-friendly escapes in option values: {@code \n} newline, {@code \t} tab, {@code \\} backslash. */
-    static List<String> unescape(List<String> values) {
-        List<String> out = new ArrayList<>(values.size());
-        for (String v : values) {
-            StringBuilder b = new StringBuilder(v.length());
-            for (int i = 0; i < v.length(); i++) {
-                char c = v.charAt(i);
-                if (c == '\\' && i + 1 < v.length()) {
-                    char n = v.charAt(i + 1);
-                    if (n == 'n' || n == 't' || n == '\\') {
-                        b.append(n == 'n' ? '\n' : n == 't' ? '\t' : '\\');
-                        i++;
-                        continue;
-                    }
-                }
-                b.append(c);
-            }
-            out.add(b.toString());
-        }
-        return out;
     }
 
     private static String readStdin() {
