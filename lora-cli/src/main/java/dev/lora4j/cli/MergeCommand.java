@@ -1,5 +1,6 @@
 package dev.lora4j.cli;
 
+import dev.lora4j.lora.MergeCheck;
 import dev.lora4j.model.LlamaModel;
 import dev.lora4j.model.ModelLoader;
 import dev.lora4j.quant.QuantizedMerge;
@@ -59,6 +60,8 @@ public final class MergeCommand implements Callable<Integer> {
         checkOut(folder);
         ModelOptions.LoadedModel loaded = modelOptions.load();
         DType target = dtype != null ? dtype : storedDType(loaded);
+        // the loss of the adapter model on a few tokens, to compare with the folder written below
+        MergeCheck.Probe probe = MergeCheck.probe(loaded.lora());
         LlamaModel merged;
         if (loaded.quantizedBase()) {
             QuantizedMerge.Result result = QuantizedMerge.merge(loaded.lora(), QuantizedMerge.Target.BF16);
@@ -67,23 +70,26 @@ public final class MergeCommand implements Callable<Integer> {
         } else {
             merged = loaded.lora().mergeAndUnload();
         }
+        List<String> written;
         try {
             Files.createDirectories(out);
             removeStaleWeights();
-            ModelLoader.save(merged, out, target);
-            // config.json should state the dtype the weights are stored in
-            merged.config().toBuilder().torchDtype(DTypeConverter.torchName(target)).build().write(out.resolve("config.json"));
+            written = ModelLoader.saveFolder(merged, out, target, folder);
         } catch (IOException e) {
             throw new UncheckedIOException("writing " + out + ": " + e.getMessage(), e);
         }
-        List<String> copied = ModelOptions.copyTokenizerFiles(folder, out);
+        // read the written folder back: what a user will load must reproduce the adapter model
+        MergeCheck.Result check = MergeCheck.verifyLoaded(probe, ModelLoader.load(out, ModelLoader.Options.defaults()),
+                MergeCheck.tolerance(loaded.quantizedBase() ? DType.BF16 : target),
+                "the written folder " + out);
         PrintWriter stdout = spec.commandLine().getOut();
         stdout.printf(Locale.ROOT, "merged %s into %s: %,d parameters as %s -> %s%n",
                 modelOptions.adapters().stream().map(a -> a.name() + "=" + a.dir()).toList(), folder,
                 merged.baseParameterCount(), DTypeConverter.torchName(target), out);
-        if (!copied.isEmpty()) {
-            stdout.println("copied " + String.join(", ", copied));
-        }
+        stdout.printf(Locale.ROOT, "check: loss on %d tokens %.4f with the adapter, %.4f merged (tolerance %.3g for %s)%n",
+                probe.tokens().length, probe.adapterLoss(), check.mergedLoss(), check.tolerance().allowed(probe.adapterLoss()),
+                check.tolerance().stored());
+        stdout.println("wrote " + String.join(", ", written));
         stdout.flush();
         return 0;
     }

@@ -260,6 +260,11 @@ public final class LoraModel {
         loraLinears().forEach(ll -> ll.setDisabled(false));
     }
 
+    /** Whether {@link #disableAdapters()} is in effect. */
+    public boolean adaptersDisabled() {
+        return loraLinears().stream().anyMatch(LoraLinear::isDisabled);
+    }
+
     public void deleteAdapter(String name) {
         config(name);
         for (LoraLinear ll : loraLinears()) {
@@ -371,9 +376,22 @@ public final class LoraModel {
 
     /**
      * Merges the active adapters and returns the plain base model with merged weights (adapters
-     * removed): PEFT's merge_and_unload. This LoraModel must not be used afterwards.
+     * removed): PEFT's merge_and_unload. This LoraModel must not be used afterwards. A tied
+     * lm_head that an adapter changed gets its own weight (the model grows by vocab × hidden).
+     *
+     * <p>The merge checks itself ({@link MergeCheck}): the merged model, as it would be saved,
+     * must give the adapter model's loss on a few probe tokens within F32 rounding, or a
+     * {@link MergeCheck.MergeMismatchException} names both losses. Save the result with
+     * {@link dev.lora4j.model.ModelLoader#saveFolder}.
      */
     public LlamaModel mergeAndUnload() {
+        MergeCheck.Probe probe = MergeCheck.probe(this);
+        LlamaModel merged = mergeAndUnloadUnchecked();
+        MergeCheck.verify(probe, merged, MergeCheck.tolerance(DType.F32));
+        return merged;
+    }
+
+    private LlamaModel mergeAndUnloadUnchecked() {
         merge();
         if (model.config().tieWordEmbeddings() && model.linears().get("lm_head") instanceof LoraLinear head
                 && !head.merged().isEmpty()) {

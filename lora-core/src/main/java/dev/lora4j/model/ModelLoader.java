@@ -10,8 +10,13 @@ import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.util.ArrayList;
 import java.util.Arrays;
+import java.util.LinkedHashMap;
 import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 import java.util.Set;
 import org.slf4j.Logger;
@@ -139,5 +144,111 @@ public final class ModelLoader {
         } catch (IOException e) {
             throw new UncheckedIOException("writing model folder " + folder + ": " + e.getMessage(), e);
         }
+    }
+
+    /** The files besides config.json and the weights that make a folder usable by transformers and lora4j. */
+    public static final List<String> TOKENIZER_FILES = List.of("tokenizer.json", "tokenizer_config.json",
+            "special_tokens_map.json", "tokenizer.model");
+
+    /**
+     * Writes a complete Hugging Face model folder in one call: {@code config.json} (torch_dtype
+     * set to {@code dtype}), {@code model.safetensors} (every tensor as {@code dtype}), the
+     * tokenizer files found in {@code baseFolder} ({@link #TOKENIZER_FILES}) and
+     * {@code generation_config.json} (the base folder's, or one made from the config's BOS/EOS
+     * ids). {@code AutoModelForCausalLM.from_pretrained(folder)} and {@link #load} read it.
+     *
+     * <pre>{@code
+     * LlamaModel merged = lora.mergeAndUnload();
+     * ModelLoader.saveFolder(merged, Path.of("merged"), DType.BF16, Path.of("models/base"));
+     * }</pre>
+     *
+     * @param baseFolder the folder the base model was loaded from (tokenizer and generation
+     *     config are copied from it); null writes only config, weights and a generation config
+     * @return the names of the files written, in order
+     */
+    public static List<String> saveFolder(LlamaModel model, Path folder, DType dtype, Path baseFolder) {
+        if (dtype != DType.F32 && dtype != DType.BF16 && dtype != DType.F16) {
+            throw new IllegalArgumentException("saveFolder: dtype must be F32, BF16 or F16, was " + dtype);
+        }
+        List<String> written = new ArrayList<>();
+        save(model, folder, dtype);
+        try {
+            // config.json states the dtype the weights are stored in
+            model.config().toBuilder().torchDtype(torchName(dtype)).build().write(folder.resolve("config.json"));
+        } catch (IOException e) {
+            throw new UncheckedIOException("writing " + folder.resolve("config.json") + ": " + e.getMessage(), e);
+        }
+        written.add("config.json");
+        written.add("model.safetensors");
+        written.addAll(copyModelFiles(model.config(), baseFolder, folder));
+        LOG.info("wrote {} to {}", written, folder);
+        return written;
+    }
+
+    /**
+     * Copies the tokenizer files of {@code baseFolder} ({@link #TOKENIZER_FILES}, those present)
+     * into {@code folder}, and its generation_config.json, or writes one from the config's
+     * special token ids when it has none (or {@code baseFolder} is null).
+     *
+     * @return the names of the files written
+     */
+    public static List<String> copyModelFiles(LlamaConfig config, Path baseFolder, Path folder) {
+        List<String> written = new ArrayList<>();
+        try {
+            Files.createDirectories(folder);
+            if (baseFolder != null) {
+                for (String name : TOKENIZER_FILES) {
+                    Path source = baseFolder.resolve(name);
+                    if (Files.isRegularFile(source)) {
+                        Files.copy(source, folder.resolve(name), StandardCopyOption.REPLACE_EXISTING);
+                        written.add(name);
+                    }
+                }
+            }
+            Path generation = baseFolder == null ? null : baseFolder.resolve("generation_config.json");
+            if (generation != null && Files.isRegularFile(generation)) {
+                Files.copy(generation, folder.resolve("generation_config.json"), StandardCopyOption.REPLACE_EXISTING);
+            } else {
+                writeGenerationConfig(config, folder.resolve("generation_config.json"));
+            }
+            written.add("generation_config.json");
+        } catch (IOException e) {
+            throw new UncheckedIOException("writing model folder " + folder + ": " + e.getMessage(), e);
+        }
+        return written;
+    }
+
+    /** transformers' GenerationConfig.from_model_config: the special token ids of config.json. */
+    private static void writeGenerationConfig(LlamaConfig config, Path file) throws IOException {
+        Map<String, Object> map = new LinkedHashMap<>();
+        if (config.bosTokenId() != null) {
+            map.put("bos_token_id", config.bosTokenId());
+        }
+        List<Integer> eos = config.eosTokenIds();
+        if (eos.size() == 1) {
+            map.put("eos_token_id", eos.get(0));
+        } else if (!eos.isEmpty()) {
+            map.put("eos_token_id", eos);
+        }
+        if (config.padTokenId() != null) {
+            map.put("pad_token_id", config.padTokenId());
+        }
+        StringBuilder json = new StringBuilder("{\n");
+        int i = 0;
+        for (Map.Entry<String, Object> e : map.entrySet()) {
+            json.append("  \"").append(e.getKey()).append("\": ").append(e.getValue()).append(++i < map.size() ? ",\n" : "\n");
+        }
+        json.append("}\n");
+        Files.writeString(file, json.toString()); // List.toString is a JSON array of ints
+    }
+
+    /** The name config.json's torch_dtype uses for a dtype. */
+    public static String torchName(DType dtype) {
+        return switch (dtype) {
+            case F32 -> "float32";
+            case BF16 -> "bfloat16";
+            case F16 -> "float16";
+            default -> dtype.name().toLowerCase(Locale.ROOT);
+        };
     }
 }

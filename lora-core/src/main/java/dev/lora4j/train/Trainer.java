@@ -69,6 +69,9 @@ public final class Trainer {
 
     private Trainer(Builder b) {
         this.config = b.copy();
+        if (b.progressLogger != null) {
+            config.listeners.add(0, b.progressLogger.fresh()); // first, so that its line precedes what other listeners print
+        }
         this.model = b.model;
         this.parameters = b.parameters != null ? List.copyOf(b.parameters) : trainableParameters(model);
         if (parameters.isEmpty()) {
@@ -568,6 +571,7 @@ public final class Trainer {
         private boolean shuffle = true;
         private int padTokenId = 0;
         private final List<TrainerListener> listeners = new ArrayList<>();
+        private ProgressLogger progressLogger = ProgressLogger.defaults();
         private LoraModel lora;
         private Path checkpointDir;
         private long checkpointEvery;
@@ -697,6 +701,21 @@ public final class Trainer {
 
         public Builder listener(TrainerListener value) {
             listeners.add(java.util.Objects.requireNonNull(value, "listener"));
+            return this;
+        }
+
+        /**
+         * Progress lines through SLF4J (on by default: {@link ProgressLogger#defaults()}, every 10 s);
+         * false turns them off, e.g. when a listener of your own shows progress.
+         */
+        public Builder progressLogging(boolean on) {
+            progressLogger = on ? ProgressLogger.defaults() : null;
+            return this;
+        }
+
+        /** Progress lines from this logger instead of the default one, e.g. {@code ProgressLogger.everySteps(50)}. */
+        public Builder progressLogging(ProgressLogger value) {
+            progressLogger = Objects.requireNonNull(value, "progressLogging");
             return this;
         }
 

@@ -2,13 +2,17 @@ package dev.lora4j.quant;
 
 import dev.lora4j.lora.LoraLinear;
 import dev.lora4j.lora.LoraModel;
+import dev.lora4j.lora.MergeCheck;
 import dev.lora4j.model.LlamaModel;
+import dev.lora4j.model.ModelLoader;
 import dev.lora4j.nn.Linear;
 import dev.lora4j.tensor.BufferStorage;
 import dev.lora4j.tensor.DType;
 import dev.lora4j.tensor.Tensor;
+import java.nio.file.Path;
 import java.util.Collections;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -20,10 +24,17 @@ import org.slf4j.LoggerFactory;
  * configuration. Either way the rounding that the stored format adds to the exact F32 merge is
  * measured and reported (max and mean absolute difference).
  *
+ * <p>As {@link LoraModel#mergeAndUnload()}, a merge that changes a tied lm_head gives the head its
+ * own weight (tie_word_embeddings false; the model grows by vocab × hidden), and every merge
+ * checks itself with {@link MergeCheck}: the merged model, as it would be saved, must give the
+ * adapter model's loss on a few probe tokens within the rounding of the stored format, or a
+ * {@link MergeCheck.MergeMismatchException} names both losses.
+ *
  * <pre>{@code
+ * LlamaModel merged = QuantizedMerge.mergeAndUnload(lora);      // BF16, like lora.mergeAndUnload()
  * QuantizedMerge.Result r = QuantizedMerge.merge(lora, QuantizedMerge.Target.REQUANTIZE);
- * log.info("requantization error: {}", r.overall());
- * QuantizedCheckpoint.save(r.model(), dir);      // or ModelLoader.save(r.model(), dir, DType.BF16)
+ * log.info("requantization error: {}, {}", r.overall(), r.check());
+ * r.save(Path.of("merged"), baseFolder);   // a 4-bit folder (REQUANTIZE) or a BF16 one, with tokenizer files
  * }</pre>
  */
 public final class QuantizedMerge {
@@ -58,18 +69,49 @@ public final class QuantizedMerge {
      *     LoraModel must not be used afterwards)
      * @param perLayer the rounding error of each merged layer, by module name
      * @param overall all merged layers together
+     * @param target what the merged weights are stored as
+     * @param check the passed merge check (loss of the merged model against the adapter model)
      */
-    public record Result(LlamaModel model, Map<String, RoundingError> perLayer, RoundingError overall) {
+    public record Result(LlamaModel model, Map<String, RoundingError> perLayer, RoundingError overall, Target target,
+                         MergeCheck.Result check) {
+        /**
+         * Writes the merged model as a complete Hugging Face folder: under REQUANTIZE a
+         * bitsandbytes 4-bit folder ({@link QuantizedCheckpoint#save(LlamaModel, Path)}), under
+         * BF16 a BF16 folder ({@link ModelLoader#saveFolder}); both with the tokenizer files and
+         * generation_config.json of {@code baseFolder} (null: none copied).
+         *
+         * @return the names of the files written
+         */
+        public List<String> save(Path folder, Path baseFolder) {
+            if (target == Target.BF16) {
+                return ModelLoader.saveFolder(model, folder, DType.BF16, baseFolder);
+            }
+            QuantizedCheckpoint.save(model, folder);
+            return ModelLoader.copyModelFiles(model.config(), baseFolder, folder);
+        }
+    }
+
+    /**
+     * PEFT's merge_and_unload for a 4-bit base: merges the active adapters, stores the merged
+     * layers as BF16 and returns the plain model, to save with {@link ModelLoader#saveFolder}.
+     */
+    public static LlamaModel mergeAndUnload(LoraModel lora) {
+        return merge(lora, Target.BF16).model();
     }
 
     /**
      * Merges every active adapter of every LoRA layer (PEFT's merge_and_unload) and stores the
      * merged weights as {@code target}. Under REQUANTIZE only layers whose base is 4-bit are
      * requantized; others (an adapted lm_head) become BF16. Layers without adapters keep their
-     * weights.
+     * weights. Active adapters are merged even while disabled, as in PEFT.
+     *
+     * @throws MergeCheck.MergeMismatchException when the merged model does not reproduce the
+     *     adapter model's loss within the rounding of {@code target}
      */
     public static Result merge(LoraModel lora, Target target) {
         LlamaModel model = lora.model();
+        MergeCheck.Probe probe = MergeCheck.probe(lora);
+        QuantConfig requantizedAs = null;
         Map<String, RoundingError> perLayer = new LinkedHashMap<>();
         RoundingError overall = new RoundingError(0, 0, 0);
         for (Linear lin : model.linears().values()) {
@@ -82,27 +124,35 @@ public final class QuantizedMerge {
             }
             Tensor base = ll.weight();
             float[] w = base.toFloatArray();
-            if (!ll.isDisabled()) {
-                for (String name : ll.active()) {
-                    float[] d = ll.delta(name);
-                    for (int i = 0; i < w.length; i++) {
-                        w[i] += d[i];
-                    }
+            for (String name : ll.active()) {
+                float[] d = ll.delta(name);
+                for (int i = 0; i < w.length; i++) {
+                    w[i] += d[i];
                 }
             }
             Tensor stored;
             if (target == Target.REQUANTIZE && base.storage() instanceof QuantizedStorage q) {
                 stored = Quantizer.quantize(base.name(), w, base.shape(), q.config(), q.sourceDType());
+                requantizedAs = q.config();
             } else {
                 stored = new Tensor(BufferStorage.of(w, DType.BF16), base.shape()).name(base.name());
             }
             RoundingError error = difference(stored, w);
             perLayer.put(ll.name(), error);
             overall = RoundingError.combine(overall, error);
+            if (ll.name().equals("lm_head") && model.config().tieWordEmbeddings() && !ll.active().isEmpty()) {
+                // the head now differs from the embedding: it must be saved as its own tensor
+                LOG.info("the merged adapter changed lm_head, whose weight was tied to the embedding: the merged model "
+                        + "has its own lm_head.weight (tie_word_embeddings false)");
+                model.untieLmHead();
+            }
             model.replaceLinear(ll.name(), new Linear(ll.name(), stored, ll.bias()));
         }
         LOG.info("merged LoRA adapters into {} layers, stored as {}: {}", perLayer.size(), target, overall);
-        return new Result(model, Collections.unmodifiableMap(perLayer), overall);
+        MergeCheck.Tolerance tolerance = requantizedAs != null ? MergeCheck.tolerance(requantizedAs.toString())
+                : MergeCheck.tolerance(DType.BF16);
+        MergeCheck.Result check = MergeCheck.verify(probe, model, tolerance);
+        return new Result(model, Collections.unmodifiableMap(perLayer), overall, target, check);
     }
 
     private static RoundingError difference(Tensor stored, float[] exact) {
