@@ -34,7 +34,8 @@ import picocli.CommandLine.Spec;
  */
 @Command(name = "inspect", mixinStandardHelpOptions = true,
         description = {"Print a model's architecture and the trainable / total parameters of a LoRA setting.",
-            "MODEL is a Hugging Face model folder, a config.json, or a preset: ${COMPLETION-CANDIDATES}."},
+            "MODEL is a Hugging Face model folder, a config.json, or a model preset (listed under MODEL below).",
+            "LoRA targets: the presets all-linear (the default; PEFT's all-linear) and all (plus lm_head), see --targets."},
         footer = {"", "Example: lora4j inspect llama2-7b --rank 8 --targets all"})
 public final class InspectCommand implements Callable<Integer> {
 
@@ -45,7 +46,7 @@ public final class InspectCommand implements Callable<Integer> {
     private CommandSpec spec;
 
     @Parameters(index = "0", paramLabel = "MODEL", completionCandidates = PresetNames.class,
-            description = "Model folder, config.json, or preset name.")
+            description = "Model folder, config.json, or model preset: ${COMPLETION-CANDIDATES}.")
     String model;
 
     @Mixin

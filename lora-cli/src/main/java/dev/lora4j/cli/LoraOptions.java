@@ -16,13 +16,14 @@ import picocli.CommandLine.Spec;
 import picocli.CommandLine.TypeConversionException;
 
 /**
- * The LoRA setting of a command ({@code @Mixin LoraOptions lora;}), with the defaults of LitGPT's
- * LoRA fine-tuning recipe written out: rank 8, alpha 16, dropout 0.05 on the query and value
- * projections.
+ * The LoRA setting of a command ({@code @Mixin LoraOptions lora;}), with the library's defaults
+ * ({@link LoraConfig#defaults()}): rank 8, alpha 2·rank, dropout 0, on every linear layer of the
+ * transformer blocks ({@code all-linear}, PEFT's preset; the output layer excluded).
  *
- * <p>Targets take LitGPT's names ({@code query, key, value, projection, mlp, head, all}) and
- * Hugging Face module names ({@code q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj,
- * down_proj, lm_head}), comma-separated, in any mix.
+ * <p>Targets take the presets {@code all-linear} and {@code all} (all-linear plus lm_head), LitGPT's
+ * names ({@code query, key, value, projection, mlp, head}) and Hugging Face module names
+ * ({@code q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, lm_head}),
+ * comma-separated, in any mix.
  */
 public final class LoraOptions {
 
@@ -32,21 +33,26 @@ public final class LoraOptions {
     @Spec(Spec.Target.MIXEE)
     private CommandSpec spec;
 
-    @Option(names = {"-r", "--rank"}, defaultValue = "8", paramLabel = "R",
+    /** The --targets default: PEFT's all-linear, the library's default targets. */
+    static final String DEFAULT_TARGETS = "all-linear";
+
+    @Option(names = {"-r", "--rank"}, defaultValue = "" + LoraConfig.DEFAULT_RANK, paramLabel = "R",
             description = "LoRA rank r, the inner dimension of B·A (default: ${DEFAULT-VALUE}).")
-    int rank = 8;
+    int rank = LoraConfig.DEFAULT_RANK;
 
-    @Option(names = "--alpha", defaultValue = "16", paramLabel = "ALPHA",
-            description = "LoRA alpha; the update is scaled by alpha / r (default: ${DEFAULT-VALUE}).")
-    double alpha = 16;
+    @Option(names = "--alpha", paramLabel = "ALPHA",
+            description = "LoRA alpha; the update is scaled by alpha / r (default: 2 × rank, i.e. scaling 2).")
+    Double alpha;
 
-    @Option(names = "--dropout", defaultValue = "0.05", paramLabel = "P",
+    @Option(names = "--dropout", defaultValue = "" + LoraConfig.DEFAULT_DROPOUT, paramLabel = "P",
             description = "Dropout probability on the LoRA branch's input during training (default: ${DEFAULT-VALUE}).")
-    double dropout = 0.05;
+    double dropout = LoraConfig.DEFAULT_DROPOUT;
 
-    @Option(names = "--targets", split = ",", defaultValue = "query,value", paramLabel = "NAME",
+    @Option(names = "--targets", split = ",", defaultValue = DEFAULT_TARGETS, paramLabel = "NAME",
             converter = TargetConverter.class,
-            description = "Modules to adapt, comma-separated: query, key, value, projection, mlp, head, all, or Hugging "
+            description = "Modules to adapt, comma-separated. Presets: all-linear (q, k, v, o, gate, up, down: PEFT's "
+                    + "all-linear, the output layer excluded) and all (all-linear plus lm_head; merging then unties a "
+                    + "tied head, so the merged model grows). Groups: query, key, value, projection, mlp, head. Or Hugging "
                     + "Face names such as q_proj, down_proj, lm_head (default: ${DEFAULT-VALUE}).")
     List<TargetGroup> targets = new ArrayList<>();
 
@@ -70,31 +76,44 @@ public final class LoraOptions {
     public LoraConfig toLoraConfig() {
         LoraConfig config = OptionErrors.check(spec, "--rank", rank, () -> LoraConfig.rank(rank));
         LoraConfig withRank = config;
-        config = OptionErrors.check(spec, "--alpha", alpha, () -> withRank.alpha(alpha));
+        if (alpha != null) {
+            config = OptionErrors.check(spec, "--alpha", alpha, () -> withRank.alpha(alpha));
+        }
         LoraConfig withAlpha = config;
         config = OptionErrors.check(spec, "--dropout", dropout, () -> withAlpha.dropout(dropout));
         List<String> modules = targetModules();
         if (modules.isEmpty()) {
-            throw OptionErrors.invalid(spec, "--targets", "", "name at least one module group, e.g. query,value");
+            throw OptionErrors.invalid(spec, "--targets", "", "name at least one module group, e.g. all-linear or "
+                    + "query,value");
         }
         return config.targetModules(modules).useRslora(useRslora);
     }
 
     @Override
     public String toString() {
-        return "LoraOptions(rank=" + rank + ", alpha=" + alpha + ", dropout=" + dropout + ", targets=" + targetModules()
+        return "LoraOptions(rank=" + rank + ", alpha=" + (alpha != null ? alpha : "2*rank") + ", dropout=" + dropout + ", targets=" + targetModules()
                 + ", rslora=" + useRslora + ")";
     }
 
     private static Map<String, List<String>> targetNames() {
         Map<String, List<String>> names = new TreeMap<>();
         for (Target t : Target.values()) {
-            names.put(t.name().toLowerCase(Locale.ROOT), t.moduleSuffixes());
+            // ALL_LINEAR is written as PEFT writes it: all-linear
+            names.put(t.name().toLowerCase(Locale.ROOT).replace('_', '-'), t.moduleSuffixes());
             for (String module : t.moduleSuffixes()) {
                 names.put(module, List.of(module));
             }
         }
         return names;
+    }
+
+    /** The accepted --targets names, presets and groups first, then module names. */
+    static String validTargetNames() {
+        List<String> groups = new ArrayList<>();
+        List<String> modules = new ArrayList<>();
+        TARGET_NAMES.forEach((name, selected) -> (selected.size() == 1 && selected.get(0).equals(name) ? modules : groups)
+                .add(name));
+        return "presets and groups: " + String.join(", ", groups) + "; module names: " + String.join(", ", modules);
     }
 
     /** One --targets name as given and the Hugging Face module names it selects. */
@@ -105,11 +124,10 @@ public final class LoraOptions {
     static final class TargetConverter implements ITypeConverter<TargetGroup> {
         @Override
         public TargetGroup convert(String value) {
-            List<String> modules = TARGET_NAMES.get(value.trim().toLowerCase(Locale.ROOT));
+            List<String> modules = TARGET_NAMES.get(value.trim().toLowerCase(Locale.ROOT).replace("all_linear", "all-linear"));
             if (modules == null) {
-                throw new TypeConversionException("'" + value + "' is not a LoRA target; use LitGPT's query, key, value, "
-                        + "projection, mlp, head, all or a module name: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, "
-                        + "down_proj, lm_head");
+                throw new TypeConversionException("'" + value + "' is not a LoRA target; valid names are "
+                        + validTargetNames());
             }
             return new TargetGroup(value, modules);
         }

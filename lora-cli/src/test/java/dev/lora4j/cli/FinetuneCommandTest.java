@@ -133,7 +133,7 @@ class FinetuneCommandTest {
         assertEquals(Lora4j.version(), settings.get("lora4j_version").asText());
         assertEquals(3e-3, settings.at("/train/lr").asDouble());
         assertEquals(4, settings.at("/train/batch_size").asInt());
-        assertEquals(0.05, settings.at("/lora/dropout").asDouble());
+        assertEquals(0.0, settings.at("/lora/dropout").asDouble());
         assertEquals(42, settings.at("/data/train_examples").asInt());
         assertEquals(6, settings.at("/data/validation_examples").asInt());
         assertEquals(data.toAbsolutePath().normalize().toString(), settings.at("/data/data").asText());

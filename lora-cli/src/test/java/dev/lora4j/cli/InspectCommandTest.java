@@ -13,6 +13,7 @@ import dev.lora4j.model.LlamaModel;
 import dev.lora4j.model.ModelLoader;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.List;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -29,17 +30,43 @@ class InspectCommandTest {
     }
 
     @Test
-    void llama2_7bWithLitGptDefaultsHasTheKnownCounts() throws Exception {
-        // q_proj and v_proj at r=8 on Llama 2 7B: 32 layers x 2 x 8 x (4096 + 4096)
+    void llama2_7bWithTheDefaultsHasTheKnownCounts() throws Exception {
+        // all-linear at r=8 on Llama 2 7B: 32 layers x 8 x (4 x (4096 + 4096) + 2 x (4096 + 11008) + (11008 + 4096))
         CliRun run = CliRun.of("inspect", "llama2-7b");
         assertEquals(0, run.exitCode(), run::toString);
-        assertTrue(run.out().contains("4,194,304"), run::toString);
+        assertTrue(run.out().contains("19,988,480"), run::toString);
         assertTrue(run.out().contains("6,738,415,616"), run::toString);
-        assertTrue(run.out().contains("rank 8, alpha 16 (scaling 2), dropout 0.05"), run::toString);
+        assertTrue(run.out().contains("rank 8, alpha 16 (scaling 2), dropout 0"), run::toString);
         JsonNode params = json("inspect", "llama2-7b").get("parameters");
-        assertEquals(4_194_304L, params.get("trainable").asLong());
+        assertEquals(19_988_480L, params.get("trainable").asLong());
         assertEquals(6_738_415_616L, params.get("base").asLong());
-        assertEquals(6_742_609_920L, params.get("total").asLong());
+        assertEquals(6_758_404_096L, params.get("total").asLong());
+        // q_proj and v_proj at r=8 (LitGPT's old CLI default): 32 layers x 2 x 8 x (4096 + 4096)
+        assertEquals(4_194_304L, json("inspect", "llama2-7b", "--targets", "query,value").at("/parameters/trainable")
+                .asLong());
+    }
+
+    @Test
+    void theCommandLineAndTheLibraryShareOneSetOfDefaults() throws Exception {
+        // issue 14: `inspect llama2-7b -r 64` reported alpha 16 on q_proj/v_proj, LoraConfig.rank(64) alpha 128 on seven modules
+        JsonNode lora = json("inspect", "llama2-7b", "-r", "64").get("lora");
+        dev.lora4j.lora.LoraConfig library = dev.lora4j.lora.LoraConfig.rank(64);
+        assertEquals(library.alpha(), lora.get("alpha").asDouble());
+        assertEquals(library.dropout(), lora.get("dropout").asDouble());
+        List<String> modules = new java.util.ArrayList<>();
+        lora.get("target_modules").forEach(n -> modules.add(n.asText()));
+        assertEquals(library.targetModules(), modules.stream().sorted().toList());
+        assertEquals(dev.lora4j.lora.LoraModel.count(dev.lora4j.model.LlamaConfig.llama2_7b(), library).trainable(),
+                json("inspect", "llama2-7b", "-r", "64").at("/parameters/trainable").asLong());
+    }
+
+    @Test
+    void anUnknownTargetListsTheValidNames() {
+        CliRun run = CliRun.of("inspect", "llama2-7b", "--targets", "qproj");
+        assertEquals(2, run.exitCode(), run::toString);
+        assertTrue(run.err().contains("'qproj' is not a LoRA target; valid names are presets and groups: all, all-linear, "
+                + "head, key, mlp, projection, query, value; module names: down_proj, gate_proj, k_proj, lm_head, o_proj, "
+                + "q_proj, up_proj, v_proj"), run::toString);
     }
 
     @Test
@@ -47,7 +74,7 @@ class InspectCommandTest {
         CliRun run = CliRun.of("inspect", "llama2-7b", "--rank", "8", "--targets", "all");
         assertEquals(0, run.exitCode(), run::toString);
         assertTrue(run.out().contains("20,277,248"), run::toString);
-        // a given --targets replaces the default query,value: mlp alone is 32 x 3 x 8 x (4096 + 11008)
+        // a given --targets replaces the default all-linear: mlp alone is 32 x 3 x 8 x (4096 + 11008)
         assertEquals(11_599_872L, json("inspect", "llama2-7b", "--targets", "mlp").at("/parameters/trainable").asLong());
         // LitGPT and Hugging Face names mix; repeats count once
         assertEquals(4_194_304L, json("inspect", "llama2-7b", "--targets", "q_proj,value,query").at("/parameters/trainable")

@@ -24,8 +24,10 @@ class Lora4jTest {
         CliRun inspect = CliRun.of("help", "inspect");
         assertEquals(0, inspect.exitCode(), inspect::toString);
         assertTrue(inspect.out().contains("--rank") && inspect.out().contains("default: 8"), inspect::toString);
-        assertTrue(inspect.out().contains("default: query,value"), inspect::toString);
-        assertTrue(inspect.out().contains("llama2-7b"), inspect::toString);
+        assertTrue(inspect.out().contains("default: all-linear"), inspect::toString);
+        assertTrue(inspect.out().contains("Presets: all-linear") && inspect.out().contains("and all (all-linear plus"),
+                inspect::toString);
+        assertTrue(inspect.out().contains("model preset: llama2-7b,"), inspect::toString);
     }
 
     @Test

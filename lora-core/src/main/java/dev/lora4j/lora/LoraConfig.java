@@ -31,18 +31,21 @@ import java.util.regex.PatternSyntaxException;
  * Optional<ModuleLora> q = config.resolve("model.layers.3.self_attn.q_proj");
  * }</pre>
  *
- * <p>Defaults:
+ * <p>Defaults (the same for the library and the {@code lora4j} command line; the README's
+ * "Defaults" section names the experiment behind each):
  * <ul>
- * <li>rank 8 and dropout 0, PEFT's defaults;</li>
+ * <li>rank 8: PEFT's and LitGPT's default, the rank of Raschka's baseline runs;</li>
  * <li>alpha = 2 · rank unless set. PEFT's default is a fixed {@code lora_alpha=8}, which silently
- *     changes the scaling whenever the rank changes; 2 · rank keeps alpha / r = 2 and is the setting
- *     found to work well across rank sweeps (S. Raschka, "Practical Tips for Finetuning LLMs Using
- *     LoRA", 2023; also used by Biderman et al., "LoRA Learns Less and Forgets Less",
- *     arXiv:2405.09673). The derived alpha follows later {@link #withRank} calls; an explicit
- *     {@link #alpha(double)} does not.</li>
- * <li>targets: every linear layer of the transformer blocks (q, k, v, o, gate, up, down), what
- *     PEFT's {@code "all-linear"} selects for Llama; adapting all of them is what QLoRA found
- *     necessary to match full fine-tuning (Dettmers et al., arXiv:2305.14314, §4).</li>
+ *     changes the scaling whenever the rank changes; 2 · rank keeps alpha / r = 2, the rule of
+ *     thumb of Raschka's rank sweeps (S. Raschka, "Practical Tips for Finetuning LLMs Using
+ *     LoRA", 2023; LitGPT's r=8, alpha=16). The derived alpha follows later {@link #withRank}
+ *     calls; an explicit {@link #alpha(double)} does not.</li>
+ * <li>dropout 0, PEFT's default;</li>
+ * <li>targets {@link Target#ALL_LINEAR}: every linear layer of the transformer blocks (q, k, v,
+ *     o, gate, up, down), what PEFT's {@code "all-linear"} selects for Llama (the output layer
+ *     excluded). Raschka found adapting all layers clearly better than query and value only, and
+ *     QLoRA found it necessary to match full fine-tuning (Dettmers et al., arXiv:2305.14314, §4).
+ *     {@link Target#ALL} adds lm_head (LitGPT's "all").</li>
  * <li>every layer, no rank or alpha patterns, scaling alpha / r, {@link LoraInit#KAIMING_UNIFORM},
  *     seed 42.</li>
  * </ul>
@@ -59,6 +62,7 @@ public final class LoraConfig {
 
     public static final int DEFAULT_RANK = 8;
     public static final double DEFAULT_DROPOUT = 0.0;
+    /** {@link Target#ALL_LINEAR}'s modules, as groups. */
     public static final List<Target> DEFAULT_TARGETS =
             List.of(Target.QUERY, Target.KEY, Target.VALUE, Target.PROJECTION, Target.MLP);
     public static final LoraInit DEFAULT_INIT = LoraInit.KAIMING_UNIFORM;

@@ -17,7 +17,17 @@ public enum Target {
     MLP("gate_proj", "up_proj", "down_proj"),
     /** The output layer (vocabulary projection). */
     HEAD("lm_head"),
-    /** Every group above, the output layer included. */
+    /**
+     * Every linear layer of the transformer blocks, not the output layer: what PEFT's
+     * {@code target_modules="all-linear"} selects, and {@link LoraConfig}'s default.
+     */
+    ALL_LINEAR("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
+    /**
+     * Every group above, the output layer included (LitGPT's "all": lora_query … lora_head, as in
+     * Raschka's experiments). On a model with tied embeddings a merge then gives lm_head its own
+     * weight (tie_word_embeddings false), so the merged model grows by vocab × hidden parameters;
+     * use {@link #ALL_LINEAR} to keep the head tied.
+     */
     ALL("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "lm_head");
 
     private final List<String> moduleSuffixes;

@@ -44,11 +44,19 @@ class LoraConfigTest {
         assertEquals(List.of("lm_head"), Target.HEAD.moduleSuffixes());
         List<String> union = new ArrayList<>();
         for (Target t : Target.values()) {
-            if (t != Target.ALL) {
+            if (t != Target.ALL && t != Target.ALL_LINEAR) {
                 union.addAll(t.moduleSuffixes());
             }
         }
         assertEquals(union, Target.ALL.moduleSuffixes());
+        assertEquals(union.subList(0, union.size() - 1), Target.ALL_LINEAR.moduleSuffixes(),
+                "all-linear is ALL without the output layer, as PEFT's all-linear");
+    }
+
+    @Test
+    void theDefaultTargetsAreThePeftAllLinearPreset() {
+        assertEquals(LoraConfig.defaults(), LoraConfig.defaults().targets(Target.ALL_LINEAR));
+        assertFalse(LoraConfig.defaults().targetModules().contains("lm_head"));
     }
 
     @Test
