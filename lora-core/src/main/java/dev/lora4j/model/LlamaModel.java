@@ -26,7 +26,7 @@ import java.util.function.BiFunction;
  * attention with RoPE → residual; RMSNorm → SwiGLU MLP → residual), a final RMSNorm and the
  * language-model head (tied to the embedding when the config says so).
  *
- * <p>Every tensor is addressed by its Hugging Face name ({@link #parameters()}), every linear
+ * <p>Every tensor is addressed by its Hugging Face name ({@link #allTensors()}), every linear
  * layer by its module path ({@link #linears()}), which is how checkpoints, LoRA targeting and
  * PEFT adapter files refer to them.
  */

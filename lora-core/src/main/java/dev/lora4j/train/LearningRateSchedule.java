@@ -15,7 +15,7 @@ public interface LearningRateSchedule {
     }
 
     /**
-     * lr(s) = peak·(s+1)/warmup for s < warmup; afterwards
+     * lr(s) = peak·(s+1)/warmup for s &lt; warmup; afterwards
      * min + (peak − min)·½(1 + cos(π·(s − warmup)/(total − warmup))), reaching min at s = total.
      */
     static LearningRateSchedule warmupCosine(double peak, long warmupSteps, long totalSteps, double min) {
