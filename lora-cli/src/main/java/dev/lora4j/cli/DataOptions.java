@@ -419,7 +419,11 @@ public final class DataOptions {
         try {
             return dataset.encode(records);
         } catch (RuntimeException e) {
-            throw new dev.lora4j.data.DatasetException(file + ": " + e.getMessage(), e);
+            String hint = e.getMessage() != null && e.getMessage().startsWith("all ") && e.getMessage().contains("skipped")
+                    ? "; the prompts are too long for the sequence length: shorten them with --prompt-style plain or a "
+                    + "--prompt-template of your own, or allow longer sequences with --max-seq-length (at most the "
+                    + "model's max_position_embeddings)" : "";
+            throw new dev.lora4j.data.DatasetException(file + ": " + e.getMessage() + hint, e);
         }
     }
 

@@ -8,6 +8,7 @@ import dev.lora4j.data.PromptStyle;
 import dev.lora4j.lora.LoraConfig;
 import dev.lora4j.lora.LoraModel;
 import dev.lora4j.model.LlamaConfig;
+import dev.lora4j.model.LlamaModel;
 import dev.lora4j.train.Trainer;
 import dev.lora4j.train.TrainerListener;
 import java.io.BufferedReader;
@@ -130,8 +131,11 @@ public final class FinetuneCommand implements Callable<Integer> {
                     + "here (merge an earlier adapter into the base first with 'lora4j merge')");
         }
         checkIntervals();
-        Path resumePoint = checkOut();
         LlamaConfig modelConfig = readConfig(folder);
+        // every option is checked before any data is read or written: a typo fails in a second
+        LoraConfig loraConfig = loraOptions.toLoraConfig().seed(trainOptions.seed());
+        trainOptions.configure(Trainer.builder(LlamaModel.meta(modelConfig)));
+        Path resumePoint = checkOut();
         HfTokenizer tokenizer = modelOptions.tokenizer();
         PromptStyle style = dataOptions.promptStyle(PromptStyle.alpaca());
         DataOptions.Prepared data = dataOptions.prepareForTraining(tokenizer, modelConfig.maxPositionEmbeddings());
@@ -140,7 +144,6 @@ public final class FinetuneCommand implements Callable<Integer> {
             err.println(data.summary());
             err.flush();
         }
-        LoraConfig loraConfig = loraOptions.toLoraConfig().seed(trainOptions.seed());
         int padId = tokenizer.padId().orElse(tokenizer.eosId().orElse(0));
         Path checkpoints = out.resolve(CHECKPOINT_DIR);
 
@@ -205,7 +208,7 @@ public final class FinetuneCommand implements Callable<Integer> {
         ProgressBarListener bar = root != null && root.quiet() ? null
                 : ProgressBarListener.toWriter("finetune", spec.commandLine().getErr());
         if (bar != null) {
-            builder.listener(bar);
+            builder.listener(bar).progressLogging(false); // the bar shows the progress
         }
         Trainer trainer = builder.build();
         LOG.info("{} training examples, {} optimizer steps; {}", data.train().size(), trainer.totalSteps(data.train().size()),

@@ -41,7 +41,8 @@ public final class GenerateCommand implements Callable<Integer> {
     SamplingOptions sampling;
 
     @Option(names = {"-p", "--prompt"}, paramLabel = "TEXT",
-            description = "The prompt; read from standard input when absent.")
+            description = "The prompt; escapes \\n and \\t are understood as in --stop. An empty prompt (-p '') "
+                    + "starts from the BOS token alone. Read from standard input (as is) when absent.")
     String prompt;
 
     @Option(names = "--stop", paramLabel = "TEXT",
@@ -52,10 +53,7 @@ public final class GenerateCommand implements Callable<Integer> {
     @Override
     public Integer call() {
         HfTokenizer tokenizer = modelOptions.tokenizer();
-        String text = prompt != null ? prompt : readStdin();
-        if (text.isEmpty()) {
-            throw OptionErrors.usage(spec, "the prompt is empty; give --prompt TEXT or pipe it to standard input");
-        }
+        String text = prompt != null ? DataOptions.unescape(prompt) : readStdin();
         List<String> stops = stopStrings.stream().map(DataOptions::unescape).toList();
         for (int i = 0; i < stops.size(); i++) {
             if (stops.get(i).isEmpty()) {
@@ -67,6 +65,16 @@ public final class GenerateCommand implements Callable<Integer> {
         Generator generator = sampling.configure(new Generator(loaded.model())).tokenizer(tokenizer).stopTokens(stop)
                 .stopStrings(stops);
         int[] promptIds = tokenizer.encode(text, true);
+        if (promptIds.length == 0) {
+            // an empty prompt: generate from BOS, as an unconditional sample does
+            Integer bos = tokenizer.bosId().isPresent() ? Integer.valueOf(tokenizer.bosId().getAsInt())
+                    : loaded.model().config().bosTokenId();
+            if (bos == null) {
+                throw OptionErrors.usage(spec, "the prompt is empty and neither tokenizer.json nor config.json names a "
+                        + "BOS token to start from; give --prompt TEXT");
+            }
+            promptIds = new int[] {bos};
+        }
         LOG.info("prompt: {} tokens; {}; stop tokens {}, stop strings {}", promptIds.length, sampling, stop, stops);
         PrintWriter out = spec.commandLine().getOut();
         long start = System.nanoTime();

@@ -69,6 +69,8 @@ public final class Lora4j implements Runnable {
     public static void main(String[] args) {
         // XChart renders the loss plot without a display
         System.setProperty("java.awt.headless", "true");
+        // log lines print above the progress bar instead of tearing it (before any logger exists)
+        System.setErr(ConsoleLines.install(System.err));
         presetLogLevel(args);
         System.exit(commandLine().execute(args));
     }

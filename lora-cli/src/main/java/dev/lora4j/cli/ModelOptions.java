@@ -89,6 +89,10 @@ public final class ModelOptions {
             throw OptionErrors.usage(spec, "Missing required parameter: 'MODEL' (a Hugging Face model folder, "
                     + "positional or --model)");
         }
+        if (Files.isRegularFile(folder)) {
+            throw OptionErrors.invalid(spec, "MODEL", folder, "is " + describeFile(folder) + ", not a model folder; "
+                    + MODEL_FOLDER_NEEDS);
+        }
         if (!Files.isDirectory(folder)) {
             throw OptionErrors.invalid(spec, "MODEL", folder, "no such folder; give a Hugging Face model folder "
                     + "with config.json and model.safetensors");
@@ -98,6 +102,43 @@ public final class ModelOptions {
                     + "model folder");
         }
         return folder;
+    }
+
+    /** What a model folder must hold, for messages. */
+    static final String MODEL_FOLDER_NEEDS = "give a Hugging Face model folder, which holds config.json, the weights "
+            + "(model.safetensors, or shards with model.safetensors.index.json) and tokenizer.json";
+
+    /** What a file given where a folder is expected appears to be, by its name and first bytes. */
+    static String describeFile(Path file) {
+        String name = file.getFileName().toString().toLowerCase(java.util.Locale.ROOT);
+        if (name.equals("config.json")) {
+            return "a model's config.json (give the folder that contains it)";
+        }
+        if (name.equals("adapter_config.json")) {
+            return "a PEFT adapter's config (the adapter folder goes in --adapter)";
+        }
+        if (name.endsWith(".safetensors")) {
+            return "a safetensors weights file (give the folder that contains it with config.json)";
+        }
+        if (name.endsWith(".gguf")) {
+            return "a GGUF file";
+        }
+        if (name.endsWith(".json") || name.endsWith(".jsonl") || name.endsWith(".csv")) {
+            return "a data or JSON file (training data goes in --data)";
+        }
+        try (java.io.InputStream in = Files.newInputStream(file)) {
+            byte[] head = in.readNBytes(512);
+            boolean text = true;
+            for (byte b : head) {
+                if (b == 0) {
+                    text = false;
+                    break;
+                }
+            }
+            return text ? "a text file" : "a binary file";
+        } catch (IOException e) {
+            return "a file that cannot be read (" + e.getMessage() + ")";
+        }
     }
 
     /** The adapters to apply, named: the first defaults to "default" (PEFT's name), the others to their folder name. */

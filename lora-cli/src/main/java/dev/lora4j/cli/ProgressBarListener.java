@@ -111,9 +111,12 @@ public final class ProgressBarListener implements TrainerListener, AutoCloseable
         }
     }
 
-    /** The message shown after the bar, e.g. {@code loss 2.3046 lr 3.00e-04 1,234 tok/s}. */
+    /**
+     * The message shown after the bar, e.g. {@code 1,234 tok/s loss 2.3046 lr 3.0e-04}: throughput
+     * first, so that a line cut at 80 columns still shows it.
+     */
     static String message(StepMetrics m) {
-        return String.format(Locale.ROOT, "loss %.4f lr %.2e %,.0f tok/s", m.loss(), m.learningRate(), m.tokensPerSecond());
+        return String.format(Locale.ROOT, "%,.0f tok/s loss %.4f lr %.1e", m.tokensPerSecond(), m.loss(), m.learningRate());
     }
 
     private Optional<Duration> eta() {
@@ -197,15 +200,20 @@ public final class ProgressBarListener implements TrainerListener, AutoCloseable
 
         @Override
         public void accept(String frame) {
-            out.print('\r');
-            out.print(frame);
-            out.flush();
+            ConsoleLines.frame(frame, () -> {
+                out.print('\r');
+                out.print(frame);
+                out.flush();
+            });
         }
 
         @Override
         public void close() {
-            out.println();
-            out.flush();
+            ConsoleLines.frame("", () -> {
+                out.println();
+                out.flush();
+            });
+            ConsoleLines.barClosed();
         }
     }
 }

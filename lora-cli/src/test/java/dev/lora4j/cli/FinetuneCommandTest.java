@@ -250,8 +250,8 @@ class FinetuneCommandTest {
         assertTrue(start >= 0 && end == err.length() - 1, result::toString);
         String frame = err.substring(start + 1, end);
         assertTrue(frame.startsWith("finetune") && frame.contains(steps + "/" + steps), frame);
-        assertTrue(frame.contains(String.format(Locale.ROOT, "loss %.4f lr %.2e %,.0f tok/s", last.get("loss").asDouble(),
-                last.get("lr").asDouble(), last.get("tokens_per_sec").asDouble())), frame);
+        assertTrue(frame.contains(String.format(Locale.ROOT, "%,.0f tok/s loss %.4f lr %.1e",
+                last.get("tokens_per_sec").asDouble(), last.get("loss").asDouble(), last.get("lr").asDouble())), frame);
         assertEquals(err.indexOf("\r" + frame), start, "the final frame is shown once:\n" + err);
     }
 
@@ -305,6 +305,47 @@ class FinetuneCommandTest {
                 TEMPLATE, "--packing", "32");
         assertEquals(2, evaluate.exitCode(), evaluate::toString);
         assertTrue(evaluate.err().contains("--packing") && evaluate.err().contains("drop --packing"), evaluate::toString);
+    }
+
+    @Test
+    void badOptionValuesAreRefusedBeforeAnyDataIsRead(@TempDir Path tmp) {
+        // the data file does not exist: an option error must come first, naming the option, the rule and the value
+        String missing = tmp.resolve("not-read.json").toString();
+        // option, value, the value as the message shows it, the rule
+        String[][] cases = {
+            {"--rank", "0", "0", "rank must be >= 1"}, {"--lr", "-1", "-1.0", "learningRate must be > 0"},
+            {"--epochs", "0", "0", "epochs"}, {"--dropout", "1", "1.0", "in [0, 1)"},
+            {"--batch-size", "0", "0", "globalBatchSize"}, {"--alpha", "0", "0.0", "alpha"}};
+        for (String[] c : cases) {
+            CliRun r = CliRun.of("finetune", CliRun.ARITH_TINY.toString(), "--data", missing, c[0], c[1], "--out",
+                    tmp.resolve("out").toString());
+            assertEquals(2, r.exitCode(), r::toString);
+            assertTrue(r.err().contains("Invalid value for option '" + c[0] + "' (" + c[2] + ")") && r.err().contains(c[3]),
+                    r::toString);
+            assertFalse(r.err().contains("not-read.json"), "no data was looked at: " + r);
+        }
+        assertFalse(Files.exists(tmp.resolve("out")), "a refused run writes nothing");
+    }
+
+    @Test
+    void whenEveryRecordIsTooLongTheMessageSuggestsAShorterPromptOrALongerSequence(@TempDir Path tmp) throws Exception {
+        Path data = writeArithmetic(tmp.resolve("train.json"), 24, 5);
+        CliRun r = CliRun.of("finetune", CliRun.ARITH_TINY.toString(), "--data", data.toString(), "--max-seq-length", "4",
+                "--out", tmp.resolve("out").toString(), "-q");
+        assertEquals(1, r.exitCode(), r::toString);
+        assertTrue(r.err().contains("records were skipped") && r.err().contains("--prompt-style plain")
+                && r.err().contains("--prompt-template") && r.err().contains("--max-seq-length"), r::toString);
+    }
+
+    @Test
+    void aFileGivenAsTheModelSaysWhatItIsAndWhatAModelFolderNeeds(@TempDir Path tmp) throws Exception {
+        Path notes = Files.writeString(tmp.resolve("notes.txt"), "not a model");
+        CliRun r = CliRun.of("generate", notes.toString(), "-p", "x");
+        assertEquals(2, r.exitCode(), r::toString);
+        assertTrue(r.err().contains("is a text file, not a model folder") && r.err().contains("config.json")
+                && r.err().contains("model.safetensors") && r.err().contains("tokenizer.json"), r::toString);
+        CliRun config = CliRun.of("generate", CliRun.ARITH_TINY.resolve("config.json").toString(), "-p", "x");
+        assertTrue(config.err().contains("a model's config.json (give the folder that contains it)"), config::toString);
     }
 
     @Test

@@ -19,6 +19,7 @@ import java.io.InputStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.util.Arrays;
+import java.util.List;
 import java.util.Set;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
@@ -49,6 +50,22 @@ class GenerateCommandTest {
         String want = expected(ModelLoader.load(CliRun.ARITH_TINY, ModelLoader.Options.defaults()), PROMPT, 12);
         assertEquals(want, run.out());
         assertTrue(want.strip().length() > 0, "the model generated nothing: " + run);
+    }
+
+    @Test
+    void anEmptyPromptStartsFromBosAndEscapesInThePromptAreUnderstood() throws Exception {
+        LlamaModel model = ModelLoader.load(CliRun.ARITH_TINY, ModelLoader.Options.defaults());
+        assertEquals(List.of(1), Arrays.stream(HfTokenizer.load(CliRun.ARITH_TINY).encode("", true)).boxed().toList(),
+                "arith-tiny encodes an empty text as BOS alone");
+        CliRun fromBos = CliRun.of("generate", CliRun.ARITH_TINY.toString(), "-p", "", "-t", "0", "--max-new-tokens", "10");
+        assertEquals(0, fromBos.exitCode(), fromBos::toString);
+        assertEquals(expected(model, "", 10), fromBos.out());
+        assertTrue(fromBos.out().strip().length() > 0, fromBos::toString);
+
+        CliRun escaped = CliRun.of("generate", CliRun.ARITH_TINY.toString(), "-p", "What is 59 minus 38?\\nAnswer:", "-t",
+                "0", "--max-new-tokens", "6");
+        assertEquals(0, escaped.exitCode(), escaped::toString);
+        assertEquals(expected(model, "What is 59 minus 38?\nAnswer:", 6), escaped.out());
     }
 
     @Test

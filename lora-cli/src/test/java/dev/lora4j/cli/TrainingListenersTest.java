@@ -125,7 +125,7 @@ class TrainingListenersTest {
         bar.close();
         String last = frames.get(frames.size() - 1);
         assertTrue(last.contains("finetune") && last.contains("10/10"), last);
-        assertTrue(last.contains("loss 0.1000") && last.contains("lr 3.00e-04") && last.contains("250 tok/s"), last);
+        assertTrue(last.contains("loss 0.1000") && last.contains("lr 3.0e-04") && last.contains("250 tok/s"), last);
         // progressbar's close() renders the final state twice (a refresh, then the closing frame); it is shown once
         assertEquals(1, frames.stream().filter(last::equals).count(), frames::toString);
     }
@@ -146,7 +146,7 @@ class TrainingListenersTest {
         String[] frames = out.substring(1, out.length() - 1).split("\r");
         String last = frames[frames.length - 1];
         assertTrue(last.startsWith("finetune") && last.contains("10/10") && last.contains("loss 0.2000")
-                && last.contains("lr 3.00e-04") && last.contains("250 tok/s"), last);
+                && last.contains("lr 3.0e-04") && last.contains("250 tok/s"), last);
         assertTrue(last.length() <= ProgressBarListener.LOG_WIDTH, last);
         assertEquals(1, java.util.Arrays.stream(frames).filter(last::equals).count(), out);
 
@@ -157,5 +157,27 @@ class TrainingListenersTest {
         shortBar.close();
         String shortOut = shortText.toString();
         assertTrue(shortOut.endsWith("\n") && shortOut.contains("1/10") && shortOut.contains("loss 3.0000"), shortOut);
+    }
+
+    @Test
+    void atEightyColumnsTheBarStillShowsTheThroughput() throws Exception {
+        List<String> frames = new java.util.concurrent.CopyOnWriteArrayList<>();
+        ProgressBarListener bar = new ProgressBarListener("finetune", new DelegatingProgressBarConsumer(frames::add, 80));
+        for (int s = 1; s <= 428; s += 61) {
+            bar.onStep(new StepMetrics(s, 428, 1.2345, 2.95e-3, 1.0, 40L * s, 12_345.0, s * 0.07));
+        }
+        bar.close();
+        String last = frames.get(frames.size() - 1);
+        assertTrue(last.length() <= 80, last);
+        assertTrue(last.contains("12,345 tok/s"), last);
+    }
+
+    @Test
+    void logLinesPrintAboveTheBarInsteadOfTearingIt() {
+        java.io.ByteArrayOutputStream bytes = new java.io.ByteArrayOutputStream();
+        ConsoleLines.BarAwareStream err = ConsoleLines.BarAwareStream.over(bytes, "finetune 50% [==  ] 5/10");
+        err.print("[main] WARN Trainer - something\n");
+        String out = bytes.toString(java.nio.charset.StandardCharsets.UTF_8);
+        assertEquals("\r" + " ".repeat("finetune 50% [==  ] 5/10".length()) + "\r[main] WARN Trainer - something\nfinetune 50% [==  ] 5/10", out);
     }
 }
