@@ -152,7 +152,7 @@ public final class FinetuneCommand implements Callable<Integer> {
             checkSameRun(settings, resumePoint);
         }
         ModelOptions.LoadedModel loaded = modelOptions.load();
-        LoraModel lora = LoraModel.wrap(loaded.model(), loraConfig);
+        LoraModel lora = LoraModel.wrap(loaded.model(), loraConfig).baseModel(folder.toString());
         LOG.info(String.format(Locale.ROOT, "LoRA r=%d alpha=%s on %s%s: %,d trainable of %,d parameters (%.3f%%)",
                 loraConfig.rank(), loraConfig.alpha(), loraConfig.targetModules(), loaded.quantizedBase()
                         ? " of a 4-bit base (QLoRA)" : "", lora.trainableParameterCount(), lora.totalParameterCount(),

@@ -134,6 +134,8 @@ class FinetuneCommandTest {
         assertEquals(3e-3, settings.at("/train/lr").asDouble());
         assertEquals(4, settings.at("/train/batch_size").asInt());
         assertEquals(0.0, settings.at("/lora/dropout").asDouble());
+        assertEquals(CliRun.ARITH_TINY.toString(), JSON.readTree(out.resolve("adapter/adapter_config.json").toFile())
+                .get("base_model_name_or_path").asText(), "the adapter names its base, as PEFT's does");
         assertEquals(42, settings.at("/data/train_examples").asInt());
         assertEquals(6, settings.at("/data/validation_examples").asInt());
         assertEquals(data.toAbsolutePath().normalize().toString(), settings.at("/data/data").asText());

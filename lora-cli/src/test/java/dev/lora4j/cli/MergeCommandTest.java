@@ -49,6 +49,22 @@ class MergeCommandTest {
         return LoraModel.load(base, adapter).mergeAndUnload().allTensors();
     }
 
+    /** Issue 14's command sequence: quantize, an adapter on every layer and the head, merge; the head's update survives. */
+    @Test
+    void mergingIntoAFourBitTiedBaseKeepsTheHeadsUpdateAndChecksTheWrittenFolder(@TempDir Path tmp) throws Exception {
+        Path q4 = tmp.resolve("q4");
+        assertEquals(0, CliRun.of("quantize", CliRun.ARITH_TINY.toString(), q4.toString(), "-q").exitCode());
+        Path adapter = writeAdapter(tmp.resolve("adapter"), LoraConfig.rank(4).alpha(8).targets(Target.ALL));
+        Path out = tmp.resolve("merged");
+        CliRun run = CliRun.of("merge", q4.toString(), "--adapter", adapter.toString(), "--out", out.toString(), "-q");
+        assertEquals(0, run.exitCode(), run::toString);
+        assertTrue(run.out().contains("check: loss on 16 tokens") && run.out().contains("(tolerance"), run::toString);
+        assertTrue(run.out().contains("generation_config.json"), run::toString);
+        LlamaModel merged = ModelLoader.load(out, ModelLoader.Options.defaults());
+        assertFalse(merged.config().tieWordEmbeddings(), "the head's update needs its own lm_head.weight");
+        assertEquals(794_240L + 436 * 128, merged.baseParameterCount(), "the untied head adds vocab x hidden");
+    }
+
     @Test
     void mergedFolderLoadsBackWithMergeAndUnloadsWeights(@TempDir Path tmp) throws Exception {
         Path adapter = writeAdapter(tmp.resolve("adapter"), LoraConfig.rank(4).alpha(16).targets(Target.QUERY, Target.VALUE,
@@ -59,6 +75,7 @@ class MergeCommandTest {
         assertEquals(0, run.exitCode(), run::toString);
         assertTrue(run.out().contains("794,240 parameters as float32"), run::toString);
         assertTrue(run.out().contains("tokenizer.json, tokenizer_config.json"), run::toString);
+        assertTrue(run.out().contains("check: loss on 16 tokens"), run::toString);
         assertTrue(Files.isRegularFile(out.resolve("tokenizer.json")));
         assertEquals(Files.readString(CliRun.ARITH_TINY.resolve("tokenizer.json")), Files.readString(out.resolve("tokenizer.json")));
 

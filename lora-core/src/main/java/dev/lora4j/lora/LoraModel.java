@@ -36,6 +36,10 @@ import org.slf4j.LoggerFactory;
  * lora.saveAdapter(Path.of("my-adapter"));   // loads in PEFT: PeftModel.from_pretrained(base, "my-adapter")
  * lora.merge();                              // W += (alpha/r)·B·A, no inference cost
  * }</pre>
+ *
+ * <p>Thread safety: not thread-safe. Adding, loading, switching, merging and deleting adapters
+ * change the wrapped {@link LlamaModel} in place; do them from one thread, with no forward pass
+ * or training running on the model at the same time.
  */
 public final class LoraModel {
     /** PEFT's name for the adapter created by get_peft_model / loaded without a name. */
@@ -46,6 +50,7 @@ public final class LoraModel {
     private final LlamaModel model;
     private final Map<String, LoraConfig> configs = new LinkedHashMap<>();
     private List<String> active = new ArrayList<>();
+    private String baseModelNameOrPath;
 
     private LoraModel(LlamaModel model) {
         this.model = model;
@@ -75,6 +80,22 @@ public final class LoraModel {
 
     public LlamaModel model() {
         return model;
+    }
+
+    /**
+     * Records the base model's name or folder (PEFT's {@code base_model_name_or_path}), written
+     * into every adapter_config.json this model saves, so that the adapter says which base it
+     * belongs to; e.g. {@code lora.baseModel(modelDir.toString())}. Loading an adapter whose
+     * config names a base sets it too. Returns this.
+     */
+    public LoraModel baseModel(String nameOrPath) {
+        baseModelNameOrPath = nameOrPath;
+        return this;
+    }
+
+    /** The base model's name or folder recorded by {@link #baseModel(String)}, or null. */
+    public String baseModel() {
+        return baseModelNameOrPath;
     }
 
     // ---------------------------------------------------------------- adapters
@@ -111,6 +132,9 @@ public final class LoraModel {
         try {
             AdapterConfigJson json = AdapterConfigJson.read(dir);
             LoraConfig config = json.lora();
+            if (baseModelNameOrPath == null) {
+                baseModelNameOrPath = json.baseModelNameOrPath();
+            }
             Map<String, Linear> linears = model.linears();
             List<String> selected = config.validateAgainst(linears.keySet());
             Map<String, Tensor[]> loaded = new LinkedHashMap<>();
@@ -189,7 +213,7 @@ public final class LoraModel {
             }
             writer.metadata("format", "pt");
             writer.write(dir.resolve("adapter_model.safetensors"));
-            AdapterConfigJson.of(config).writeTo(dir);
+            AdapterConfigJson.of(config).withBaseModel(baseModelNameOrPath).writeTo(dir);
         } catch (IOException e) {
             throw new UncheckedIOException("writing adapter folder " + dir + ": " + e.getMessage(), e);
         }

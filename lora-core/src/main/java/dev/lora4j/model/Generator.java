@@ -25,6 +25,9 @@ import org.slf4j.LoggerFactory;
  * as it becomes final: a piece is handed out only when no later token can change it (no half
  * UTF-8 character from byte-fallback tokens) and when it cannot be the start of a stop string;
  * the pieces concatenate exactly to {@link Generation#text()}.
+ *
+ * <p>Thread safety: not thread-safe (its settings are plain fields; each call allocates its own
+ * KV cache). Use a Generator, and its model, from one thread at a time (see {@link LlamaModel}).
  */
 public final class Generator {
     private static final Logger LOG = LoggerFactory.getLogger(Generator.class);

@@ -29,6 +29,11 @@ import java.util.function.BiFunction;
  * <p>Every tensor is addressed by its Hugging Face name ({@link #allTensors()}), every linear
  * layer by its module path ({@link #linears()}), which is how checkpoints, LoRA targeting and
  * PEFT adapter files refer to them.
+ *
+ * <p>Thread safety: not thread-safe; use a model from one thread at a time. A forward pass reads
+ * the weights without locking, and {@link #replaceLinear}, {@link #untieLmHead} and LoRA wrapping
+ * change the model in place. (Gradient recording is per thread and each {@link Generator} call
+ * has its own {@link KvCache}, but concurrent forward passes on one model are not tested.)
  */
 public final class LlamaModel {
     private LlamaConfig config;

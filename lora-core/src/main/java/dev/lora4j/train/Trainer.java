@@ -48,6 +48,14 @@ import org.slf4j.LoggerFactory;
  * Trainer.builder(lora.model()).adapterFolders(lora).checkpointDir(dir).checkpointEvery(200).keepLastCheckpoints(3)
  *     .validation(heldOut, 100).build().fit(examples);
  * }</pre>
+ *
+ * <p>Progress is logged through SLF4J by default ({@link ProgressLogger}: step, loss, learning
+ * rate, tokens/s and ETA, at most every 10 s); see {@link Builder#progressLogging(boolean)}.
+ *
+ * <p>Thread safety: a Trainer is not thread-safe. {@link #fit} runs on the calling thread (the
+ * compute backend may use a thread pool inside each operation) and changes the model's trainable
+ * tensors and the optimizer state in place; listeners are called on that thread. Do not use the
+ * model from other threads while it trains.
  */
 public final class Trainer {
     private static final Logger LOG = LoggerFactory.getLogger(Trainer.class);

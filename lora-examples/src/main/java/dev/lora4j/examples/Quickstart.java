@@ -72,7 +72,7 @@ public final class Quickstart {
         printAnswers(before, showcase);
 
         LoraConfig config = LoraConfig.rank(rank).alpha(2 * rank).targets(Target.ALL).seed(42);
-        LoraModel lora = LoraModel.wrap(base, config);
+        LoraModel lora = LoraModel.wrap(base, config).baseModel(modelDir.toString()); // adapter_config's base_model_name_or_path
         LlamaModel model = lora.model();
         System.out.printf("LoRA r=%d, alpha=%.0f on %s: %,d trainable of %,d parameters (%.2f%%)%n", config.rank(),
                 config.alpha(), config.targetModules(), lora.trainableParameterCount(),
@@ -82,6 +82,7 @@ public final class Quickstart {
         Trainer trainer = Trainer.builder(model)
                 .learningRate(lr).weightDecay(0.01).warmupSteps(10).maxSteps(steps)
                 .globalBatchSize(batch).microBatchSize(batch).seed(42).padTokenId(tok.eosId().orElseThrow())
+                .progressLogging(false) // the listener below prints the progress on standard output instead
                 .listener(TrainerListener.onEachStep(m -> {
                     if (m.step() % 25 == 0 || m.step() == m.totalSteps()) {
                         System.out.printf("  step %3d/%d  loss %.4f  lr %.2e  %,.0f tok/s  eta %.0fs%n", m.step(),
@@ -107,7 +108,7 @@ public final class Quickstart {
         LlamaModel merged = reloaded.mergeAndUnload();
         double mergedAccuracy = ResponseEvaluation.evaluate(merged, dataset, heldOutRecords, stops).exactMatch();
         Path mergedDir = outDir.resolve("merged");
-        ModelLoader.save(merged, mergedDir, DType.BF16);
+        ModelLoader.saveFolder(merged, mergedDir, DType.BF16, modelDir); // config, weights, tokenizer, generation config
         System.out.printf("reloaded adapter: %.1f%%; merged into the base (no adapter cost): %.1f%%; merged model: %s%n",
                 100 * reloadedAccuracy, 100 * mergedAccuracy, mergedDir.toAbsolutePath());
         System.out.printf("done in %.0f s%n", (System.nanoTime() - start) / 1e9);
