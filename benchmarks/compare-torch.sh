@@ -68,7 +68,9 @@ run_python() {
   out=$("$TIME" -v -o "$TMP/time.txt" "$py" "$ANCHOR_DIR/$script" "$SHAPE" "$B" "$T" 8 "$STEPS" "$TORCH_THREADS" \
         2>"$TMP/$label.err") || { echo "$label run failed:" >&2; cat "$TMP/$label.err" >&2; exit 1; }
   rss=$(sed -n 's/.*Maximum resident set size (kbytes): *//p' "$TMP/time.txt")
-  echo "  $out peak_rss_mb=$((rss / 1024))"
+  # CPU use of the whole process (start-up included): well below THREADS means it waited for a core
+  util=$(sed -n 's/.*Percent of CPU this job got: *//p' "$TMP/time.txt")
+  echo "  $out peak_rss_mb=$((rss / 1024)) cpu_util=$util"
   echo "$(field tokens_per_s "$out") $((rss / 1024))" >>"$TMP/$label"
 }
 
@@ -87,7 +89,7 @@ trap 'rm -rf "$TMP"' EXIT
 echo "shape $SHAPE, batch $B x $T, LoRA r=8; $RUNS interleaved rounds; PyTorch threads=$TORCH_THREADS, $STEPS timed steps;" \
      "load average $(cut -d' ' -f1-3 /proc/loadavg)"
 for ((i = 1; i <= RUNS; i++)); do
-  echo "round $i"
+  echo "round $i (load average $(cut -d' ' -f1 /proc/loadavg))"
   if ((i % 2)); then run_lora4j; run_python torch "$PYTHON" torch_lora_bench.py
   else run_python torch "$PYTHON" torch_lora_bench.py; run_lora4j; fi
   if [[ -n ${HF_PYTHON:-} ]]; then run_python hf "$HF_PYTHON" hf_peft_bench.py; fi

@@ -20,7 +20,9 @@ import java.util.Map;
  * line with the median tokens/s (and the min and max over the timed steps), peak RSS (VmHWM of
  * /proc/self/status, the same figure as the anchor's {@code /usr/bin/time -v} maximum resident
  * set size), Java heap bytes allocated per timed step (all live threads, from
- * {@code com.sun.management.ThreadMXBean}) and the garbage collections during the timed steps.
+ * {@code com.sun.management.ThreadMXBean}), process CPU seconds per timed step (all threads, GC
+ * and JIT included: on a shared machine, tokens per CPU second is steadier than tokens per second)
+ * and the garbage collections during the timed steps.
  *
  * <pre>
  * java --add-modules jdk.incubator.vector -cp benchmarks/target/benchmarks.jar \
@@ -71,6 +73,9 @@ public final class TrainStepBenchmark {
         }
         com.sun.management.ThreadMXBean threads = (com.sun.management.ThreadMXBean) ManagementFactory.getThreadMXBean();
         Map<String, long[]> gcBefore = gcCounts();
+        com.sun.management.OperatingSystemMXBean os =
+                (com.sun.management.OperatingSystemMXBean) ManagementFactory.getOperatingSystemMXBean();
+        long cpuBefore = os.getProcessCpuTime();
         long allocatedBefore = allocatedBytes(threads);
         double[] seconds = new double[steps];
         float lastLoss = Float.NaN;
@@ -83,6 +88,7 @@ public final class TrainStepBenchmark {
             }
         }
         long allocatedPerStep = (allocatedBytes(threads) - allocatedBefore) / steps;
+        double cpuPerStep = (os.getProcessCpuTime() - cpuBefore) / 1e9 / steps;
         Map<String, long[]> gcAfter = gcCounts();
         double[] sorted = seconds.clone();
         Arrays.sort(sorted);
@@ -95,11 +101,11 @@ public final class TrainStepBenchmark {
                     e.getValue()[0] - before[0], e.getValue()[1] - before[1]));
         }
         System.out.printf(Locale.ROOT, "lora4j %s B=%d T=%d r=%d backend=%s threads=%d trainable=%d warmup=%d steps=%d"
-                        + " step_s=%.3f tokens_per_s=%.1f tokens_per_s_min=%.1f tokens_per_s_max=%.1f peak_rss_mb=%.0f"
+                        + " step_s=%.3f tokens_per_s=%.1f tokens_per_s_min=%.1f tokens_per_s_max=%.1f cpu_s_per_step=%.3f peak_rss_mb=%.0f"
                         + " heap_alloc_per_step_mb=%.1f heap_committed_mb=%.0f loss_first=%.4f loss_last=%.4f%s%n",
                 shape.name(), shape.batch(), shape.seq(), rank, Backends.get().name(), Parallel.parallelism(),
                 step.trainableParameters(), warmup, steps, median, tokens / median, tokens / sorted[steps - 1],
-                tokens / sorted[0], peakRssKb() / 1024.0, allocatedPerStep / 1e6,
+                tokens / sorted[0], cpuPerStep, peakRssKb() / 1024.0, allocatedPerStep / 1e6,
                 Runtime.getRuntime().totalMemory() / 1e6, firstLoss, lastLoss, gc);
     }
 
