@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # lora4j's end-to-end LoRA training step against the PyTorch anchor (../shared/bench/torch_lora_bench.py),
 # the two run interleaved RUNS times on the same shape so that both see the same machine load.
-# Prints every run's tokens/s and peak RSS, then the medians, min..max and the ratio lora4j / PyTorch.
+# Prints every run's tokens/s, CPU seconds per step and peak RSS, then the medians, min..max and the ratios
+# lora4j / PyTorch. Tokens per CPU second (all threads of the process, GC included) varies less than tokens
+# per second when other work shares the cores; on an idle machine tokens/s is the figure that counts.
 #
 #   benchmarks/compare-torch.sh SHAPE [RUNS]          SHAPE: tiny | smollm2-135m, RUNS default 3
 #
@@ -59,19 +61,34 @@ run_lora4j() {
         --shape "$SHAPE" --batch "$B" --seq "$T" ${LORA4J_ARGS:-} 2>"$TMP/lora4j.err" | grep '^lora4j ') || {
     echo "lora4j run failed:" >&2; cat "$TMP/lora4j.err" >&2; exit 1; }
   echo "  $out"
-  echo "$(field tokens_per_s "$out") $(field peak_rss_mb "$out") $(field heap_alloc_per_step_mb "$out")" >>"$TMP/lora4j"
+  echo "$(field tokens_per_s "$out") $(field peak_rss_mb "$out") $(field heap_alloc_per_step_mb "$out")" \
+       "$(awk -v c="$(field cpu_s_per_step "$out")" -v n=$((B * T)) 'BEGIN { print n / c }')" >>"$TMP/lora4j"
 }
 
-# run_python LABEL PYTHON SCRIPT: one anchor run under /usr/bin/time -v
+# run_python LABEL PYTHON SCRIPT: one anchor run under /usr/bin/time -v. The script runs unchanged through a
+# wrapper that also reads the process CPU clock where the script reads its timer (once before and once after
+# the timed steps), so that CPU seconds per step can be set beside lora4j's.
 run_python() {
-  local label=$1 py=$2 script=$3 out rss
-  out=$("$TIME" -v -o "$TMP/time.txt" "$py" "$ANCHOR_DIR/$script" "$SHAPE" "$B" "$T" 8 "$STEPS" "$TORCH_THREADS" \
+  local label=$1 py=$2 script=$3 out line cpu rss util
+  out=$("$TIME" -v -o "$TMP/time.txt" "$py" -c '
+import runpy, sys, time
+wall, marks = time.perf_counter, []
+def timer():
+    marks.append(time.process_time())
+    return wall()
+time.perf_counter = timer
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+print("cpu_s_per_step=%.3f" % ((marks[-1] - marks[-2]) / int(sys.argv[5])))
+' "$ANCHOR_DIR/$script" "$SHAPE" "$B" "$T" 8 "$STEPS" "$TORCH_THREADS" \
         2>"$TMP/$label.err") || { echo "$label run failed:" >&2; cat "$TMP/$label.err" >&2; exit 1; }
+  line=$(grep tokens_per_s <<<"$out")
+  cpu=$(sed -n 's/^cpu_s_per_step=//p' <<<"$out")
   rss=$(sed -n 's/.*Maximum resident set size (kbytes): *//p' "$TMP/time.txt")
   # CPU use of the whole process (start-up included): well below THREADS means it waited for a core
   util=$(sed -n 's/.*Percent of CPU this job got: *//p' "$TMP/time.txt")
-  echo "  $out peak_rss_mb=$((rss / 1024)) cpu_util=$util"
-  echo "$(field tokens_per_s "$out") $((rss / 1024))" >>"$TMP/$label"
+  echo "  $line cpu_s_per_step=$cpu peak_rss_mb=$((rss / 1024)) cpu_util=$util"
+  echo "$(field tokens_per_s "$line") $((rss / 1024)) $(awk -v c="$cpu" -v n=$((B * T)) 'BEGIN { print n / c }')" >>"$TMP/$label"
 }
 
 # stats FILE COLUMN [DECIMALS]: "median (min..max)" of one column
@@ -96,12 +113,14 @@ for ((i = 1; i <= RUNS; i++)); do
 done
 
 echo "summary over $RUNS rounds: median (min..max)"
-echo "  lora4j   tokens/s $(stats "$TMP/lora4j" 1)  peak RSS MB $(stats "$TMP/lora4j" 2 0)  heap MB/step $(stats "$TMP/lora4j" 3)"
-echo "  PyTorch  tokens/s $(stats "$TMP/torch" 1)  peak RSS MB $(stats "$TMP/torch" 2 0)"
+echo "  lora4j   tokens/s $(stats "$TMP/lora4j" 1)  tokens/CPU-s $(stats "$TMP/lora4j" 4)  peak RSS MB $(stats "$TMP/lora4j" 2 0)" \
+     " heap MB/step $(stats "$TMP/lora4j" 3)"
+echo "  PyTorch  tokens/s $(stats "$TMP/torch" 1)  tokens/CPU-s $(stats "$TMP/torch" 3)  peak RSS MB $(stats "$TMP/torch" 2 0)"
 if [[ -s $TMP/hf ]]; then
-  echo "  HF+PEFT  tokens/s $(stats "$TMP/hf" 1)  peak RSS MB $(stats "$TMP/hf" 2 0)"
+  echo "  HF+PEFT  tokens/s $(stats "$TMP/hf" 1)  tokens/CPU-s $(stats "$TMP/hf" 3)  peak RSS MB $(stats "$TMP/hf" 2 0)"
 fi
 awk -v a="$(median "$TMP/lora4j" 1)" -v b="$(median "$TMP/torch" 1)" -v ra="$(median "$TMP/lora4j" 2)" \
-    -v rb="$(median "$TMP/torch" 2)" 'BEGIN { printf "  ratio lora4j / PyTorch: tokens/s %.2f, peak RSS %.2f\n", a / b, ra / rb }'
-paste "$TMP/lora4j" "$TMP/torch" | awk '{ print $1 / $4 }' >"$TMP/ratio"
+    -v rb="$(median "$TMP/torch" 2)" -v ca="$(median "$TMP/lora4j" 4)" -v cb="$(median "$TMP/torch" 3)" \
+    'BEGIN { printf "  ratio lora4j / PyTorch of the medians: tokens/s %.2f, tokens/CPU-s %.2f, peak RSS %.2f\n", a / b, ca / cb, ra / rb }'
+paste "$TMP/lora4j" "$TMP/torch" | awk '{ print $1 / $5 }' >"$TMP/ratio"
 echo "  per-round ratio lora4j / PyTorch tokens/s: $(stats "$TMP/ratio" 1 2)"
