@@ -1,10 +1,8 @@
 package dev.lora4j.benchmarks;
 
-import dev.lora4j.autograd.Elementwise;
 import dev.lora4j.data.Example;
 import dev.lora4j.lora.LoraConfig;
 import dev.lora4j.lora.LoraModel;
-import dev.lora4j.lora.Target;
 import dev.lora4j.model.LlamaConfig;
 import dev.lora4j.model.LlamaModel;
 import dev.lora4j.tensor.BufferStorage;
@@ -34,12 +32,18 @@ import org.openjdk.jmh.annotations.State;
 import org.openjdk.jmh.annotations.Warmup;
 
 /**
- * One LoRA training step (forward, backward, optimizer update) of a small Llama
- * (hidden 256, 4 layers, GQA 8/4 heads, intermediate 688, vocabulary 1024) on a micro-batch of
- * 4 × 64 tokens, with the frozen base in F32 or BF16, at several ranks, with AdamW or SGD.
- * Tokens per second = 256 / (seconds per step).
+ * One LoRA training step (forward, backward, optimizer update) of a randomly initialized Llama of
+ * a {@link TrainShape} ({@code micro}: hidden 256, 4 layers, GQA 8/4 heads, intermediate 688,
+ * vocabulary 1024, 4 × 64 tokens; {@code tiny} and {@code smollm2-135m}: the shapes of
+ * {@link TrainStepBenchmark} and the PyTorch anchor), with the frozen base in F32 or BF16, at
+ * several ranks, with AdamW or SGD. LoRA alpha is twice the rank, dropout 0.05, on q, k, v, o,
+ * gate, up, down and the untied lm_head; AdamW and SGD use the anchor's learning rate 3e-4
+ * (weight decay 0.01) and 1e-2 (momentum 0.9). Tokens per second = B·T / (seconds per step).
  *
  * <pre>java --add-modules jdk.incubator.vector -jar benchmarks/target/benchmarks.jar LoraTrainingStep</pre>
+ *
+ * The anchor's step as a JMH benchmark:
+ * {@code ... LoraTrainingStep -p shape=tiny -p rank=8 -p baseDType=F32 -p optimizer=ADAMW}.
  */
 @State(Scope.Benchmark)
 @BenchmarkMode(Mode.AverageTime)
@@ -48,6 +52,9 @@ import org.openjdk.jmh.annotations.Warmup;
 @Warmup(iterations = 3, time = 2)
 @Measurement(iterations = 5, time = 2)
 public class LoraTrainingStepBenchmark {
+    @Param({"micro"})
+    public String shape;
+
     @Param({"8", "64"})
     public int rank;
 
@@ -63,9 +70,8 @@ public class LoraTrainingStepBenchmark {
 
     @Setup(Level.Trial)
     public void setUp() {
-        LlamaConfig config = LlamaConfig.builder().modelType("llama").vocabSize(1024).hiddenSize(256)
-                .intermediateSize(688).numHiddenLayers(4).numAttentionHeads(8).numKeyValueHeads(4)
-                .maxPositionEmbeddings(256).rmsNormEps(1e-5).build();
+        TrainShape train = TrainShape.of(shape);
+        LlamaConfig config = train.config();
         model = LlamaModel.initialize(config, 1);
         if (baseDType.equals("BF16")) {
             for (Map.Entry<String, dev.lora4j.nn.Linear> e : model.linears().entrySet()) {
@@ -73,17 +79,15 @@ public class LoraTrainingStepBenchmark {
                 e.getValue().setWeight(new Tensor(BufferStorage.of(w.toFloatArray(), DType.BF16), w.shape()));
             }
         }
-        LoraModel lora = LoraModel.wrap(model, LoraConfig.rank(rank).alpha(2 * rank).targets(Target.ALL));
+        LoraModel lora = LoraModel.wrap(model, LoraConfig.rank(rank).alpha(2 * rank).dropout(TrainStep.DROPOUT)
+                .targets(train.targets()));
         List<Tensor> params = Trainer.trainableParameters(lora.model());
-        opt = optimizer.equals("ADAMW") ? new AdamW(params, 1e-4, 0.01) : new Sgd(params, 1e-2, 0.9, 0);
+        opt = optimizer.equals("ADAMW") ? new AdamW(params, TrainStep.LEARNING_RATE, TrainStep.WEIGHT_DECAY)
+                : new Sgd(params, 1e-2, 0.9, 0);
         SplittableRandom rng = new SplittableRandom(3);
         List<Example> examples = new ArrayList<>();
-        for (int b = 0; b < 4; b++) {
-            int[] ids = new int[64];
-            for (int i = 0; i < ids.length; i++) {
-                ids[i] = rng.nextInt(1024);
-            }
-            examples.add(Example.unmasked(ids));
+        for (int b = 0; b < train.batch(); b++) {
+            examples.add(Example.unmasked(rng.ints(train.seq(), 0, config.vocabSize()).toArray()));
         }
         batch = CausalLmLoss.collate(examples, 0);
     }
@@ -92,7 +96,7 @@ public class LoraTrainingStepBenchmark {
     public float trainingStep() {
         Tensor loss = CausalLmLoss.loss(model, batch);
         float value = loss.toFloatArray()[0];
-        Elementwise.scale(loss, 1f).backward();
+        loss.backward();
         opt.step();
         opt.zeroGrad();
         return value;
