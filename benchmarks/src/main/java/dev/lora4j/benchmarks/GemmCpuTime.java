@@ -5,6 +5,7 @@ import dev.lora4j.backend.Backends;
 import dev.lora4j.backend.Parallel;
 import dev.lora4j.tensor.FloatStorage;
 import java.lang.management.ManagementFactory;
+import java.lang.management.ThreadMXBean;
 import java.util.Arrays;
 import java.util.Locale;
 import java.util.SplittableRandom;
@@ -12,7 +13,7 @@ import java.util.SplittableRandom;
 /**
  * The twin of {@code benchmarks/openblas/sgemm_bench.c} for lora4j: times {@link Backend#gemm} on
  * the same problems and prints the same table (median, min, max GFLOP/s over the timed calls). With
- * {@code SGEMM_CLOCK=cpu} both divide by the process's CPU time instead of wall time, which on a
+ * {@code SGEMM_CLOCK=cpu} both divide by CPU time (here: of the calling and compute threads) instead of wall time, which on a
  * machine shared with other work measures a one-thread product without the turns other processes
  * take on its core.
  *
@@ -41,8 +42,6 @@ public final class GemmCpuTime {
         Backend backend = backendName.equals("scalar") ? Backends.scalar() : Backends.vector().orElseThrow(
                 () -> new IllegalStateException("the vector backend needs --add-modules jdk.incubator.vector"));
         boolean cpu = "cpu".equals(System.getenv("SGEMM_CLOCK"));
-        com.sun.management.OperatingSystemMXBean os =
-                (com.sun.management.OperatingSystemMXBean) ManagementFactory.getOperatingSystemMXBean();
         System.out.printf(Locale.ROOT, "# lora4j %s, %d thread(s), %s time%n", backend, Parallel.parallelism(),
                 cpu ? "CPU" : "wall-clock");
         System.out.printf(Locale.ROOT, "%-6s %-16s %10s %10s %10s %6s%n", "form", "shape", "median", "min", "max",
@@ -68,9 +67,9 @@ public final class GemmCpuTime {
             int calls = 0;
             start = System.nanoTime();
             while ((System.nanoTime() - start < budget * 1e9 || calls < 3) && calls < rates.length) {
-                long t0 = cpu ? os.getProcessCpuTime() : System.nanoTime();
+                long t0 = cpu ? computeCpuTime() : System.nanoTime();
                 call.run();
-                long t1 = cpu ? os.getProcessCpuTime() : System.nanoTime();
+                long t1 = cpu ? computeCpuTime() : System.nanoTime();
                 rates[calls++] = flops / Math.max(1, t1 - t0);
             }
             double[] sorted = Arrays.copyOf(rates, calls);
@@ -78,6 +77,26 @@ public final class GemmCpuTime {
             System.out.printf(Locale.ROOT, "%-6s %-16s %10.1f %10.1f %10.1f %6d%n", args[s].substring(0, 2),
                     args[s].substring(3), sorted[calls / 2], sorted[0], sorted[calls - 1], calls);
         }
+    }
+
+    /** lora4j's compute threads, found once the pool has started. */
+    private static long[] computeThreads;
+
+    /**
+     * CPU nanoseconds of this thread and lora4j's compute threads (the JVM's process CPU time is
+     * only counted in clock ticks, too coarse for one call).
+     */
+    private static long computeCpuTime() {
+        ThreadMXBean mx = ManagementFactory.getThreadMXBean();
+        if (computeThreads == null) {
+            computeThreads = Thread.getAllStackTraces().keySet().stream()
+                    .filter(t -> t.getName().startsWith("lora4j-compute-")).mapToLong(Thread::getId).toArray();
+        }
+        long total = mx.getCurrentThreadCpuTime();
+        for (long id : computeThreads) {
+            total += Math.max(0, mx.getThreadCpuTime(id));
+        }
+        return total;
     }
 
     private static float[] random(SplittableRandom rng, int size) {
