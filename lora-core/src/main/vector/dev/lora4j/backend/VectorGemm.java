@@ -52,6 +52,12 @@ public abstract class VectorGemm implements GemmKernel {
     static final int NC = 3072;
     /** Up to this many rows, x·Wᵀ is computed as dot products of rows (no packing). */
     static final int DOT_ROWS = 4;
+    /**
+     * Rows or columns of C worth one repacking of the other operand: packing moves an element in
+     * about a cycle, in which the micro-kernel does 64 flops, so a range of 320 costs about 10% in
+     * packing.
+     */
+    static final int REPACK_EXTENT = 320;
     private static final int TRANSPOSE_BLOCK = 16;
 
     private final String name;
@@ -141,12 +147,28 @@ public abstract class VectorGemm implements GemmKernel {
         int columnUnits = ceilDiv(n, p.columnUnit);
         int rowUnits = ceilDiv(m, mr);
         int threads = Parallel.parallelism();
-        if (columnUnits >= 2 * threads || columnUnits >= rowUnits) {
-            Parallel.forWork(columnUnits, 2.0 * m * k * p.columnUnit,
+        // a column range packs all of op(A) again, a row range all of op(B): split the dimension
+        // whose ranges repack less, as long as it gives every thread a range
+        if ((m <= n || rowUnits < threads) && columnUnits >= Math.min(threads, rowUnits)) {
+            Parallel.forRange(columnUnits, grain(columnUnits, p.columnUnit, 2.0 * m * k * p.columnUnit, threads),
                     (from, to) -> p.run(0, m, from * p.columnUnit, Math.min(n, to * p.columnUnit)));
         } else {
-            Parallel.forWork(rowUnits, 2.0 * mr * k * n, (from, to) -> p.run(from * mr, Math.min(m, to * mr), 0, n));
+            Parallel.forRange(rowUnits, grain(rowUnits, mr, 2.0 * mr * k * n, threads),
+                    (from, to) -> p.run(from * mr, Math.min(m, to * mr), 0, n));
         }
+    }
+
+    /**
+     * Units of C (of {@code unitSize} rows or columns, {@code unitWork} flops each) per parallel
+     * range. A range repacks the whole of the other operand, which costs about as much as
+     * {@value #REPACK_EXTENT} rows or columns of products, so ranges are at least {@value #REPACK_EXTENT}
+     * rows or columns long, unless that would leave a thread without one; and never below
+     * {@link Parallel#MIN_TASK_WORK} flops.
+     */
+    static int grain(int units, int unitSize, double unitWork, int threads) {
+        int byWork = (int) Math.min(Integer.MAX_VALUE, Math.ceil(Parallel.MIN_TASK_WORK / unitWork));
+        int byPacking = Math.min(ceilDiv(units, threads), ceilDiv(REPACK_EXTENT, unitSize));
+        return Math.max(1, Math.max(byWork, byPacking));
     }
 
     /** C = alpha * A·Bᵀ + beta * C for a few rows of A: each element one {@link #dot} over the whole depth. */
