@@ -103,6 +103,25 @@ public class VectorBackend extends ScalarBackend {
 
     // ---------------------------------------------------------------- gemm
 
+    /** The matrix product at the preferred width (null for a width it has no kernel for). */
+    private static final GemmKernel GEMM = switch (F.vectorBitSize()) {
+        case 128, 256, 512 -> VectorGemm.preferred();
+        default -> null;
+    };
+
+    /** Delegates to {@link VectorGemm}; the inherited packed product is the fallback for other widths. */
+    @Override
+    public void gemm(boolean transA, boolean transB, int m, int n, int k, float alpha,
+                     Storage a, long aOffset, int lda,
+                     Storage b, long bOffset, int ldb,
+                     float beta, Storage c, long cOffset, int ldc) {
+        if (GEMM == null) {
+            super.gemm(transA, transB, m, n, k, alpha, a, aOffset, lda, b, bOffset, ldb, beta, c, cOffset, ldc);
+        } else {
+            GEMM.gemm(transA, transB, m, n, k, alpha, a, aOffset, lda, b, bOffset, ldb, beta, c, cOffset, ldc);
+        }
+    }
+
     @Override
     void microKernel(int kc, float[] a, int aIndex, float[] b, int bIndex, float[] c, int cIndex, int ldc,
                                float alpha) {
