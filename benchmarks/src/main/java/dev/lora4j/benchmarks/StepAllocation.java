@@ -85,6 +85,9 @@ public final class StepAllocation {
                 .mapToObj(b -> String.format("%.2f", b / 1e6)).toArray()));
         System.out.printf("steady state (second half) median: %.2f MB/step, %.0f ms/step, %.0f tok/s%n",
                 steady[steady.length / 2] / 1e6, steadyMs[steadyMs.length / 2], 512 / (steadyMs[steadyMs.length / 2] / 1e3));
+        long[] pool = dev.lora4j.backend.CpuBackend.poolStatistics();
+        System.out.printf("step arena pool: %.1f MB of buffers kept for the next step (%d created, %d reuses)%n",
+                pool[0] / 1e6, pool[1], pool[2]);
         Runtime rt = Runtime.getRuntime();
         System.out.printf("heap used at end: %.0f MB (committed %.0f MB)%n", (rt.totalMemory() - rt.freeMemory()) / 1e6,
                 rt.totalMemory() / 1e6);

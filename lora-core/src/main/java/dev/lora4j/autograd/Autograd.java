@@ -277,7 +277,21 @@ public final class Autograd {
             try (Scope ignored = noGrad()) {
                 fn.backward(g);
             }
+            releaseUnlessAdopted(g, fn.inputs());
         }
+    }
+
+    /**
+     * A node's gradient is dead once its rule has run, unless the rule handed it (or a view of it)
+     * to an input as that input's gradient: then it goes back to the step arena at once.
+     */
+    private static void releaseUnlessAdopted(Tensor g, Tensor[] inputs) {
+        for (Tensor in : inputs) {
+            if (in != null && in.grad() != null && in.grad().storage() == g.storage()) {
+                return;
+            }
+        }
+        g.backend().release(g);
     }
 
     /** Non-leaf nodes reachable from root, each after every node that consumes it. */

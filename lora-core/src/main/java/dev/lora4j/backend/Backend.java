@@ -58,6 +58,14 @@ public interface Backend {
      */
     Arena openArena();
 
+    /**
+     * Declares t's buffer dead: if the arena open on this thread handed it out, it may be handed
+     * out again at once (before the arena closes), which lowers a step's peak memory. Only for
+     * buffers nothing else references (no view, no saved tensor); releasing twice is harmless.
+     */
+    default void release(Tensor t) {
+    }
+
     /** Copies host floats into a new tensor of this device (not from an arena: it persists). */
     Tensor fromHost(float[] values, int... shape);
 

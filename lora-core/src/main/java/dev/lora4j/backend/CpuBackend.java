@@ -49,6 +49,14 @@ public abstract class CpuBackend implements Backend {
     }
 
     @Override
+    public void release(Tensor t) {
+        HeapPool.HeapArena arena = HeapPool.current();
+        if (arena != null && t.storage() instanceof FloatStorage fs) {
+            arena.release(fs.array());
+        }
+    }
+
+    @Override
     public Arena openArena() {
         return HeapPool.SHARED.open();
     }
@@ -97,6 +105,12 @@ public abstract class CpuBackend implements Backend {
             } else {
                 forEachIndex(src, (i, pos) -> d[o + i] = src.storage().getFloat(pos));
             }
+            return;
+        }
+        if (src.isContiguous() && src.storage() instanceof FloatStorage fs) {
+            float[] s = fs.array();
+            int o = src.intOffset();
+            forEachIndex(dst, (i, pos) -> d[(int) pos] = s[o + i]);
             return;
         }
         float[] values = new float[n];

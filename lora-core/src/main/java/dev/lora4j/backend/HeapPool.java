@@ -64,6 +64,12 @@ final class HeapPool {
         }
     }
 
+    synchronized void giveOne(float[] a, long arenaBytes) {
+        largestArenaBytes = Math.max(largestArenaBytes, arenaBytes);
+        free.computeIfAbsent(a.length, k -> new ArrayDeque<>()).addLast(a);
+        idleBytes += 4L * a.length;
+    }
+
     synchronized long idleBytes() {
         return idleBytes;
     }
@@ -107,6 +113,22 @@ final class HeapPool {
             handedOut.add(a);
             bytes += 4L * a.length;
             return a;
+        }
+
+        /**
+         * Gives a dead buffer back to the pool before the arena closes, if this arena handed it out
+         * and has not taken it back already (searched from the newest: gradients die young).
+         */
+        void release(float[] a) {
+            for (int i = handedOut.size() - 1; i >= 0; i--) {
+                if (handedOut.get(i) == a) {
+                    int last = handedOut.size() - 1;
+                    handedOut.set(i, handedOut.get(last));
+                    handedOut.remove(last);
+                    pool.giveOne(a, bytes);
+                    return;
+                }
+            }
         }
 
         @Override

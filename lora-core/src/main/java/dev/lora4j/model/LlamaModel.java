@@ -267,13 +267,11 @@ public final class LlamaModel {
         int b = fresh.dim(0);
         int t = fresh.dim(1);
         int row = fresh.dim(2) * fresh.dim(3);
-        float[] src = fresh.contiguous().toFloatArray();
-        for (int bi = 0; bi < b; bi++) {
-            System.arraycopy(src, bi * t * row, store, (bi * cache.capacity() + pos0) * row, t * row);
-        }
+        FloatStorage storage = new FloatStorage(store);
+        int[] strides = {cache.capacity() * row, row, fresh.dim(3), 1};
+        new Tensor(storage, fresh.shape(), strides, (long) pos0 * row).copyFrom(fresh);
         int s = pos0 + t;
-        return new Tensor(new FloatStorage(store), new int[] {b, s, fresh.dim(2), fresh.dim(3)},
-                new int[] {cache.capacity() * row, row, fresh.dim(3), 1}, 0);
+        return new Tensor(storage, new int[] {b, s, fresh.dim(2), fresh.dim(3)}, strides, 0);
     }
 
     /** A cache sized for this model. */

@@ -363,6 +363,21 @@ class BackendOpsTest {
     }
 
     @Test
+    void aReleasedBufferIsHandedOutAgainInTheSameArenaAndOnlyOnce() {
+        Backend be = vector();
+        try (Arena ignored = be.openArena()) {
+            Tensor a = be.empty(12_345);
+            float[] array = ((dev.lora4j.tensor.FloatStorage) a.storage()).array();
+            be.release(a);
+            be.release(a); // a second release must not put it in the pool twice
+            Tensor b = be.empty(12_345);
+            Tensor c = be.empty(12_345);
+            assertSame(array, ((dev.lora4j.tensor.FloatStorage) b.storage()).array());
+            assertNotSame(array, ((dev.lora4j.tensor.FloatStorage) c.storage()).array());
+        }
+    }
+
+    @Test
     void arenasCloseInnermostFirst() {
         Backend be = scalar();
         Arena outer = be.openArena();
