@@ -1,5 +1,8 @@
 package dev.lora4j.autograd;
 
+import dev.lora4j.backend.Backend;
+import dev.lora4j.backend.Backends;
+import dev.lora4j.tensor.Device;
 import dev.lora4j.tensor.Tensor;
 import java.util.ArrayDeque;
 import java.util.ArrayList;
@@ -26,6 +29,96 @@ public final class Autograd {
         int[] depth = NO_GRAD_DEPTH.get();
         depth[0]++;
         return () -> depth[0]--;
+    }
+
+    /**
+     * Enables graph recording on this thread until the returned scope is closed, even inside
+     * {@link #noGrad()} or a backward pass (activation checkpointing recomputes a block with it).
+     */
+    public static Scope enableGrad() {
+        int[] depth = NO_GRAD_DEPTH.get();
+        int saved = depth[0];
+        depth[0] = 0;
+        return () -> depth[0] = saved;
+    }
+
+    private static final ThreadLocal<SeedTape> TAPE = new ThreadLocal<>();
+
+    /**
+     * The seed of a random op (dropout) from {@code rng}: drawn from it normally; recorded while
+     * {@link #recordSeeds()} is open, and replayed (without touching rng) under {@link #replaySeeds},
+     * so that a recomputed block draws exactly the masks of its first run.
+     */
+    public static long nextSeed(java.util.SplittableRandom rng) {
+        SeedTape tape = TAPE.get();
+        if (tape == null) {
+            return rng.nextLong();
+        }
+        if (tape.replay) {
+            if (tape.position >= tape.seeds.size()) {
+                throw new IllegalStateException("a recomputed block drew more random seeds (" + (tape.position + 1)
+                        + ") than its first run (" + tape.seeds.size() + "); the block must be deterministic");
+            }
+            return tape.seeds.get(tape.position++);
+        }
+        long seed = rng.nextLong();
+        tape.seeds.add(seed);
+        return seed;
+    }
+
+    /** Records the seeds drawn through {@link #nextSeed} on this thread until closed. */
+    public static SeedTape recordSeeds() {
+        SeedTape tape = new SeedTape(new ArrayList<>(), false, TAPE.get());
+        TAPE.set(tape);
+        return tape;
+    }
+
+    /** Replays {@code recorded}'s seeds through {@link #nextSeed} on this thread until closed. */
+    public static SeedTape replaySeeds(SeedTape recorded) {
+        SeedTape tape = new SeedTape(recorded.seeds, true, TAPE.get());
+        TAPE.set(tape);
+        return tape;
+    }
+
+    /** Seeds of one recorded or replayed region. */
+    public static final class SeedTape implements AutoCloseable {
+        private final List<Long> seeds;
+        private final boolean replay;
+        private final SeedTape parent;
+        private int position;
+
+        private SeedTape(List<Long> seeds, boolean replay, SeedTape parent) {
+            this.seeds = seeds;
+            this.replay = replay;
+            this.parent = parent;
+        }
+
+        @Override
+        public void close() {
+            TAPE.set(parent);
+        }
+    }
+
+    private static final ThreadLocal<int[]> RECOMPUTABLE_DEPTH = ThreadLocal.withInitial(() -> new int[1]);
+
+    /**
+     * Disables graph recording like {@link #noGrad()}, for a forward pass that will be recomputed
+     * with the graph later (activation checkpointing): {@link #isTraining()} stays true, so
+     * training-only behaviour such as dropout happens the same way in both passes.
+     */
+    public static Scope noGradForRecompute() {
+        Scope noGrad = noGrad();
+        int[] depth = RECOMPUTABLE_DEPTH.get();
+        depth[0]++;
+        return () -> {
+            depth[0]--;
+            noGrad.close();
+        };
+    }
+
+    /** True while training: gradients are recorded, or a checkpointed block runs its first forward. */
+    public static boolean isTraining() {
+        return isGradEnabled() || RECOMPUTABLE_DEPTH.get()[0] > 0;
     }
 
     /** True when ops should record their backward rules. */
@@ -71,36 +164,80 @@ public final class Autograd {
 
     /**
      * Records a view op: {@code toInputGrad} maps the view's gradient to one of the input's shape
-     * (contiguous), which is then added to the input's gradient.
+     * (contiguous), which is then added to the input's gradient (or becomes it: a view's gradient
+     * belongs to the view's node alone, so it is handed over without a copy).
      */
     public static Tensor viewOf(Tensor input, Tensor view, String name, UnaryOperator<Tensor> toInputGrad) {
         if (view == input) {
             return view;
         }
-        return record(view, name, new Tensor[] {input}, dOut -> accumulate(input, toInputGrad.apply(dOut)));
+        return record(view, name, new Tensor[] {input}, dOut -> accumulateOwned(input, toInputGrad.apply(dOut)));
     }
 
-    /** grad(input) += g, for a contiguous F32 g of the input's shape. */
+    /**
+     * The backend of the inputs' common device.
+     *
+     * @throws IllegalArgumentException when the inputs live on different devices, naming both
+     */
+    public static Backend backendFor(String op, Tensor... inputs) {
+        Device device = null;
+        Tensor first = null;
+        for (Tensor t : inputs) {
+            if (t == null) {
+                continue;
+            }
+            if (device == null) {
+                device = t.device();
+                first = t;
+            } else if (t.device() != device) {
+                throw new IllegalArgumentException(op + ": " + describe(first) + " is on " + device + " but " + describe(t)
+                        + " is on " + t.device() + "; move one with Tensor.to(Device." + device + ") or Tensor.to(Device."
+                        + t.device() + ")");
+            }
+        }
+        return Backends.forDevice(device == null ? Device.CPU : device);
+    }
+
+    private static String describe(Tensor t) {
+        return t.name() != null ? "'" + t.name() + "' " + Arrays.toString(t.shape()) : "a tensor " + Arrays.toString(t.shape());
+    }
+
+    /** grad(input) += g, for g of the input's numel (any layout). */
     public static void accumulate(Tensor input, Tensor g) {
         if (!input.requiresGrad()) {
             return;
         }
+        checkGradient(input, g);
         Tensor gc = g.contiguous();
-        if (input.grad() == null && gc != g) {
+        if (input.grad() == null && gc != g && !input.isLeaf()) {
             input.setGrad(gc);
             return;
         }
-        float[] src = gc.data();
-        int srcOff = gc.intOffset();
         Tensor buffer = input.gradBuffer();
-        float[] dst = buffer.data();
-        int n = Math.toIntExact(buffer.numel());
-        if (gc.numel() != n) {
-            throw new IllegalStateException("gradient of shape " + Arrays.toString(gc.shape()) + " for input "
-                    + Arrays.toString(input.shape()));
+        backendFor("accumulate", buffer, gc).addScaled(buffer, gc, 1f);
+    }
+
+    /**
+     * grad(input) += g where g was made for this input alone (nothing else holds it): an
+     * intermediate input without a gradient yet takes g itself instead of a copy.
+     */
+    public static void accumulateOwned(Tensor input, Tensor g) {
+        if (!input.requiresGrad()) {
+            return;
         }
-        for (int i = 0; i < n; i++) {
-            dst[i] += src[srcOff + i];
+        checkGradient(input, g);
+        if (input.grad() == null && !input.isLeaf() && g.isContiguous() && g.dtype() == input.dtype()) {
+            input.setGrad(Arrays.equals(g.shape(), input.shape()) ? g : new Tensor(g.storage(), input.shape(),
+                    Tensor.contiguousStrides(input.shape()), g.offset()));
+            return;
+        }
+        accumulate(input, g);
+    }
+
+    private static void checkGradient(Tensor input, Tensor g) {
+        if (g.numel() != input.numel()) {
+            throw new IllegalStateException("gradient of shape " + Arrays.toString(g.shape()) + " for input "
+                    + Arrays.toString(input.shape()));
         }
     }
 
@@ -112,7 +249,9 @@ public final class Autograd {
         if (loss.numel() != 1) {
             throw new IllegalArgumentException("backward() needs a scalar loss, got shape " + Arrays.toString(loss.shape()));
         }
-        backward(loss, Tensor.full(1f, loss.shape()));
+        Tensor seed = loss.backend().empty(loss.shape());
+        loss.backend().fill(seed, 1f);
+        backward(loss, seed);
     }
 
     /** Back-propagates {@code seed} = d(something)/d(root) through the graph below root. */
@@ -138,7 +277,21 @@ public final class Autograd {
             try (Scope ignored = noGrad()) {
                 fn.backward(g);
             }
+            releaseUnlessAdopted(g, fn.inputs());
         }
+    }
+
+    /**
+     * A node's gradient is dead once its rule has run, unless the rule handed it (or a view of it)
+     * to an input as that input's gradient: then it goes back to the step arena at once.
+     */
+    private static void releaseUnlessAdopted(Tensor g, Tensor[] inputs) {
+        for (Tensor in : inputs) {
+            if (in != null && in.grad() != null && in.grad().storage() == g.storage()) {
+                return;
+            }
+        }
+        g.backend().release(g);
     }
 
     /** Non-leaf nodes reachable from root, each after every node that consumes it. */

@@ -1,12 +1,13 @@
 package dev.lora4j.autograd;
 
+import dev.lora4j.backend.Backend;
 import dev.lora4j.tensor.Tensor;
 import java.util.Arrays;
 import java.util.SplittableRandom;
 
 /**
  * Pointwise ops and their backward rules: add, mul, scale, SiLU, SwiGLU, dropout, and the sums
- * that turn a tensor into a scalar loss.
+ * that turn a tensor into a scalar loss. Each computes through the backend of its inputs' device.
  */
 public final class Elementwise {
     private Elementwise() {
@@ -15,90 +16,66 @@ public final class Elementwise {
     /** a + b (same shape, or b of a's last dimension broadcast over the rows). */
     public static Tensor add(Tensor a, Tensor b) {
         boolean broadcast = !Arrays.equals(a.shape(), b.shape());
-        int n = Math.toIntExact(a.numel());
         int cols = a.dim(-1);
         if (broadcast && (b.rank() != 1 || b.dim(0) != cols)) {
             throw new IllegalArgumentException("add: shapes " + Arrays.toString(a.shape()) + " and " + Arrays.toString(b.shape())
                     + " differ; b must have a's shape or be [" + cols + "]");
         }
-        float[] x = a.contiguous().toFloatArray();
-        float[] y = b.contiguous().toFloatArray();
-        for (int i = 0; i < n; i++) {
-            x[i] += y[broadcast ? i % cols : i];
+        Backend be = Autograd.backendFor("add", a, b);
+        Tensor x = a.contiguous().detach();
+        Tensor y = b.contiguous().detach();
+        Tensor out = be.empty(a.shape());
+        if (broadcast) {
+            be.addRowVector(out, x, y);
+        } else {
+            be.add(out, x, y);
         }
-        Tensor out = Tensor.of(x, a.shape());
         return Autograd.record(out, "add", new Tensor[] {a, b}, dOut -> {
-            Autograd.accumulate(a, dOut);
+            // b's share is copied (or summed) before a may take dOut over as its own gradient
             if (b.requiresGrad()) {
                 if (!broadcast) {
                     Autograd.accumulate(b, dOut);
                 } else {
-                    float[] db = b.gradBuffer().data();
-                    float[] d = dOut.data();
-                    for (int i = 0; i < n; i++) {
-                        db[i % cols] += d[i];
-                    }
+                    be.sumRows(b.gradBuffer(), dOut);
                 }
             }
+            Autograd.accumulateOwned(a, dOut);
         });
     }
 
     /** a ⊙ b (same shape). Saves both inputs. */
     public static Tensor mul(Tensor a, Tensor b) {
         requireSameShape("mul", a, b);
-        float[] x = a.contiguous().toFloatArray();
-        float[] y = b.contiguous().toFloatArray();
-        float[] z = new float[x.length];
-        for (int i = 0; i < z.length; i++) {
-            z[i] = x[i] * y[i];
-        }
-        return Autograd.record(Tensor.of(z, a.shape()), "mul", new Tensor[] {a, b}, dOut -> {
-            float[] d = dOut.data();
+        Backend be = Autograd.backendFor("mul", a, b);
+        Tensor x = a.contiguous().detach();
+        Tensor y = b.contiguous().detach();
+        Tensor out = be.empty(a.shape());
+        be.mul(out, x, y);
+        return Autograd.record(out, "mul", new Tensor[] {a, b}, dOut -> {
             if (a.requiresGrad()) {
-                float[] da = a.gradBuffer().data();
-                for (int i = 0; i < d.length; i++) {
-                    da[i] += d[i] * y[i];
-                }
+                be.addProduct(a.gradBuffer(), dOut, y);
             }
             if (b.requiresGrad()) {
-                float[] db = b.gradBuffer().data();
-                for (int i = 0; i < d.length; i++) {
-                    db[i] += d[i] * x[i];
-                }
+                be.addProduct(b.gradBuffer(), dOut, x);
             }
         });
     }
 
     /** s · a. */
     public static Tensor scale(Tensor a, float s) {
-        float[] x = a.contiguous().toFloatArray();
-        for (int i = 0; i < x.length; i++) {
-            x[i] *= s;
-        }
-        return Autograd.record(Tensor.of(x, a.shape()), "scale", new Tensor[] {a}, dOut -> {
-            float[] d = dOut.data();
-            float[] da = a.gradBuffer().data();
-            for (int i = 0; i < d.length; i++) {
-                da[i] += s * d[i];
-            }
-        });
+        Backend be = Autograd.backendFor("scale", a);
+        Tensor out = be.empty(a.shape());
+        be.scale(out, a.contiguous().detach(), s);
+        return Autograd.record(out, "scale", new Tensor[] {a}, dOut -> be.addScaled(a.gradBuffer(), dOut, s));
     }
 
     /** silu(x) = x·σ(x). Backward: σ(x)·(1 + x·(1 − σ(x))). Saves x. */
     public static Tensor silu(Tensor a) {
-        float[] x = a.contiguous().toFloatArray();
-        float[] y = new float[x.length];
-        for (int i = 0; i < x.length; i++) {
-            y[i] = x[i] * sigmoid(x[i]);
-        }
-        return Autograd.record(Tensor.of(y, a.shape()), "silu", new Tensor[] {a}, dOut -> {
-            float[] d = dOut.data();
-            float[] da = a.gradBuffer().data();
-            for (int i = 0; i < d.length; i++) {
-                float s = sigmoid(x[i]);
-                da[i] += d[i] * s * (1f + x[i] * (1f - s));
-            }
-        });
+        Backend be = Autograd.backendFor("silu", a);
+        Tensor x = a.contiguous().detach();
+        Tensor out = be.empty(a.shape());
+        be.silu(out, x);
+        return Autograd.record(out, "silu", new Tensor[] {a}, dOut -> be.siluBackward(a.gradBuffer(), dOut, x));
     }
 
     /**
@@ -107,32 +84,21 @@ public final class Elementwise {
      */
     public static Tensor swiglu(Tensor gate, Tensor up) {
         requireSameShape("swiglu", gate, up);
-        float[] g = gate.contiguous().toFloatArray();
-        float[] u = up.contiguous().toFloatArray();
-        float[] h = new float[g.length];
-        for (int i = 0; i < h.length; i++) {
-            h[i] = g[i] * sigmoid(g[i]) * u[i];
-        }
-        return Autograd.record(Tensor.of(h, gate.shape()), "swiglu", new Tensor[] {gate, up}, dOut -> {
-            float[] d = dOut.data();
-            float[] dg = gate.requiresGrad() ? gate.gradBuffer().data() : null;
-            float[] du = up.requiresGrad() ? up.gradBuffer().data() : null;
-            for (int i = 0; i < d.length; i++) {
-                float s = sigmoid(g[i]);
-                if (du != null) {
-                    du[i] += d[i] * g[i] * s;
-                }
-                if (dg != null) {
-                    dg[i] += d[i] * u[i] * s * (1f + g[i] * (1f - s));
-                }
-            }
-        });
+        Backend be = Autograd.backendFor("swiglu", gate, up);
+        Tensor g = gate.contiguous().detach();
+        Tensor u = up.contiguous().detach();
+        Tensor h = be.empty(gate.shape());
+        be.swiglu(h, g, u);
+        return Autograd.record(h, "swiglu", new Tensor[] {gate, up}, dOut -> be.swigluBackward(
+                gate.requiresGrad() ? gate.gradBuffer() : null, up.requiresGrad() ? up.gradBuffer() : null, dOut, g, u));
     }
 
     /**
      * Inverted dropout (PyTorch semantics): each element is zeroed with probability p and the
      * survivors are scaled by 1/(1−p), so the expectation is unchanged. p = 0 returns x itself.
-     * The mask is drawn from {@code rng}, so a seeded run is reproducible. Saves the mask.
+     * One seed is drawn from {@code rng} per call and the mask is a function of (seed, element)
+     * ({@link Backend#dropout}), so a seeded run is reproducible and backward recomputes the mask
+     * instead of saving it.
      */
     public static Tensor dropout(Tensor a, float p, SplittableRandom rng) {
         if (!(p >= 0f && p < 1f)) {
@@ -141,55 +107,45 @@ public final class Elementwise {
         if (p == 0f) {
             return a;
         }
-        float keepScale = 1f / (1f - p);
-        float[] x = a.contiguous().toFloatArray();
-        float[] mask = new float[x.length];
-        for (int i = 0; i < x.length; i++) {
-            mask[i] = rng.nextDouble() < p ? 0f : keepScale;
-            x[i] *= mask[i];
-        }
-        return Autograd.record(Tensor.of(x, a.shape()), "dropout", new Tensor[] {a}, dOut -> {
-            float[] d = dOut.data();
-            float[] da = a.gradBuffer().data();
-            for (int i = 0; i < d.length; i++) {
-                da[i] += d[i] * mask[i];
-            }
+        long seed = Autograd.nextSeed(rng);
+        Backend be = Autograd.backendFor("dropout", a);
+        Tensor out = be.empty(a.shape());
+        be.dropout(out, a.contiguous().detach(), p, seed);
+        return Autograd.record(out, "dropout", new Tensor[] {a}, dOut -> {
+            Tensor g = be.empty(a.shape());
+            be.dropout(g, dOut, p, seed);
+            Autograd.accumulateOwned(a, g);
         });
     }
 
     /** Σ a (a scalar). */
     public static Tensor sum(Tensor a) {
-        float[] x = a.contiguous().toFloatArray();
-        double s = 0;
-        for (float v : x) {
-            s += v;
-        }
-        return Autograd.record(Tensor.scalar((float) s), "sum", new Tensor[] {a}, dOut -> {
-            float g = dOut.data()[dOut.intOffset()];
-            float[] da = a.gradBuffer().data();
-            for (int i = 0; i < da.length; i++) {
-                da[i] += g;
-            }
+        Backend be = Autograd.backendFor("sum", a);
+        Tensor x = a.contiguous().detach();
+        Tensor out = be.fromHost(new float[] {(float) be.sum(x)});
+        return Autograd.record(out, "sum", new Tensor[] {a}, dOut -> {
+            Tensor ones = be.empty(a.shape());
+            be.fill(ones, scalarOf(dOut));
+            Autograd.accumulateOwned(a, ones);
         });
     }
 
     /** Σ a ⊙ w for a constant w of a's shape (a scalar); handy as a test loss. */
     public static Tensor weightedSum(Tensor a, float[] w) {
-        float[] x = a.contiguous().toFloatArray();
-        if (w.length != x.length) {
-            throw new IllegalArgumentException("weightedSum: " + w.length + " weights for " + x.length + " elements");
-        }
-        double s = 0;
-        for (int i = 0; i < x.length; i++) {
-            s += (double) x[i] * w[i];
-        }
-        return Autograd.record(Tensor.scalar((float) s), "weightedSum", new Tensor[] {a}, dOut -> {
-            float g = dOut.data()[dOut.intOffset()];
-            float[] da = a.gradBuffer().data();
-            for (int i = 0; i < da.length; i++) {
-                da[i] += g * w[i];
-            }
+        Backend be = Autograd.backendFor("weightedSum", a);
+        Tensor x = a.contiguous().detach();
+        Tensor out = be.fromHost(new float[] {(float) be.weightedSum(x, w)});
+        return Autograd.record(out, "weightedSum", new Tensor[] {a}, dOut -> {
+            Tensor weights = be.fromHost(w, a.shape());
+            be.addScaled(a.gradBuffer(), weights, scalarOf(dOut));
         });
+    }
+
+    /** The value of a one-element tensor (a host read of one float). */
+    static float scalarOf(Tensor t) {
+        float[] one = new float[1];
+        t.backend().toHost(one, 0, t);
+        return one[0];
     }
 
     static float sigmoid(float x) {

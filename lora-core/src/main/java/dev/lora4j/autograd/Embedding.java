@@ -1,5 +1,6 @@
 package dev.lora4j.autograd;
 
+import dev.lora4j.backend.Backend;
 import dev.lora4j.tensor.Tensor;
 
 /**
@@ -15,24 +16,16 @@ public final class Embedding {
     public static Tensor lookup(Tensor table, int[] ids) {
         int vocab = table.dim(0);
         int c = table.dim(1);
-        float[] out = new float[ids.length * c];
         for (int n = 0; n < ids.length; n++) {
             int id = ids[n];
             if (id < 0 || id >= vocab) {
                 throw new IllegalArgumentException("embedding: token id " + id + " at position " + n
                         + " is outside the vocabulary [0, " + vocab + ")");
             }
-            table.storage().decode(table.offset() + (long) id * c, c, out, n * c);
         }
-        return Autograd.record(Tensor.of(out, ids.length, c), "embedding", new Tensor[] {table}, dOut -> {
-            float[] d = dOut.data();
-            float[] dt = table.gradBuffer().data();
-            for (int n = 0; n < ids.length; n++) {
-                int o = ids[n] * c;
-                for (int i = 0; i < c; i++) {
-                    dt[o + i] += d[n * c + i];
-                }
-            }
-        });
+        Backend be = Autograd.backendFor("embedding", table);
+        Tensor out = be.empty(ids.length, c);
+        be.gather(out, table, ids);
+        return Autograd.record(out, "embedding", new Tensor[] {table}, dOut -> be.scatterAdd(table.gradBuffer(), dOut, ids));
     }
 }

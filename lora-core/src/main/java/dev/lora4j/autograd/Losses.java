@@ -1,6 +1,6 @@
 package dev.lora4j.autograd;
 
-import dev.lora4j.backend.Parallel;
+import dev.lora4j.backend.Backend;
 import dev.lora4j.tensor.Tensor;
 import java.util.Arrays;
 
@@ -38,60 +38,24 @@ public final class Losses {
             }
             valid++;
         }
-        float[] z = logits.contiguous().toFloatArray();
-        float[] lse = new float[rows];
-        double total = 0;
-        for (int r = 0; r < rows; r++) {
-            if (labels[r] == IGNORE_INDEX) {
-                continue;
-            }
-            lse[r] = logSumExp(z, r * v, v);
-            total += lse[r] - z[r * v + labels[r]];
-        }
+        Backend be = Autograd.backendFor("crossEntropy", logits);
+        Tensor z = logits.contiguous().detach();
+        Tensor lse = be.empty(rows);
+        double total = be.crossEntropy(lse, z, labels, IGNORE_INDEX);
         int count = valid;
-        Tensor loss = Tensor.scalar(count == 0 ? Float.NaN : (float) (total / count));
+        Tensor loss = be.fromHost(new float[] {count == 0 ? Float.NaN : (float) (total / count)});
         return Autograd.record(loss, "crossEntropy", new Tensor[] {logits}, dOut -> {
-            float g = dOut.data()[dOut.intOffset()] / count;
-            float[] dz = logits.gradBuffer().data();
-            Parallel.forRange(rows, 4, (r0, r1) -> {
-                for (int r = r0; r < r1; r++) {
-                    if (labels[r] == IGNORE_INDEX) {
-                        continue;
-                    }
-                    int o = r * v;
-                    for (int i = 0; i < v; i++) {
-                        dz[o + i] += g * (float) Math.exp(z[o + i] - lse[r]);
-                    }
-                    dz[o + labels[r]] -= g;
-                }
-            });
+            float g = Elementwise.scalarOf(dOut) / count;
+            be.crossEntropyBackward(logits.gradBuffer(), z, lse, labels, IGNORE_INDEX, g);
         });
     }
 
     /** Softmax over the last dimension. Backward: dx = y ⊙ (dy − Σ dy ⊙ y). Saves y. */
     public static Tensor softmax(Tensor x) {
-        int v = x.dim(-1);
-        float[] y = x.contiguous().toFloatArray();
-        int rows = y.length / v;
-        for (int r = 0; r < rows; r++) {
-            float l = logSumExp(y, r * v, v);
-            for (int i = 0; i < v; i++) {
-                y[r * v + i] = (float) Math.exp(y[r * v + i] - l);
-            }
-        }
-        return Autograd.record(Tensor.of(y, x.shape()), "softmax", new Tensor[] {x}, dOut -> {
-            float[] dy = dOut.data();
-            float[] dx = x.gradBuffer().data();
-            for (int r = 0; r < rows; r++) {
-                double dotp = 0;
-                for (int i = 0; i < v; i++) {
-                    dotp += (double) dy[r * v + i] * y[r * v + i];
-                }
-                for (int i = 0; i < v; i++) {
-                    dx[r * v + i] += y[r * v + i] * (dy[r * v + i] - (float) dotp);
-                }
-            }
-        });
+        Backend be = Autograd.backendFor("softmax", x);
+        Tensor y = be.empty(x.shape());
+        be.softmax(y, x.contiguous().detach());
+        return Autograd.record(y, "softmax", new Tensor[] {x}, dOut -> be.softmaxBackward(x.gradBuffer(), dOut, y));
     }
 
     /** log Σ exp(x[o..o+n)) computed stably in double. */

@@ -1,8 +1,6 @@
 package dev.lora4j.autograd;
 
 import dev.lora4j.backend.Backend;
-import dev.lora4j.backend.Backends;
-import dev.lora4j.backend.Parallel;
 import dev.lora4j.tensor.Tensor;
 import java.util.Arrays;
 
@@ -22,50 +20,14 @@ public final class RmsNorm {
             throw new IllegalArgumentException("rmsNorm: weight must be [" + c + "] for x " + Arrays.toString(x.shape())
                     + ", got " + Arrays.toString(weight.shape()));
         }
-        Backend be = Backends.get();
-        float[] xs = x.contiguous().toFloatArray();
-        float[] w = weight.toFloatArray();
-        int rows = xs.length / c;
-        float[] y = new float[xs.length];
-        float[] rstd = new float[rows];
-        Parallel.forRange(rows, 16, (r0, r1) -> {
-            for (int r = r0; r < r1; r++) {
-                int o = r * c;
-                float inv = (float) (1.0 / Math.sqrt(be.sumOfSquares(xs, o, c) / c + eps));
-                rstd[r] = inv;
-                for (int i = 0; i < c; i++) {
-                    y[o + i] = xs[o + i] * inv * w[i];
-                }
-            }
-        });
-        return Autograd.record(Tensor.of(y, x.shape()), "rmsNorm", new Tensor[] {x, weight}, dOut -> {
-            float[] dy = dOut.data();
-            if (x.requiresGrad()) {
-                float[] dx = x.gradBuffer().data();
-                Parallel.forRange(rows, 16, (r0, r1) -> {
-                    for (int r = r0; r < r1; r++) {
-                        int o = r * c;
-                        float inv = rstd[r];
-                        double gx = 0;
-                        for (int i = 0; i < c; i++) {
-                            gx += (double) dy[o + i] * w[i] * xs[o + i];
-                        }
-                        float k = (float) (gx / c) * inv * inv * inv;
-                        for (int i = 0; i < c; i++) {
-                            dx[o + i] += dy[o + i] * w[i] * inv - xs[o + i] * k;
-                        }
-                    }
-                });
-            }
-            if (weight.requiresGrad()) {
-                float[] dw = weight.gradBuffer().data();
-                for (int r = 0; r < rows; r++) {
-                    int o = r * c;
-                    for (int i = 0; i < c; i++) {
-                        dw[i] += dy[o + i] * xs[o + i] * rstd[r];
-                    }
-                }
-            }
-        });
+        Backend be = Autograd.backendFor("rmsNorm", x, weight);
+        Tensor xs = x.contiguous().detach();
+        int rows = Math.toIntExact(x.numel() / c);
+        Tensor y = be.empty(x.shape());
+        Tensor rstd = be.empty(rows);
+        be.rmsNorm(y, rstd, xs, weight, eps);
+        return Autograd.record(y, "rmsNorm", new Tensor[] {x, weight}, dOut -> be.rmsNormBackward(
+                x.requiresGrad() ? x.gradBuffer() : null, weight.requiresGrad() ? weight.gradBuffer() : null, dOut, xs,
+                weight, rstd));
     }
 }

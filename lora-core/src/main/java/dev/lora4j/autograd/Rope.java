@@ -1,6 +1,7 @@
 package dev.lora4j.autograd;
 
-import dev.lora4j.backend.Parallel;
+import dev.lora4j.backend.Backend;
+import dev.lora4j.tensor.Device;
 import dev.lora4j.tensor.Tensor;
 import java.util.Arrays;
 
@@ -20,6 +21,8 @@ public final class Rope {
         final int maxPositions;
         final float[] cos;
         final float[] sin;
+        /** cos and sin as [P, D/2] tensors per device, made on first use there. */
+        private final java.util.Map<Device, Tensor[]> onDevice = new java.util.concurrent.ConcurrentHashMap<>();
 
         /**
          * @param invFreq the D/2 inverse frequencies (after any rope scaling), see {@link #inverseFrequencies}
@@ -48,6 +51,15 @@ public final class Rope {
 
         public int headDim() {
             return headDim;
+        }
+
+        /** {cos, sin} as [P, D/2] tensors on {@code device}. */
+        Tensor[] on(Device device) {
+            return onDevice.computeIfAbsent(device, dev -> {
+                Tensor c = Tensor.of(cos, maxPositions, headDim / 2);
+                Tensor s = Tensor.of(sin, maxPositions, headDim / 2);
+                return new Tensor[] {c.to(dev), s.to(dev)};
+            });
         }
 
         public int maxPositions() {
@@ -109,42 +121,20 @@ public final class Rope {
         if (x.rank() != 4 || x.dim(3) != table.headDim) {
             throw new IllegalArgumentException("rope: x must be [B, T, H, " + table.headDim + "], got " + Arrays.toString(x.shape()));
         }
-        int b = x.dim(0);
         int t = x.dim(1);
-        int h = x.dim(2);
         if (positionOffset + t > table.maxPositions) {
             throw new IllegalArgumentException("rope: position " + (positionOffset + t - 1) + " exceeds the table of "
                     + table.maxPositions + " positions (max_position_embeddings); shorten the sequence");
         }
-        float[] in = x.contiguous().toFloatArray();
-        float[] out = new float[in.length];
-        rotate(in, out, b, t, h, table, positionOffset, 1f);
-        return Autograd.record(Tensor.of(out, x.shape()), "rope", new Tensor[] {x}, dOut -> {
-            float[] g = new float[in.length];
-            rotate(dOut.data(), g, b, t, h, table, positionOffset, -1f);
-            Autograd.accumulate(x, Tensor.of(g, x.shape()));
-        });
-    }
-
-    /** out = rotation of in by sign·θ. */
-    private static void rotate(float[] in, float[] out, int b, int t, int h, Table table, int pos0, float sign) {
-        int d = table.headDim;
-        int half = d / 2;
-        Parallel.forRange(b * t, 8, (r0, r1) -> {
-            for (int r = r0; r < r1; r++) {
-                int pos = pos0 + r % t;
-                for (int head = 0; head < h; head++) {
-                    int o = (r * h + head) * d;
-                    for (int i = 0; i < half; i++) {
-                        float c = table.cos[pos * half + i];
-                        float s = sign * table.sin[pos * half + i];
-                        float x1 = in[o + i];
-                        float x2 = in[o + i + half];
-                        out[o + i] = x1 * c - x2 * s;
-                        out[o + i + half] = x2 * c + x1 * s;
-                    }
-                }
-            }
+        Backend be = Autograd.backendFor("rope", x);
+        Tensor xc = x.contiguous().detach();
+        Tensor[] cs = table.on(x.device());
+        Tensor out = be.empty(x.shape());
+        be.rope(out, xc, cs[0], cs[1], table.headDim, positionOffset, false);
+        return Autograd.record(out, "rope", new Tensor[] {x}, dOut -> {
+            Tensor g = be.empty(x.shape());
+            be.rope(g, dOut, cs[0], cs[1], table.headDim, positionOffset, true);
+            Autograd.accumulateOwned(x, g);
         });
     }
 }

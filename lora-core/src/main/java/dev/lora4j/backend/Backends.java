@@ -6,6 +6,9 @@ import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
 import java.util.Locale;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import dev.lora4j.tensor.Device;
 import java.util.Optional;
 import java.util.ServiceConfigurationError;
 import java.util.ServiceLoader;
@@ -68,6 +71,44 @@ public final class Backends {
     /** The backend of this process; the first call selects it (see the class comment). */
     public static Backend get() {
         return Chosen.INSTANCE;
+    }
+
+    /**
+     * The backend that computes on {@code device}: the process backend ({@link #get()}) when it is
+     * on that device; for the CPU otherwise the Vector API backend if enabled, else the scalar one;
+     * for another device the first provider whose backend is on it. Tensors dispatch their
+     * operations here, so a model on the CPU keeps working when a device backend is selected.
+     *
+     * @throws IllegalStateException when no backend for the device is available, naming the fix
+     */
+    public static Backend forDevice(Device device) {
+        Backend chosen = get();
+        if (chosen.device() == device) {
+            return chosen;
+        }
+        if (device == Device.CPU) {
+            return vector().orElse(scalar());
+        }
+        return BY_DEVICE.computeIfAbsent(device, Backends::deviceBackend);
+    }
+
+    private static final Map<Device, Backend> BY_DEVICE = new ConcurrentHashMap<>();
+
+    private static Backend deviceBackend(Device device) {
+        List<String> refusals = new ArrayList<>();
+        for (BackendProvider p : providers()) {
+            try {
+                Backend b = p.create();
+                if (b.device() == device) {
+                    return b;
+                }
+            } catch (RuntimeException | LinkageError e) {
+                refusals.add(p.name() + ": " + e.getMessage());
+            }
+        }
+        throw new IllegalStateException("no backend computes on " + device + (refusals.isEmpty() ? "" : " (" + refusals
+                + ")") + "; put the module of a " + device + " backend (e.g. lora-cuda) on the class path, or keep the"
+                + " tensors on the CPU");
     }
 
     /** The plain-Java backend (always available). */

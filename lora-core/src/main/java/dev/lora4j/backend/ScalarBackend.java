@@ -29,7 +29,7 @@ import java.util.Arrays;
  * paths agree bit for bit (the few-row dot path sums differently). Zero padding of partial
  * micro-panels only feeds padded lanes, which are discarded.
  */
-public class ScalarBackend implements Backend {
+public class ScalarBackend extends CpuBackend {
 
     /** Depth of a packed block: elements of k per pass over a C tile. */
     static final int KC = 512;

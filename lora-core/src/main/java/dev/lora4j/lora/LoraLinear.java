@@ -45,23 +45,42 @@ public final class LoraLinear extends Linear {
 
     // ---------------------------------------------------------------- forward
 
+    /**
+     * h = x·W₀ᵀ + b + Σ_active scaling·(dropout(x)·Aᵀ)·Bᵀ as one fused op ({@link MatMul#loraLinear}):
+     * no per-adapter output tensors, and no gradient for the frozen W₀.
+     */
     @Override
     public Tensor forward(Tensor x) {
-        Tensor y = super.forward(x);
         if (disabled) {
-            return y;
+            return super.forward(x);
         }
+        int count = 0;
+        for (String name : active) {
+            if (!merged.contains(name)) {
+                count++;
+            }
+        }
+        if (count == 0) {
+            return super.forward(x);
+        }
+        Tensor[] xd = new Tensor[count];
+        Tensor[] a = new Tensor[count];
+        Tensor[] b = new Tensor[count];
+        float[] scaling = new float[count];
+        int i = 0;
         for (String name : active) {
             if (merged.contains(name)) {
                 continue;
             }
             LoraAdapter ad = adapters.get(name);
-            boolean training = Autograd.isGradEnabled() && ad.a().requiresGrad();
-            Tensor in = training && ad.dropout() > 0 ? Elementwise.dropout(x, ad.dropout(), dropoutRng) : x;
-            Tensor delta = MatMul.linear(MatMul.linear(in, ad.a(), null), ad.b(), null);
-            y = Elementwise.add(y, Elementwise.scale(delta, (float) ad.scaling()));
+            boolean training = Autograd.isTraining() && ad.a().requiresGrad();
+            xd[i] = training && ad.dropout() > 0 ? Elementwise.dropout(x, ad.dropout(), dropoutRng) : x;
+            a[i] = ad.a();
+            b[i] = ad.b();
+            scaling[i] = (float) ad.scaling();
+            i++;
         }
-        return y;
+        return MatMul.loraLinear(x, weight(), bias(), xd, a, b, scaling);
     }
 
     /** Seeds the dropout masks of this layer (the trainer derives one seed per layer). */

@@ -347,7 +347,8 @@ public final class Generator {
     private static float[] lastRow(Tensor logits) {
         int v = logits.dim(-1);
         float[] all = logits.data();
-        return Arrays.copyOfRange(all, all.length - v, all.length);
+        int end = logits.intOffset() + Math.toIntExact(logits.numel());
+        return Arrays.copyOfRange(all, end - v, end);
     }
 
     int choose(float[] logits, SplittableRandom rng) {

@@ -2,6 +2,7 @@ package dev.lora4j.model;
 
 import dev.lora4j.autograd.Attention;
 import dev.lora4j.autograd.Autograd;
+import dev.lora4j.autograd.Checkpoint;
 import dev.lora4j.autograd.Elementwise;
 import dev.lora4j.autograd.Embedding;
 import dev.lora4j.autograd.RmsNorm;
@@ -42,6 +43,7 @@ public final class LlamaModel {
     private final Tensor norm;
     private Linear lmHead;
     private final Rope.Table rope;
+    private boolean activationCheckpointing;
 
     /** One decoder block; fields are the Hugging Face submodules. */
     public static final class DecoderLayer {
@@ -190,19 +192,11 @@ public final class LlamaModel {
         Tensor x = Embedding.lookup(embedTokens, tokens).reshape(batch, t, hidden);
         for (int li = 0; li < layers.size(); li++) {
             DecoderLayer layer = layers.get(li);
-            Tensor hIn = RmsNorm.apply(x, layer.inputLayernorm, (float) config.rmsNormEps());
-            Tensor q = Rope.apply(layer.qProj.forward(hIn).reshape(batch, t, h, d), rope, pos0);
-            Tensor k = Rope.apply(layer.kProj.forward(hIn).reshape(batch, t, g, d), rope, pos0);
-            Tensor v = layer.vProj.forward(hIn).reshape(batch, t, g, d);
-            if (cache != null) {
-                k = appendToCache(cache.keysOf(li), k, cache, pos0);
-                v = appendToCache(cache.valuesOf(li), v, cache, pos0);
+            if (activationCheckpointing && cache == null && Autograd.isGradEnabled()) {
+                x = Checkpoint.apply(x, trainableTensors(layer), in -> decoderLayer(layer, -1, in, null, batch, t, pos0));
+            } else {
+                x = decoderLayer(layer, li, x, cache, batch, t, pos0);
             }
-            Tensor attn = Attention.causal(q, k, v, pos0).reshape(batch, t, h * d);
-            x = Elementwise.add(x, layer.oProj.forward(attn));
-            Tensor hMlp = RmsNorm.apply(x, layer.postAttentionLayernorm, (float) config.rmsNormEps());
-            Tensor act = Elementwise.swiglu(layer.gateProj.forward(hMlp), layer.upProj.forward(hMlp));
-            x = Elementwise.add(x, layer.downProj.forward(act));
         }
         if (cache != null) {
             cache.advance(t);
@@ -211,18 +205,78 @@ public final class LlamaModel {
         return lmHead.forward(x);
     }
 
+    /** One pre-norm decoder block: x + attention(norm(x)), then + mlp(norm(·)). */
+    private Tensor decoderLayer(DecoderLayer layer, int li, Tensor x, KvCache cache, int batch, int t, int pos0) {
+        int h = config.numAttentionHeads();
+        int g = config.numKeyValueHeads();
+        int d = config.headDim();
+        Tensor hIn = RmsNorm.apply(x, layer.inputLayernorm, (float) config.rmsNormEps());
+        Tensor q = Rope.apply(layer.qProj.forward(hIn).reshape(batch, t, h, d), rope, pos0);
+        Tensor k = Rope.apply(layer.kProj.forward(hIn).reshape(batch, t, g, d), rope, pos0);
+        Tensor v = layer.vProj.forward(hIn).reshape(batch, t, g, d);
+        if (cache != null) {
+            k = appendToCache(cache.keysOf(li), k, cache, pos0);
+            v = appendToCache(cache.valuesOf(li), v, cache, pos0);
+        }
+        Tensor attn = Attention.causal(q, k, v, pos0).reshape(batch, t, h * d);
+        x = Elementwise.add(x, layer.oProj.forward(attn));
+        Tensor hMlp = RmsNorm.apply(x, layer.postAttentionLayernorm, (float) config.rmsNormEps());
+        Tensor act = Elementwise.swiglu(layer.gateProj.forward(hMlp), layer.upProj.forward(hMlp));
+        return Elementwise.add(x, layer.downProj.forward(act));
+    }
+
+    /**
+     * Recompute each decoder block in backward instead of keeping its activations
+     * ({@link Checkpoint}): only block inputs stay alive between forward and backward. Gradients
+     * are unchanged; a step costs about one more forward pass.
+     */
+    public void activationCheckpointing(boolean value) {
+        activationCheckpointing = value;
+    }
+
+    public boolean activationCheckpointing() {
+        return activationCheckpointing;
+    }
+
+    /** Every tensor of a block that requires a gradient (norms, linear weights and biases, LoRA matrices). */
+    private static List<Tensor> trainableTensors(DecoderLayer layer) {
+        List<Tensor> out = new ArrayList<>();
+        for (Tensor n : new Tensor[] {layer.inputLayernorm, layer.postAttentionLayernorm}) {
+            if (n.requiresGrad()) {
+                out.add(n);
+            }
+        }
+        for (Linear lin : new Linear[] {layer.qProj, layer.kProj, layer.vProj, layer.oProj, layer.gateProj, layer.upProj,
+                layer.downProj}) {
+            for (Tensor p : new Tensor[] {lin.weight(), lin.bias()}) {
+                if (p != null && p.requiresGrad()) {
+                    out.add(p);
+                }
+            }
+            if (lin instanceof dev.lora4j.lora.LoraLinear ll) {
+                for (dev.lora4j.lora.LoraAdapter ad : ll.adapters().values()) {
+                    if (ad.a().requiresGrad()) {
+                        out.add(ad.a());
+                    }
+                    if (ad.b().requiresGrad()) {
+                        out.add(ad.b());
+                    }
+                }
+            }
+        }
+        return out;
+    }
+
     /** Writes the new positions into the cache and returns all cached positions [B, pos0+T, G, D]. */
     private static Tensor appendToCache(float[] store, Tensor fresh, KvCache cache, int pos0) {
         int b = fresh.dim(0);
         int t = fresh.dim(1);
         int row = fresh.dim(2) * fresh.dim(3);
-        float[] src = fresh.contiguous().toFloatArray();
-        for (int bi = 0; bi < b; bi++) {
-            System.arraycopy(src, bi * t * row, store, (bi * cache.capacity() + pos0) * row, t * row);
-        }
+        FloatStorage storage = new FloatStorage(store);
+        int[] strides = {cache.capacity() * row, row, fresh.dim(3), 1};
+        new Tensor(storage, fresh.shape(), strides, (long) pos0 * row).copyFrom(fresh);
         int s = pos0 + t;
-        return new Tensor(new FloatStorage(store), new int[] {b, s, fresh.dim(2), fresh.dim(3)},
-                new int[] {cache.capacity() * row, row, fresh.dim(3), 1}, 0);
+        return new Tensor(storage, new int[] {b, s, fresh.dim(2), fresh.dim(3)}, strides, 0);
     }
 
     /** A cache sized for this model. */

@@ -1,17 +1,32 @@
 package dev.lora4j.tensor;
 
-/** Heap F32 storage: the storage of every activation, gradient and trainable parameter. */
+/**
+ * Heap F32 storage: the storage of every activation, gradient and trainable parameter on the CPU.
+ * Its logical {@link #size()} may be shorter than the array when the array is a pooled buffer of a
+ * larger size bucket (see {@link dev.lora4j.backend.Backend#openArena()}).
+ */
 public final class FloatStorage implements Storage {
     private final float[] data;
+    private final int size;
 
     public FloatStorage(float[] data) {
+        this(data, data.length);
+    }
+
+    /** The first {@code size} elements of {@code data}. */
+    public FloatStorage(float[] data, int size) {
+        if (size < 0 || size > data.length) {
+            throw new IllegalArgumentException("FloatStorage: size " + size + " outside [0, " + data.length + "]");
+        }
         this.data = data;
+        this.size = size;
     }
 
     public FloatStorage(int size) {
-        this.data = new float[size];
+        this(new float[size], size);
     }
 
+    /** The backing array; elements at and after {@link #size()} do not belong to this storage. */
     public float[] array() {
         return data;
     }
@@ -23,7 +38,7 @@ public final class FloatStorage implements Storage {
 
     @Override
     public long size() {
-        return data.length;
+        return size;
     }
 
     @Override
@@ -38,6 +53,6 @@ public final class FloatStorage implements Storage {
 
     @Override
     public long byteSize() {
-        return 4L * data.length;
+        return 4L * size;
     }
 }

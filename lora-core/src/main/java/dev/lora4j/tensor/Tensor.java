@@ -2,6 +2,8 @@ package dev.lora4j.tensor;
 
 import dev.lora4j.autograd.Autograd;
 import dev.lora4j.autograd.GradFn;
+import dev.lora4j.backend.Backend;
+import dev.lora4j.backend.Backends;
 import java.util.Arrays;
 import java.util.SplittableRandom;
 
@@ -23,6 +25,8 @@ public final class Tensor {
 
     private boolean requiresGrad;
     private Tensor grad;
+    /** A leaf's gradient buffer kept across {@link #zeroGrad()}, zeroed and reused by {@link #gradBuffer()}. */
+    private Tensor spareGrad;
     private GradFn gradFn;
     private String name;
 
@@ -138,6 +142,30 @@ public final class Tensor {
         return storage.dtype();
     }
 
+    /** Where this tensor's storage lives. */
+    public Device device() {
+        return storage.device();
+    }
+
+    /** The backend that computes on this tensor's device ({@link Backends#forDevice}). */
+    public Backend backend() {
+        return Backends.forDevice(device());
+    }
+
+    /**
+     * This tensor on {@code target}: itself when it is there already, else a contiguous F32 copy
+     * made through the host by the target's backend. Explicit by design: operations never move
+     * tensors, and mixing devices in one operation is an error.
+     */
+    public Tensor to(Device target) {
+        if (target == device()) {
+            return this;
+        }
+        float[] host = new float[Math.toIntExact(numel())];
+        backend().toHost(host, 0, this);
+        return Backends.forDevice(target).fromHost(host, shape).name(name);
+    }
+
     public boolean isContiguous() {
         long expected = 1;
         for (int d = shape.length - 1; d >= 0; d--) {
@@ -181,27 +209,14 @@ public final class Tensor {
         return storage.getFloat(pos);
     }
 
-    /** A copy of all elements in row-major order, widened to float. */
+    /** A host copy of all elements in row-major order, widened to float. */
     public float[] toFloatArray() {
         float[] out = new float[Math.toIntExact(numel())];
         if (isContiguous()) {
             storage.decode(offset, out.length, out, 0);
             return out;
         }
-        int[] idx = new int[shape.length];
-        for (int i = 0; i < out.length; i++) {
-            long pos = offset;
-            for (int d = 0; d < shape.length; d++) {
-                pos += (long) idx[d] * strides[d];
-            }
-            out[i] = storage.getFloat(pos);
-            for (int d = shape.length - 1; d >= 0; d--) {
-                if (++idx[d] < shape[d]) {
-                    break;
-                }
-                idx[d] = 0;
-            }
-        }
+        backend().toHost(out, 0, this);
         return out;
     }
 
@@ -246,45 +261,39 @@ public final class Tensor {
         Tensor view = new Tensor(storage, s, strides, offset + (long) start * strides[d]);
         int[] fullShape = shape.clone();
         return Autograd.viewOf(this, view, "slice", dOut -> {
-            Tensor full = zeros(fullShape);
+            Tensor full = dOut.backend().zeros(fullShape);
             Tensor window = new Tensor(full.storage, dOut.shape, contiguousStrides(fullShape),
-                    (long) start * contiguousStrides(fullShape)[d]);
+                    full.offset + (long) start * contiguousStrides(fullShape)[d]);
             window.copyFrom(dOut);
             return full;
         });
     }
 
-    /** This tensor if it is contiguous heap F32 from the start of its layout, else an F32 copy. */
+    /**
+     * This tensor if it is contiguous F32 compute storage (heap F32 on the CPU), else a contiguous
+     * F32 copy made by its backend (from the step arena when one is open).
+     */
     public Tensor contiguous() {
-        if (isContiguous() && storage instanceof FloatStorage) {
+        if (isContiguous() && (storage instanceof FloatStorage || (device() != Device.CPU && dtype() == DType.F32))) {
             return this;
         }
-        Tensor copy = of(toFloatArray(), shape);
+        Backend be = backend();
+        Tensor copy = be.empty(shape);
+        be.copy(copy, this);
         return Autograd.viewOf(this, copy, "contiguous", dOut -> dOut);
     }
 
-    /** Writes {@code src} (same shape, any layout) into this view, element by element. */
+    /** Writes {@code src} (same shape, any layout, same device) into this view. */
     public void copyFrom(Tensor src) {
         if (!Arrays.equals(shape, src.shape)) {
             throw new IllegalArgumentException("copyFrom: shape " + Arrays.toString(src.shape) + " into "
                     + Arrays.toString(shape));
         }
-        float[] values = src.toFloatArray();
-        float[] dst = data();
-        int[] idx = new int[shape.length];
-        for (float value : values) {
-            long pos = offset;
-            for (int d = 0; d < shape.length; d++) {
-                pos += (long) idx[d] * strides[d];
-            }
-            dst[(int) pos] = value;
-            for (int d = shape.length - 1; d >= 0; d--) {
-                if (++idx[d] < shape[d]) {
-                    break;
-                }
-                idx[d] = 0;
-            }
+        if (src.device() != device()) {
+            throw new IllegalArgumentException("copyFrom: src is on " + src.device() + " but this tensor is on " + device()
+                    + "; move it first with Tensor.to(Device." + device() + ")");
         }
+        backend().copy(this, src);
     }
 
     // ---------------------------------------------------------------- autograd
@@ -309,17 +318,43 @@ public final class Tensor {
 
     public void setGrad(Tensor grad) {
         this.grad = grad;
+        if (grad == null) {
+            return;
+        }
+        spareGrad = null;
     }
 
-    /** The gradient buffer, created as zeros on first use; backward rules accumulate into it. */
+    /**
+     * The gradient buffer, created as zeros on first use; backward rules accumulate into it. A
+     * leaf's buffer is persistent (never from a step arena) and is reused, zeroed, after
+     * {@link #zeroGrad()}; an intermediate's comes from its backend (the step arena if one is open).
+     */
     public Tensor gradBuffer() {
         if (grad == null) {
-            grad = zeros(shape);
+            if (!isLeaf()) {
+                grad = backend().zeros(shape);
+            } else if (spareGrad != null) {
+                grad = spareGrad;
+                spareGrad = null;
+                grad.backend().fill(grad, 0f);
+            } else {
+                grad = device() == Device.CPU ? zeros(shape) : persistentZeros();
+            }
         }
         return grad;
     }
 
+    private Tensor persistentZeros() {
+        Tensor t = Backends.forDevice(device()).fromHost(new float[Math.toIntExact(numel())], shape);
+        return t;
+    }
+
+    /** Drops the gradient (grad() is null again); a leaf keeps the buffer to reuse it. */
     public void zeroGrad() {
+        if (isLeaf() && grad != null && grad.isContiguous() && grad.offset == 0 && grad.storage.size() == numel()
+                && grad.dtype() == DType.F32) {
+            spareGrad = grad;
+        }
         grad = null;
     }
 

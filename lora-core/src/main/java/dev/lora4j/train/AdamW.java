@@ -1,5 +1,7 @@
 package dev.lora4j.train;
 
+import dev.lora4j.autograd.Autograd;
+import dev.lora4j.backend.AdamWStep;
 import dev.lora4j.io.SafetensorsWriter;
 import dev.lora4j.tensor.DType;
 import dev.lora4j.tensor.Tensor;
@@ -15,8 +17,9 @@ import java.util.Set;
  * Defaults as PyTorch: β = (0.9, 0.999), ε = 1e-8, λ = 0.01. State: m and v, 8 bytes per parameter.
  */
 public final class AdamW extends BaseOptimizer {
-    private final float[][] m;
-    private final float[][] v;
+    /** First and second moments per parameter, on the parameter's device. */
+    private final Tensor[] m;
+    private final Tensor[] v;
     /** Updates applied to each parameter; torch keeps this per parameter (state["step"]) for the bias correction. */
     private final long[] steps;
     private final double beta1;
@@ -30,13 +33,12 @@ public final class AdamW extends BaseOptimizer {
         Checks.inRange("beta2", beta2, 0, 1);
         Checks.positive("eps", eps, "1e-8");
         Checks.nonNegative("weightDecay", weightDecay);
-        this.m = new float[params.size()][];
-        this.v = new float[params.size()][];
+        this.m = new Tensor[params.size()];
+        this.v = new Tensor[params.size()];
         this.steps = new long[params.size()];
         for (int i = 0; i < params.size(); i++) {
-            int n = Math.toIntExact(params.get(i).numel());
-            m[i] = new float[n];
-            v[i] = new float[n];
+            m[i] = stateBuffer(params.get(i));
+            v[i] = stateBuffer(params.get(i));
         }
         this.beta1 = beta1;
         this.beta2 = beta2;
@@ -65,32 +67,23 @@ public final class AdamW extends BaseOptimizer {
             double bias1 = 1 - Math.pow(beta1, ti);
             double bias2Sqrt = Math.sqrt(1 - Math.pow(beta2, ti));
             float stepSize = (float) (lr / bias1);
-            float[] w = p.data();
-            float[] g = p.grad().data();
-            float[] mi = m[i];
-            float[] vi = v[i];
-            for (int j = 0; j < w.length; j++) {
-                w[j] *= decay;
-                mi[j] = b1 * mi[j] + c1 * g[j];
-                vi[j] = b2 * vi[j] + c2 * g[j] * g[j];
-                float denom = (float) (Math.sqrt(vi[j]) / bias2Sqrt + eps);
-                w[j] -= stepSize * mi[j] / denom;
-            }
+            Autograd.backendFor("AdamW", p, p.grad()).adamW(p, p.grad().contiguous(), m[i], v[i],
+                    new AdamWStep(decay, b1, b2, c1, c2, stepSize, bias2Sqrt, eps));
         }
     }
 
     @Override
     public long stateBytes() {
         long n = 0;
-        for (float[] a : m) {
-            n += 8L * a.length;
+        for (Tensor a : m) {
+            n += 8L * a.numel();
         }
         return n;
     }
 
     /** First and second moment buffers of parameter i (for checkpoints and tests). */
     public float[][] moments(int i) {
-        return new float[][] {m[i], v[i]};
+        return new float[][] {m[i].toFloatArray(), v[i].toFloatArray()};
     }
 
     @Override
@@ -111,8 +104,8 @@ public final class AdamW extends BaseOptimizer {
     @Override
     void exportState(int i, String prefix, SafetensorsWriter out) {
         int[] shape = params.get(i).shape();
-        out.add(prefix + "exp_avg", Tensor.of(m[i], shape));
-        out.add(prefix + "exp_avg_sq", Tensor.of(v[i], shape));
+        out.add(prefix + "exp_avg", Tensor.of(m[i].toFloatArray(), shape));
+        out.add(prefix + "exp_avg_sq", Tensor.of(v[i].toFloatArray(), shape));
         out.addLongs(prefix + "step", DType.I64, new int[0], new long[] {steps[i]});
     }
 
@@ -124,8 +117,8 @@ public final class AdamW extends BaseOptimizer {
         long step = in.count(prefix + "step");
         used.addAll(List.of(prefix + "exp_avg", prefix + "exp_avg_sq", prefix + "step"));
         return () -> {
-            System.arraycopy(expAvg, 0, m[i], 0, expAvg.length);
-            System.arraycopy(expAvgSq, 0, v[i], 0, expAvgSq.length);
+            m[i].copyFrom(m[i].backend().fromHost(expAvg, m[i].shape()));
+            v[i].copyFrom(v[i].backend().fromHost(expAvgSq, v[i].shape()));
             steps[i] = step;
         };
     }

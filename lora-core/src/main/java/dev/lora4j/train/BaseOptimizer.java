@@ -43,6 +43,15 @@ abstract class BaseOptimizer implements Optimizer {
     /** Applies one update to every parameter that has a gradient. */
     protected abstract void update();
 
+    /** A persistent zero buffer of p's shape on p's device, for optimizer state. */
+    static Tensor stateBuffer(Tensor p) {
+        int[] shape = p.shape();
+        if (p.device() == dev.lora4j.tensor.Device.CPU) {
+            return Tensor.zeros(shape);
+        }
+        return p.backend().fromHost(new float[Math.toIntExact(p.numel())], shape);
+    }
+
     @Override
     public List<Tensor> parameters() {
         return params;

@@ -1,6 +1,5 @@
 package dev.lora4j.train;
 
-import dev.lora4j.backend.Backends;
 import dev.lora4j.tensor.Tensor;
 import java.util.List;
 
@@ -14,8 +13,8 @@ public final class GradientClipping {
         double sum = 0;
         for (Tensor p : params) {
             if (p.grad() != null) {
-                float[] g = p.grad().data();
-                sum += Backends.get().sumOfSquares(g, 0, g.length);
+                Tensor g = p.grad().contiguous();
+                sum += g.backend().sumOfSquares(g);
             }
         }
         return Math.sqrt(sum);
@@ -31,10 +30,8 @@ public final class GradientClipping {
         if (coef < 1) {
             for (Tensor p : params) {
                 if (p.grad() != null) {
-                    float[] g = p.grad().data();
-                    for (int i = 0; i < g.length; i++) {
-                        g[i] *= (float) coef;
-                    }
+                    Tensor g = p.grad();
+                    g.backend().scale(g, g, (float) coef);
                 }
             }
         }

@@ -1,5 +1,6 @@
 package dev.lora4j.train;
 
+import dev.lora4j.autograd.Autograd;
 import dev.lora4j.io.SafetensorsWriter;
 import dev.lora4j.tensor.Tensor;
 import java.util.LinkedHashMap;
@@ -14,7 +15,7 @@ import java.util.Set;
  * none otherwise — the memory difference from AdamW that matters at large rank.
  */
 public final class Sgd extends BaseOptimizer {
-    private final float[][] buffers;
+    private final Tensor[] buffers;
     private final double momentum;
     private final double dampening;
     private final double weightDecay;
@@ -28,7 +29,7 @@ public final class Sgd extends BaseOptimizer {
             throw new IllegalArgumentException("nesterov requires momentum > 0 and dampening 0, was momentum " + momentum
                     + ", dampening " + dampening);
         }
-        this.buffers = new float[params.size()][];
+        this.buffers = new Tensor[params.size()];
         this.momentum = momentum;
         this.dampening = dampening;
         this.weightDecay = weightDecay;
@@ -50,29 +51,20 @@ public final class Sgd extends BaseOptimizer {
             if (p.grad() == null) {
                 continue;
             }
-            float[] w = p.data();
-            float[] g = p.grad().data();
             boolean first = buffers[i] == null && momentum != 0;
             if (first) {
-                buffers[i] = new float[w.length];
+                buffers[i] = stateBuffer(p);
             }
-            float[] buf = buffers[i];
-            for (int j = 0; j < w.length; j++) {
-                float d = g[j] + wd * w[j];
-                if (buf != null) {
-                    buf[j] = first ? d : mu * buf[j] + damp * d;
-                    d = nesterov ? d + mu * buf[j] : buf[j];
-                }
-                w[j] -= rate * d;
-            }
+            Autograd.backendFor("SGD", p, p.grad()).sgd(p, p.grad().contiguous(), buffers[i], rate, mu, damp, wd, nesterov,
+                    first);
         }
     }
 
     @Override
     public long stateBytes() {
         long n = 0;
-        for (float[] b : buffers) {
-            n += b == null ? 0 : 4L * b.length;
+        for (Tensor b : buffers) {
+            n += b == null ? 0 : 4L * b.numel();
         }
         return n;
     }
@@ -96,7 +88,7 @@ public final class Sgd extends BaseOptimizer {
     @Override
     void exportState(int i, String prefix, SafetensorsWriter out) {
         if (buffers[i] != null) {
-            out.add(prefix + "momentum_buffer", Tensor.of(buffers[i], params.get(i).shape()));
+            out.add(prefix + "momentum_buffer", Tensor.of(buffers[i].toFloatArray(), params.get(i).shape()));
         }
     }
 
@@ -107,7 +99,9 @@ public final class Sgd extends BaseOptimizer {
         if (buffer != null) {
             used.add(name); // with momentum 0 no file has buffers: the hyper-parameter check rejects it first
         }
-        return () -> buffers[i] = buffer;
+        Tensor p = params.get(i);
+        return () -> buffers[i] = buffer == null ? null : p.device() == dev.lora4j.tensor.Device.CPU
+                ? Tensor.of(buffer, p.shape()) : p.backend().fromHost(buffer, p.shape());
     }
 
     @Override

@@ -1,6 +1,7 @@
 package dev.lora4j.train;
 
 import dev.lora4j.autograd.Elementwise;
+import dev.lora4j.backend.Arena;
 import dev.lora4j.data.Example;
 import dev.lora4j.eval.LossEvaluator;
 import dev.lora4j.io.SafetensorsFile;
@@ -221,6 +222,7 @@ public final class Trainer {
         LOG.info("training {} parameters ({} tensors) for {} steps{}: {} micro-batches of {} per step, {}",
                 count(parameters), parameters.size(), total, run.step > 0 ? " from step " + run.step : "", accumulation,
                 config.microBatchSize, optimizer);
+        model.activationCheckpointing(config.activationCheckpointing);
         for (long step = run.step; step < stopAt; step++) {
             double lr = schedule.at(step);
             optimizer.setLearningRate(lr);
@@ -234,14 +236,17 @@ public final class Trainer {
                     examples.add(data.get(order.next()));
                 }
                 CausalLmLoss.Batch batch = CausalLmLoss.collate(examples, config.padTokenId);
-                Tensor loss = CausalLmLoss.loss(model, batch);
-                float value = loss.toFloatArray()[0];
-                if (Float.isNaN(value)) {
-                    throw new IllegalStateException("loss is NaN at step " + step + " (micro-batch " + micro + "); a micro-batch "
-                            + "with every label masked gives NaN: check the prompt masking and max length");
+                // activations and their gradients come from a per-micro-batch arena, reused from the last one
+                try (Arena arena = model.embedTokens().backend().openArena()) {
+                    Tensor loss = CausalLmLoss.loss(model, batch);
+                    float value = loss.toFloatArray()[0];
+                    if (Float.isNaN(value)) {
+                        throw new IllegalStateException("loss is NaN at step " + step + " (micro-batch " + micro + "); a "
+                                + "micro-batch with every label masked gives NaN: check the prompt masking and max length");
+                    }
+                    stepLoss += value / accumulation;
+                    Elementwise.scale(loss, 1f / accumulation).backward();
                 }
-                stepLoss += value / accumulation;
-                Elementwise.scale(loss, 1f / accumulation).backward();
                 run.tokens += batch.realTokens();
             }
             double norm = config.maxGradNorm > 0 ? GradientClipping.clip(parameters, config.maxGradNorm)
@@ -578,6 +583,7 @@ public final class Trainer {
         private long seed = 42;
         private boolean shuffle = true;
         private int padTokenId = 0;
+        private boolean activationCheckpointing;
         private final List<TrainerListener> listeners = new ArrayList<>();
         private ProgressLogger progressLogger = ProgressLogger.defaults();
         private LoraModel lora;
@@ -698,6 +704,16 @@ public final class Trainer {
 
         public Builder shuffle(boolean value) {
             shuffle = value;
+            return this;
+        }
+
+        /**
+         * Recompute each decoder block in backward instead of keeping its activations
+         * ({@link dev.lora4j.autograd.Checkpoint}): less memory, about one more forward pass of
+         * time, the same gradients. Off by default. {@link Trainer#fit} sets it on the model.
+         */
+        public Builder activationCheckpointing(boolean value) {
+            activationCheckpointing = value;
             return this;
         }
 
@@ -876,6 +892,7 @@ public final class Trainer {
             b.seed = seed;
             b.shuffle = shuffle;
             b.padTokenId = padTokenId;
+            b.activationCheckpointing = activationCheckpointing;
             b.listeners.addAll(listeners);
             b.checkpointDir = checkpointDir;
             b.checkpointEvery = checkpointEvery;
@@ -893,6 +910,7 @@ public final class Trainer {
                     + ", weightDecay=" + weightDecay + ", warmupSteps=" + warmupSteps + ", maxSteps=" + maxSteps
                     + ", epochs=" + epochs + ", globalBatchSize=" + globalBatchSize + ", microBatchSize=" + microBatchSize
                     + ", maxGradNorm=" + maxGradNorm + ", seed=" + seed + ", shuffle=" + shuffle
+                    + ", activationCheckpointing=" + activationCheckpointing
                     + ", checkpointDir=" + checkpointDir + ", checkpointEvery=" + checkpointEvery + ", keepLastCheckpoints="
                     + (keepLastCheckpoints == 0 ? "all" : keepLastCheckpoints) + ", adapterFolders=" + (lora != null)
                     + ", validation=" + (validationData == null ? "none" : validationData.size() + " examples every "

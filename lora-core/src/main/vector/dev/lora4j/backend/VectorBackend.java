@@ -454,4 +454,169 @@ public class VectorBackend extends ScalarBackend {
         }
         return sum;
     }
+
+    // ---------------------------------------------------------------- fused row kernels (norms, rope, activations, loss, AdamW)
+
+    /**
+     * The exponential of every softmax, cross-entropy and activation kernel of this backend, in
+     * place over {@code x[off .. off + n)}, in one place so that a vectorised exp can be swapped in.
+     * Lane by lane with Math.exp for now: the Vector API's {@code EXP} may use a different
+     * implementation compiled than interpreted, and results must not depend on JIT state.
+     */
+    private static void exp(float[] x, int off, int n) {
+        for (int i = off; i < off + n; i++) {
+            x[i] = (float) Math.exp(x[i]);
+        }
+    }
+
+    private final ThreadLocal<float[]> rowScratch = ThreadLocal.withInitial(() -> new float[0]);
+
+    private float[] rowScratch(int n) {
+        float[] a = rowScratch.get();
+        if (a.length < n) {
+            a = new float[n];
+            rowScratch.set(a);
+        }
+        return a;
+    }
+
+    /** y = (x·inv)·w, the scalar kernel's order of operations, so both backends give the same bits. */
+    @Override
+    void rmsNormRow(float[] y, int yo, float[] x, int xo, float[] w, int wo, float inv, int c) {
+        int i = 0;
+        for (int bound = F.loopBound(c); i < bound; i += L) {
+            FloatVector.fromArray(F, x, xo + i).mul(inv).mul(FloatVector.fromArray(F, w, wo + i)).intoArray(y, yo + i);
+        }
+        for (; i < c; i++) {
+            y[yo + i] = x[xo + i] * inv * w[wo + i];
+        }
+    }
+
+    @Override
+    void ropeHead(float[] out, int oo, float[] in, int io, float[] cos, int co, float[] sin, int so, int half,
+                  float sign) {
+        int i = 0;
+        for (int bound = F.loopBound(half); i < bound; i += L) {
+            FloatVector c = FloatVector.fromArray(F, cos, co + i);
+            FloatVector s = FloatVector.fromArray(F, sin, so + i).mul(sign);
+            FloatVector x1 = FloatVector.fromArray(F, in, io + i);
+            FloatVector x2 = FloatVector.fromArray(F, in, io + i + half);
+            x1.mul(c).sub(x2.mul(s)).intoArray(out, oo + i);
+            x2.mul(c).add(x1.mul(s)).intoArray(out, oo + i + half);
+        }
+        for (; i < half; i++) {
+            float c = cos[co + i];
+            float s = sign * sin[so + i];
+            float x1 = in[io + i];
+            float x2 = in[io + i + half];
+            out[oo + i] = x1 * c - x2 * s;
+            out[oo + i + half] = x2 * c + x1 * s;
+        }
+    }
+
+    /** Σ exp(x − max) over a chunk: shifted with vectors, exponentiated by {@link #exp}, summed in double in order. */
+    @Override
+    double sumExp(float[] x, int o, int n, float max) {
+        float[] t = rowScratch(n);
+        int i = 0;
+        for (int bound = F.loopBound(n); i < bound; i += L) {
+            FloatVector.fromArray(F, x, o + i).sub(max).intoArray(t, i);
+        }
+        for (; i < n; i++) {
+            t[i] = x[o + i] - max;
+        }
+        exp(t, 0, n);
+        double s = 0;
+        for (int j = 0; j < n; j++) {
+            s += t[j];
+        }
+        return s;
+    }
+
+    /** dz += g·exp(z − lse) for one row of logits. */
+    @Override
+    void crossEntropyRow(float[] dz, int dzo, float[] z, int zo, float lse, float g, int v) {
+        float[] t = rowScratch(v);
+        int i = 0;
+        for (int bound = F.loopBound(v); i < bound; i += L) {
+            FloatVector.fromArray(F, z, zo + i).sub(lse).intoArray(t, i);
+        }
+        for (; i < v; i++) {
+            t[i] = z[zo + i] - lse;
+        }
+        exp(t, 0, v);
+        i = 0;
+        for (int bound = F.loopBound(v); i < bound; i += L) {
+            FloatVector.fromArray(F, t, i).mul(g).add(FloatVector.fromArray(F, dz, dzo + i)).intoArray(dz, dzo + i);
+        }
+        for (; i < v; i++) {
+            dz[dzo + i] += g * t[i];
+        }
+    }
+
+    /** h = gate·σ(gate)·up with σ(x) = 1 / (1 + exp(−x)), the exponentials from {@link #exp}. */
+    @Override
+    public void swiglu(dev.lora4j.tensor.Tensor h, dev.lora4j.tensor.Tensor gate, dev.lora4j.tensor.Tensor up) {
+        int n = Math.toIntExact(h.numel());
+        if (gate.numel() != n || up.numel() != n) {
+            super.swiglu(h, gate, up);
+            return;
+        }
+        float[] hs = array(h);
+        float[] g = array(gate);
+        float[] u = array(up);
+        int ho = h.intOffset(), go = gate.intOffset(), uo = up.intOffset();
+        Parallel.forRange(n, 1 << 14, (i0, i1) -> {
+            int len = i1 - i0;
+            float[] t = rowScratch(len);
+            int i = 0;
+            for (int bound = F.loopBound(len); i < bound; i += L) {
+                FloatVector.fromArray(F, g, go + i0 + i).neg().intoArray(t, i);
+            }
+            for (; i < len; i++) {
+                t[i] = -g[go + i0 + i];
+            }
+            exp(t, 0, len);
+            i = 0;
+            for (int bound = F.loopBound(len); i < bound; i += L) {
+                FloatVector gv = FloatVector.fromArray(F, g, go + i0 + i);
+                FloatVector sig = FloatVector.fromArray(F, t, i).add(1f);
+                gv.div(sig).mul(FloatVector.fromArray(F, u, uo + i0 + i)).intoArray(hs, ho + i0 + i);
+            }
+            for (; i < len; i++) {
+                hs[ho + i0 + i] = g[go + i0 + i] / (1f + t[i]) * u[uo + i0 + i];
+            }
+        });
+    }
+
+    /**
+     * The AdamW update with vectors, in the scalar kernel's order of operations; the denominator
+     * √v / √(1 − β₂ᵗ) + ε is formed in double as torch does (both halves of a float vector widened).
+     */
+    @Override
+    void adamWRange(float[] w, int wo, float[] g, int go, float[] m, int mo, float[] v, int vo, int from, int to,
+                    dev.lora4j.backend.AdamWStep s) {
+        FloatVector b1 = FloatVector.broadcast(F, s.beta1());
+        FloatVector b2 = FloatVector.broadcast(F, s.beta2());
+        FloatVector c1 = FloatVector.broadcast(F, s.c1());
+        FloatVector c2 = FloatVector.broadcast(F, s.c2());
+        DoubleVector bias2 = DoubleVector.broadcast(D, s.bias2Sqrt());
+        DoubleVector eps = DoubleVector.broadcast(D, s.eps());
+        int j = from;
+        for (int bound = from + F.loopBound(to - from); j < bound; j += L) {
+            FloatVector gj = FloatVector.fromArray(F, g, go + j);
+            FloatVector wj = FloatVector.fromArray(F, w, wo + j).mul(s.decay());
+            FloatVector mj = b1.mul(FloatVector.fromArray(F, m, mo + j)).add(c1.mul(gj));
+            FloatVector vj = b2.mul(FloatVector.fromArray(F, v, vo + j)).add(c2.mul(gj).mul(gj));
+            mj.intoArray(m, mo + j);
+            vj.intoArray(v, vo + j);
+            DoubleVector lo = (DoubleVector) vj.convertShape(VectorOperators.F2D, D, 0);
+            DoubleVector hi = (DoubleVector) vj.convertShape(VectorOperators.F2D, D, 1);
+            FloatVector denomLo = (FloatVector) lo.sqrt().div(bias2).add(eps).convertShape(VectorOperators.D2F, F, 0);
+            FloatVector denomHi = (FloatVector) hi.sqrt().div(bias2).add(eps).convertShape(VectorOperators.D2F, F, -1);
+            FloatVector denom = denomLo.add(denomHi); // each half is zero where the other holds its lanes
+            wj.sub(mj.mul(s.stepSize()).div(denom)).intoArray(w, wo + j);
+        }
+        super.adamWRange(w, wo, g, go, m, mo, v, vo, j, to, s);
+    }
 }

@@ -3,6 +3,7 @@ package dev.lora4j.autograd;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
+import dev.lora4j.backend.AttentionMask;
 import dev.lora4j.backend.Backend;
 import dev.lora4j.backend.Backends;
 import dev.lora4j.tensor.Tensor;
@@ -31,34 +32,55 @@ class AttentionTest {
     }
 
     private static Reference reference(Tensor q, Tensor k, Tensor v, int queryOffset, float[] dOut) {
+        return reference(q, k, v, AttentionMask.causal(queryOffset, q.dim(3)), dOut);
+    }
+
+    /** Whether key j is visible to query row i of batch row bi, straight from the mask's definition. */
+    private static boolean visible(AttentionMask m, int bi, int i, int j) {
+        int pos = m.queryOffset() + i;
+        return (!m.causal() || j <= pos) && (m.window() == 0 || pos - j < m.window())
+                && (m.keyLengths() == null || j < m.keyLengths()[bi]);
+    }
+
+    private static Reference reference(Tensor q, Tensor k, Tensor v, AttentionMask mask, float[] dOut) {
         int b = q.dim(0), t = q.dim(1), h = q.dim(2), d = q.dim(3), s = k.dim(1), g = k.dim(2);
         float[] qd = q.toFloatArray(), kd = k.toFloatArray(), vd = v.toFloatArray();
         double[] out = new double[qd.length], dq = new double[qd.length];
         double[] dk = new double[kd.length], dv = new double[vd.length];
-        double scale = 1 / Math.sqrt(d);
+        double scale = mask.scale();
+        double cap = mask.softCap();
         for (int bi = 0; bi < b; bi++) {
             for (int hi = 0; hi < h; hi++) {
                 int gi = hi / (h / g);
                 for (int i = 0; i < t; i++) {
                     int qo = ((bi * t + i) * h + hi) * d;
-                    int visible = queryOffset + i + 1;
-                    double[] p = new double[visible];
+                    double[] p = new double[s];
+                    double[] raw = new double[s];
+                    boolean[] seen = new boolean[s];
                     double max = Double.NEGATIVE_INFINITY;
-                    for (int j = 0; j < visible; j++) {
+                    for (int j = 0; j < s; j++) {
+                        if (!visible(mask, bi, i, j)) {
+                            continue;
+                        }
+                        seen[j] = true;
                         int ko = ((bi * s + j) * g + gi) * d;
                         for (int c = 0; c < d; c++) {
-                            p[j] += qd[qo + c] * (double) kd[ko + c] * scale;
+                            raw[j] += qd[qo + c] * (double) kd[ko + c] * scale;
                         }
+                        p[j] = cap > 0 ? cap * Math.tanh(raw[j] / cap) : raw[j];
                         max = Math.max(max, p[j]);
                     }
                     double sum = 0;
-                    for (int j = 0; j < visible; j++) {
-                        p[j] = Math.exp(p[j] - max);
+                    for (int j = 0; j < s; j++) {
+                        p[j] = seen[j] ? Math.exp(p[j] - max) : 0;
                         sum += p[j];
                     }
+                    if (sum == 0) {
+                        continue;
+                    }
                     double rowDot = 0;
-                    double[] dp = new double[visible];
-                    for (int j = 0; j < visible; j++) {
+                    double[] dp = new double[s];
+                    for (int j = 0; j < s; j++) {
                         p[j] /= sum;
                         int ko = ((bi * s + j) * g + gi) * d;
                         for (int c = 0; c < d; c++) {
@@ -67,11 +89,12 @@ class AttentionTest {
                             dp[j] += dOut[qo + c] * (double) vd[ko + c];
                         }
                     }
-                    for (int j = 0; j < visible; j++) {
+                    for (int j = 0; j < s; j++) {
                         rowDot += p[j] * dp[j];
                     }
-                    for (int j = 0; j < visible; j++) {
-                        double ds = p[j] * (dp[j] - rowDot) * scale;
+                    for (int j = 0; j < s; j++) {
+                        double th = cap > 0 ? Math.tanh(raw[j] / cap) : 0;
+                        double ds = p[j] * (dp[j] - rowDot) * scale * (1 - th * th);
                         int ko = ((bi * s + j) * g + gi) * d;
                         for (int c = 0; c < d; c++) {
                             dq[qo + c] += ds * kd[ko + c];
@@ -88,10 +111,14 @@ class AttentionTest {
     }
 
     private static Run run(Backend backend, Tensor q, Tensor k, Tensor v, int queryOffset, float[] dOut) {
+        return run(backend, q, k, v, AttentionMask.causal(queryOffset, q.dim(3)), dOut);
+    }
+
+    private static Run run(Backend backend, Tensor q, Tensor k, Tensor v, AttentionMask mask, float[] dOut) {
         Tensor qg = Tensor.of(q.toFloatArray(), q.shape()).requiresGrad(true);
         Tensor kg = Tensor.of(k.toFloatArray(), k.shape()).requiresGrad(true);
         Tensor vg = Tensor.of(v.toFloatArray(), v.shape()).requiresGrad(true);
-        Tensor o = Attention.causal(qg, kg, vg, queryOffset, backend);
+        Tensor o = Attention.attention(qg, kg, vg, mask, backend);
         Elementwise.weightedSum(o, dOut).backward();
         return new Run(o.toFloatArray(), qg.grad().toFloatArray(), kg.grad().toFloatArray(), vg.grad().toFloatArray());
     }
@@ -104,20 +131,25 @@ class AttentionTest {
     }
 
     private static void check(Backend backend, int b, int t, int h, int g, int d, int queryOffset, long seed) {
+        check(backend, b, t, h, g, d, AttentionMask.causal(queryOffset, d), seed);
+    }
+
+    private static void check(Backend backend, int b, int t, int h, int g, int d, AttentionMask mask, long seed) {
+        int queryOffset = mask.queryOffset();
         SplittableRandom rng = new SplittableRandom(seed);
         Tensor q = Tensor.normal(rng, 0f, 1f, b, t, h, d);
         Tensor k = Tensor.normal(rng, 0f, 1f, b, queryOffset + t, g, d);
         Tensor v = Tensor.normal(rng, 0f, 1f, b, queryOffset + t, g, d);
         float[] dOut = Tensor.normal(rng, 0f, 1f, b * t * h * d).data();
-        Reference want = reference(q, k, v, queryOffset, dOut);
-        Run got = run(backend, q, k, v, queryOffset, dOut);
-        String where = backend.name() + " T=" + t + " offset=" + queryOffset + " ";
+        Reference want = reference(q, k, v, mask, dOut);
+        Run got = run(backend, q, k, v, mask, dOut);
+        String where = backend.name() + " T=" + t + " " + mask + " ";
         assertClose(where + "output", want.out(), got.out());
         assertClose(where + "dQ", want.dq(), got.dq());
         assertClose(where + "dK", want.dk(), got.dk());
         assertClose(where + "dV", want.dv(), got.dv());
         // same inputs, same bits
-        Run again = run(backend, q, k, v, queryOffset, dOut);
+        Run again = run(backend, q, k, v, mask, dOut);
         assertArrayEquals(got.out(), again.out(), 0f);
         assertArrayEquals(got.dq(), again.dq(), 0f);
         assertArrayEquals(got.dk(), again.dk(), 0f);
@@ -142,5 +174,30 @@ class AttentionTest {
     @MethodSource("backends")
     void singleQueryDecodeStep(Backend backend) {
         check(backend, 2, 1, 4, 2, 8, 90, 3);
+    }
+
+    @ParameterizedTest
+    @MethodSource("backends")
+    void slidingWindowAcrossBlocks(Backend backend) {
+        // a window shorter than a block and one that spans blocks
+        check(backend, 2, 2 * Attention.QUERY_BLOCK + 9, 4, 2, 8, AttentionMask.causal(0, 8).withWindow(7), 4);
+        check(backend, 1, 2 * Attention.QUERY_BLOCK + 9, 2, 1, 12, AttentionMask.causal(5, 12).withWindow(90), 5);
+    }
+
+    @ParameterizedTest
+    @MethodSource("backends")
+    void keyPaddingIncludingAnEmptySequence(Backend backend) {
+        // right padding: batch row 0 has 31 real keys, row 1 none (its queries see nothing), row 2 all
+        check(backend, 3, Attention.QUERY_BLOCK + 7, 2, 1, 8, AttentionMask.causal(0, 8).withKeyLengths(new int[] {31, 0, 71}), 6);
+        check(backend, 3, 1, 2, 1, 8, AttentionMask.causal(40, 8).withKeyLengths(new int[] {31, 0, 41}), 7);
+    }
+
+    @ParameterizedTest
+    @MethodSource("backends")
+    void softCapScaleAndNonCausal(Backend backend) {
+        AttentionMask capped = AttentionMask.causal(0, 16).withSoftCap(0.8f).withScale(0.7f);
+        check(backend, 1, Attention.QUERY_BLOCK + 3, 2, 2, 16, capped, 8);
+        AttentionMask full = new AttentionMask(0, 0.3f, false, 0, null, 0f);
+        check(backend, 2, 37, 2, 1, 8, full, 9);
     }
 }

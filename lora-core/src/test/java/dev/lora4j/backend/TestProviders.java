@@ -39,33 +39,10 @@ public final class TestProviders {
 
         @Override
         public Backend create() {
-            Backend scalar = Backends.scalar();
-            return new Backend() {
+            return new ScalarBackend() {
                 @Override
                 public String name() {
                     return "test-delegating";
-                }
-
-                @Override
-                public void gemm(boolean transA, boolean transB, int m, int n, int k, float alpha, Storage a,
-                                 long aOffset, int lda, Storage b, long bOffset, int ldb, float beta, Storage c,
-                                 long cOffset, int ldc) {
-                    scalar.gemm(transA, transB, m, n, k, alpha, a, aOffset, lda, b, bOffset, ldb, beta, c, cOffset, ldc);
-                }
-
-                @Override
-                public float dot(float[] x, int xOffset, float[] y, int yOffset, int n) {
-                    return scalar.dot(x, xOffset, y, yOffset, n);
-                }
-
-                @Override
-                public void axpy(float alpha, float[] x, int xOffset, float[] y, int yOffset, int n) {
-                    scalar.axpy(alpha, x, xOffset, y, yOffset, n);
-                }
-
-                @Override
-                public double sumOfSquares(float[] x, int offset, int n) {
-                    return scalar.sumOfSquares(x, offset, n);
                 }
             };
         }
