@@ -12,6 +12,9 @@ import java.util.Arrays;
  * heads, H % G == 0; head h reads kv head h / (H/G), as Hugging Face's repeat_kv does).
  *
  * <p>Forward: S = Q·Kᵀ/√D with positions j > queryOffset + i masked, P = softmax(S), O = P·V.
+ * {@link Options} change the scale, add a sliding window (keys j ≤ queryOffset + i − window masked
+ * too) and soft-capping S ← c·tanh(S/c) before the mask, whose backward multiplies dS by
+ * 1 − (S/c)².
  * It saves only Q, K, V, O and the per-row log-sum-exp L, not the T×T matrix P: backward
  * recomputes P = exp(S − L) (the FlashAttention recipe), so memory stays linear in T.
  * Backward, with Dᵢ = dOᵢ·Oᵢ: dV += Pᵀ·dO, dS = P ⊙ (dO·Vᵀ − D), dQ += dS·K/√D, dK += dSᵀ·Q/√D.
@@ -53,11 +56,45 @@ public final class Attention {
      * @return [B, T, H, D]
      */
     public static Tensor causal(Tensor q, Tensor k, Tensor v, int queryOffset) {
-        return causal(q, k, v, queryOffset, Backends.get());
+        return causal(q, k, v, queryOffset, Options.DEFAULT, Backends.get());
+    }
+
+    /**
+     * Per-layer variations of the causal attention above, as the non-Llama families need them.
+     *
+     * @param scale the factor on Q·Kᵀ; {@code NaN} means 1/√D (Gemma uses query_pre_attn_scalar^-½)
+     * @param window sliding window in keys, 0 for none: the query at position p sees keys
+     *     p − window < j ≤ p (window keys counting itself, transformers' masking_utils rule)
+     * @param softCap attention logit soft-capping, 0 for none: scores become c·tanh(s/c) after
+     *     scaling and before the mask (Gemma 2, transformers' eager attention)
+     */
+    public record Options(float scale, int window, float softCap) {
+        public static final Options DEFAULT = new Options(Float.NaN, 0, 0f);
+
+        public Options {
+            if (window < 0) {
+                throw new IllegalArgumentException("attention: window must be >= 0 (0 = none), was " + window);
+            }
+            if (!(softCap >= 0) || Float.isInfinite(softCap)) {
+                throw new IllegalArgumentException("attention: softCap must be a finite number >= 0 (0 = none), was " + softCap);
+            }
+            if (!Float.isNaN(scale) && !(scale > 0)) {
+                throw new IllegalArgumentException("attention: scale must be > 0 (or NaN for 1/sqrt(head size)), was " + scale);
+            }
+        }
+    }
+
+    /** {@link #causal(Tensor, Tensor, Tensor, int)} with a scale, sliding window and soft-cap. */
+    public static Tensor causal(Tensor q, Tensor k, Tensor v, int queryOffset, Options options) {
+        return causal(q, k, v, queryOffset, options, Backends.get());
     }
 
     /** {@link #causal(Tensor, Tensor, Tensor, int)} on a given backend (tests compare them). */
     static Tensor causal(Tensor q, Tensor k, Tensor v, int queryOffset, Backend backend) {
+        return causal(q, k, v, queryOffset, Options.DEFAULT, backend);
+    }
+
+    static Tensor causal(Tensor q, Tensor k, Tensor v, int queryOffset, Options options, Backend backend) {
         if (q.rank() != 4 || k.rank() != 4 || !Arrays.equals(k.shape(), v.shape())) {
             throw new IllegalArgumentException("attention: q must be [B, T, H, D] and k, v [B, S, G, D] with equal shapes; got q "
                     + Arrays.toString(q.shape()) + ", k " + Arrays.toString(k.shape()) + ", v " + Arrays.toString(v.shape()));
@@ -74,11 +111,11 @@ public final class Attention {
                     + "= queryOffset " + queryOffset + " + query length " + t + ")");
         }
         Layout x = new Layout(b, t, h, g, d, queryOffset, backend, q.contiguous().toFloatArray(),
-                k.contiguous().toFloatArray(), v.contiguous().toFloatArray());
+                k.contiguous().toFloatArray(), v.contiguous().toFloatArray(), options);
         float[] out = new float[x.q.length];
         float[] lse = new float[b * h * t];
         Parallel.forRange(b * h, 1, (p0, p1) -> {
-            Scratch scratch = new Scratch(Math.min(QUERY_BLOCK, t), s, d, false);
+            Scratch scratch = new Scratch(Math.min(QUERY_BLOCK, t), s, d, false, false);
             for (int bh = p0; bh < p1; bh++) {
                 for (int i0 = 0; i0 < t; i0 += QUERY_BLOCK) {
                     forwardBlock(x, bh / h, bh % h, i0, Math.min(t, i0 + QUERY_BLOCK), scratch, out, lse);
@@ -93,7 +130,7 @@ public final class Attention {
             float[] dv = new float[x.v.length];
             // one task per (batch, kv head): the query heads of a group write the same dK, dV rows
             Parallel.forRange(b * g, 1, (p0, p1) -> {
-                Scratch scratch = new Scratch(Math.min(QUERY_BLOCK, t), s, d, true);
+                Scratch scratch = new Scratch(Math.min(QUERY_BLOCK, t), s, d, true, x.softCap > 0);
                 for (int bg = p0; bg < p1; bg++) {
                     int bi = bg / g;
                     int gi = bg % g;
@@ -122,11 +159,23 @@ public final class Attention {
      * strided matrix that gemm reads and writes in place through its leading dimension.
      */
     private record Layout(int b, int t, int h, int g, int d, int queryOffset, Backend be, float[] q, float[] k,
-                          float[] v, int s, int groupSize, float scale, FloatStorage qs, FloatStorage ks,
-                          FloatStorage vs) {
-        Layout(int b, int t, int h, int g, int d, int queryOffset, Backend be, float[] q, float[] k, float[] v) {
-            this(b, t, h, g, d, queryOffset, be, q, k, v, queryOffset + t, h / g, (float) (1.0 / Math.sqrt(d)),
+                          float[] v, int s, int groupSize, float scale, int window, float softCap, FloatStorage qs,
+                          FloatStorage ks, FloatStorage vs) {
+        Layout(int b, int t, int h, int g, int d, int queryOffset, Backend be, float[] q, float[] k, float[] v,
+               Options o) {
+            this(b, t, h, g, d, queryOffset, be, q, k, v, queryOffset + t, h / g,
+                    Float.isNaN(o.scale()) ? (float) (1.0 / Math.sqrt(d)) : o.scale(), o.window(), o.softCap(),
                     new FloatStorage(q), new FloatStorage(k), new FloatStorage(v));
+        }
+
+        /** First key visible to the query at absolute position {@code pos} (0 without a window). */
+        int firstKey(int pos) {
+            return window == 0 ? 0 : Math.max(0, pos - window + 1);
+        }
+
+        /** c·tanh(s/c) when soft-capping, else s. */
+        float cap(float score) {
+            return softCap == 0 ? score : (float) (softCap * Math.tanh(score / (double) softCap));
         }
 
         int queryRow(int bi, int i, int hi) {
@@ -150,6 +199,7 @@ public final class Attention {
         final float[] outT;
         final float[] dkT;
         final float[] dvT;
+        final float[] capSlope;
         final float[] rowMax;
         final double[] rowSum;
         final float[] rowScale;
@@ -159,12 +209,13 @@ public final class Attention {
         final FloatStorage dkTStorage;
         final FloatStorage dvTStorage;
 
-        Scratch(int rows, int s, int d, boolean backward) {
+        Scratch(int rows, int s, int d, boolean backward, boolean softCap) {
             scores = new float[rows * s];
             other = new float[rows * s];
             outT = new float[d * rows];
             dkT = new float[backward ? d * s : 0];
             dvT = new float[backward ? d * s : 0];
+            capSlope = new float[softCap ? rows * s : 0];
             rowMax = new float[rows];
             rowSum = new double[rows];
             rowScale = new float[rows];
@@ -208,12 +259,15 @@ public final class Attention {
         float[] max = w.rowMax;
         double[] sum = w.rowSum;
         x.be.gemm(false, true, keys, rows, x.d, x.scale, x.ks, ko, ldk, x.qs, qo, ldq, 0f, w.scoresStorage, 0, rows);
-        // key j is visible to block row r when j <= queryOffset + i0 + r, i.e. from row j - diagonal on
+        // key j is visible to block row r when j <= queryOffset + i0 + r, i.e. from row j - diagonal on,
+        // and, with a window, while j > queryOffset + i0 + r - window, i.e. before row j - diagonal + window
         int diagonal = x.queryOffset + i0;
         Arrays.fill(max, 0, rows, Float.NEGATIVE_INFINITY);
         for (int j = 0; j < keys; j++) {
             int base = j * rows;
-            for (int r = Math.max(0, j - diagonal); r < rows; r++) {
+            int to = x.window == 0 ? rows : Math.max(0, Math.min(rows, j - diagonal + x.window));
+            for (int r = Math.max(0, j - diagonal); r < to; r++) {
+                scoresT[base + r] = x.cap(scoresT[base + r]);
                 max[r] = Math.max(max[r], scoresT[base + r]);
             }
         }
@@ -221,8 +275,10 @@ public final class Attention {
         for (int j = 0; j < keys; j++) {
             int base = j * rows;
             int from = Math.max(0, j - diagonal);
+            int to = x.window == 0 ? rows : Math.max(from, Math.min(rows, j - diagonal + x.window));
             Arrays.fill(scoresT, base, base + from, 0f);
-            for (int r = from; r < rows; r++) {
+            Arrays.fill(scoresT, base + to, base + rows, 0f);
+            for (int r = from; r < to; r++) {
                 float e = (float) Math.exp(scoresT[base + r] - max[r]);
                 scoresT[base + r] = e;
                 sum[r] += e;
@@ -254,19 +310,20 @@ public final class Attention {
         int qo = x.queryRow(bi, i, hi);
         int gi = hi / x.groupSize;
         int visible = x.queryOffset + i + 1;
+        int first = x.firstKey(x.queryOffset + i);
         float max = Float.NEGATIVE_INFINITY;
-        for (int j = 0; j < visible; j++) {
-            scores[j] = x.scale * x.be.dot(x.q, qo, x.k, x.keyRow(bi, j, gi), x.d);
+        for (int j = first; j < visible; j++) {
+            scores[j] = x.cap(x.scale * x.be.dot(x.q, qo, x.k, x.keyRow(bi, j, gi), x.d));
             max = Math.max(max, scores[j]);
         }
         double sum = 0;
-        for (int j = 0; j < visible; j++) {
+        for (int j = first; j < visible; j++) {
             scores[j] = (float) Math.exp(scores[j] - max);
             sum += scores[j];
         }
         float inv = (float) (1.0 / sum);
         Arrays.fill(out, qo, qo + x.d, 0f);
-        for (int j = 0; j < visible; j++) {
+        for (int j = first; j < visible; j++) {
             x.be.axpy(scores[j] * inv, x.v, x.keyRow(bi, j, gi), out, qo, x.d);
         }
         lse[(bi * x.h + hi) * x.t + i] = (float) (max + Math.log(sum));
@@ -293,10 +350,18 @@ public final class Attention {
         for (int r = 0; r < rows; r++) {
             int row = r * keys;
             int visible = x.queryOffset + i0 + r + 1;
+            int first = x.firstKey(x.queryOffset + i0 + r);
             float l = lse[(bi * x.h + hi) * x.t + i0 + r];
-            for (int j = row; j < row + visible; j++) {
+            for (int j = row + first; j < row + visible; j++) {
+                if (x.softCap > 0) {
+                    float capped = x.cap(p[j]);
+                    float c = capped / x.softCap;
+                    w.capSlope[j] = 1f - c * c;
+                    p[j] = capped;
+                }
                 p[j] = (float) Math.exp(p[j] - l);
             }
+            Arrays.fill(p, row, row + first, 0f);
             Arrays.fill(p, row + visible, row + keys, 0f);
         }
         // dVᵀ += dOᵀ·P
@@ -309,6 +374,12 @@ public final class Attention {
             float rowDot = x.be.dot(dO, oRow, out, oRow, x.d);
             for (int j = row; j < row + keys; j++) {
                 dp[j] = p[j] * (dp[j] - rowDot);
+            }
+            if (x.softCap > 0) {
+                // through the cap: d s = d capped · (1 − (capped/c)²); masked entries are 0 already
+                for (int j = row; j < row + keys; j++) {
+                    dp[j] = p[j] == 0f ? 0f : dp[j] * w.capSlope[j];
+                }
             }
         }
         // dKᵀ += Qᵀ·dS/√D
