@@ -17,6 +17,7 @@ public final class Rope {
     /** Precomputed cos/sin for positions [0, maxPositions) of one head size. */
     public static final class Table {
         final int headDim;
+        final int rotaryDim;
         final int maxPositions;
         final float[] cos;
         final float[] sin;
@@ -25,15 +26,28 @@ public final class Rope {
          * @param invFreq the D/2 inverse frequencies (after any rope scaling), see {@link #inverseFrequencies}
          */
         public Table(int headDim, int maxPositions, double[] invFreq) {
-            if (headDim % 2 != 0) {
-                throw new IllegalArgumentException("rope: head size must be even, was " + headDim);
+            this(headDim, headDim, maxPositions, invFreq);
+        }
+
+        /**
+         * Partial rotary embedding (phi-1.5's partial_rotary_factor): only the first
+         * {@code rotaryDim} dimensions of each head are rotated (rotate-half within them, pairs i and
+         * i + rotaryDim/2); the remaining {@code headDim - rotaryDim} pass through unchanged.
+         *
+         * @param invFreq the rotaryDim/2 inverse frequencies, built over rotaryDim dimensions
+         */
+        public Table(int headDim, int rotaryDim, int maxPositions, double[] invFreq) {
+            if (rotaryDim % 2 != 0 || rotaryDim <= 0 || rotaryDim > headDim) {
+                throw new IllegalArgumentException("rope: rotary size must be even and within (0, head size " + headDim
+                        + "], was " + rotaryDim);
             }
-            if (invFreq.length != headDim / 2) {
-                throw new IllegalArgumentException("rope: " + invFreq.length + " inverse frequencies for head size " + headDim);
+            if (invFreq.length != rotaryDim / 2) {
+                throw new IllegalArgumentException("rope: " + invFreq.length + " inverse frequencies for rotary size " + rotaryDim);
             }
             this.headDim = headDim;
+            this.rotaryDim = rotaryDim;
             this.maxPositions = maxPositions;
-            int half = headDim / 2;
+            int half = rotaryDim / 2;
             this.cos = new float[maxPositions * half];
             this.sin = new float[maxPositions * half];
             for (int p = 0; p < maxPositions; p++) {
@@ -129,7 +143,8 @@ public final class Rope {
     /** out = rotation of in by sign·θ. */
     private static void rotate(float[] in, float[] out, int b, int t, int h, Table table, int pos0, float sign) {
         int d = table.headDim;
-        int half = d / 2;
+        int half = table.rotaryDim / 2;
+        int rot = table.rotaryDim;
         Parallel.forRange(b * t, 8, (r0, r1) -> {
             for (int r = r0; r < r1; r++) {
                 int pos = pos0 + r % t;
@@ -142,6 +157,9 @@ public final class Rope {
                         float x2 = in[o + i + half];
                         out[o + i] = x1 * c - x2 * s;
                         out[o + i + half] = x2 * c + x1 * s;
+                    }
+                    if (rot < d) {
+                        System.arraycopy(in, o + rot, out, o + rot, d - rot);
                     }
                 }
             }
