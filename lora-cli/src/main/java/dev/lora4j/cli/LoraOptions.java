@@ -20,9 +20,12 @@ import picocli.CommandLine.TypeConversionException;
  * LoRA fine-tuning recipe written out: rank 8, alpha 16, dropout 0.05 on the query and value
  * projections.
  *
- * <p>Targets take LitGPT's names ({@code query, key, value, projection, mlp, head, all}) and
- * Hugging Face module names ({@code q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj,
- * down_proj, lm_head}), comma-separated, in any mix.
+ * <p>Targets take LitGPT's names ({@code query, key, value, projection, mlp, head, all}),
+ * {@code attention} and Hugging Face module names ({@code q_proj, k_proj, v_proj, o_proj, gate_proj,
+ * up_proj, down_proj, lm_head}, and the other families' {@code qkv_proj, gate_up_proj,
+ * query_key_value, dense, dense_h_to_4h, dense_4h_to_h, fc1, fc2}), comma-separated, in any mix.
+ * Llama names and groups are mapped onto a model's own module names (e.g. query is qkv_proj on
+ * Phi-3), see {@link Target#forModel}.
  */
 public final class LoraOptions {
 
@@ -94,6 +97,9 @@ public final class LoraOptions {
                 names.put(module, List.of(module));
             }
         }
+        for (String module : Target.FAMILY_MODULE_NAMES) {
+            names.put(module, List.of(module));
+        }
         return names;
     }
 
@@ -108,8 +114,8 @@ public final class LoraOptions {
             List<String> modules = TARGET_NAMES.get(value.trim().toLowerCase(Locale.ROOT));
             if (modules == null) {
                 throw new TypeConversionException("'" + value + "' is not a LoRA target; use LitGPT's query, key, value, "
-                        + "projection, mlp, head, all or a module name: q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, "
-                        + "down_proj, lm_head");
+                        + "projection, mlp, head, all, or attention, or a module name: q_proj, k_proj, v_proj, o_proj, "
+                        + "gate_proj, up_proj, down_proj, lm_head, " + String.join(", ", Target.FAMILY_MODULE_NAMES));
             }
             return new TargetGroup(value, modules);
         }

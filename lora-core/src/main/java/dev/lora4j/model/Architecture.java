@@ -163,6 +163,23 @@ public record Architecture(String embedName, String layerPrefix, String attentio
                 qkvBias, outputBias, mlpBias, false);
     }
 
+    /**
+     * This family's module for a Llama module name, for LoRA targets written with Llama names
+     * (as {@link dev.lora4j.lora.Target} groups are): q_proj, k_proj and v_proj become the fused
+     * qkv module (qkv_proj, query_key_value) where there is one, o_proj the attention output
+     * (dense in phi and Falcon), gate_proj and up_proj the MLP's input module (gate_up_proj, fc1,
+     * dense_h_to_4h) and down_proj its output (fc2, dense_4h_to_h). Other names map to themselves.
+     */
+    public String moduleNameFor(String llamaName) {
+        return switch (llamaName) {
+            case "q_proj", "k_proj", "v_proj" -> qkv.fused() ? qkv.names().get(0) : llamaName;
+            case "o_proj" -> outputName;
+            case "gate_proj", "up_proj" -> mlp.gated() && mlp != Mlp.GATED_FUSED ? llamaName : mlp.names().get(0);
+            case "down_proj" -> mlp.names().get(mlp.names().size() - 1);
+            default -> llamaName;
+        };
+    }
+
     /** Whether layer {@code i} uses the sliding window. */
     public boolean sliding(int layer) {
         return !slidingLayers.isEmpty() && slidingLayers.get(layer);

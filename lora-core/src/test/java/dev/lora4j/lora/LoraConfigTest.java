@@ -48,7 +48,9 @@ class LoraConfigTest {
                 union.addAll(t.moduleSuffixes());
             }
         }
-        assertEquals(union, Target.ALL.moduleSuffixes());
+        // ATTENTION repeats the query, key, value and projection names: ALL lists each once
+        assertEquals(List.copyOf(new java.util.LinkedHashSet<>(union)), Target.ALL.moduleSuffixes());
+        assertEquals(List.of("q_proj", "k_proj", "v_proj", "o_proj"), Target.ATTENTION.moduleSuffixes());
     }
 
     @Test
