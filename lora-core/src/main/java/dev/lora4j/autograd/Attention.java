@@ -67,11 +67,31 @@ public final class Attention {
      *     p − window < j ≤ p (window keys counting itself, transformers' masking_utils rule)
      * @param softCap attention logit soft-capping, 0 for none: scores become c·tanh(s/c) after
      *     scaling and before the mask (Gemma 2, transformers' eager attention)
+     * @param keyMask null, or a [B, S] key padding mask as transformers' attention_mask: 1 for a
+     *     key that may be attended, 0 for padding. A query that sees no key at all (a padding
+     *     query of a left-padded row) gets a zero output and no gradient.
      */
-    public record Options(float scale, int window, float softCap) {
+    public record Options(float scale, int window, float softCap, int[] keyMask) {
         public static final Options DEFAULT = new Options(Float.NaN, 0, 0f);
 
+        public Options(float scale, int window, float softCap) {
+            this(scale, window, softCap, null);
+        }
+
+        /** These options with a key padding mask (see {@link #keyMask()}). */
+        public Options keyMask(int[] mask) {
+            return new Options(scale, window, softCap, mask);
+        }
+
         public Options {
+            if (keyMask != null) {
+                for (int i = 0; i < keyMask.length; i++) {
+                    if (keyMask[i] != 0 && keyMask[i] != 1) {
+                        throw new IllegalArgumentException("attention: keyMask holds 1 (attend) or 0 (padding), found "
+                                + keyMask[i] + " at " + i);
+                    }
+                }
+            }
             if (window < 0) {
                 throw new IllegalArgumentException("attention: window must be >= 0 (0 = none), was " + window);
             }
@@ -105,6 +125,10 @@ public final class Attention {
         int d = q.dim(3);
         int s = k.dim(1);
         int g = k.dim(2);
+        if (options.keyMask() != null && options.keyMask().length != b * s) {
+            throw new IllegalArgumentException("attention: keyMask has " + options.keyMask().length + " entries but the keys are"
+                    + " [batch " + b + ", length " + s + "]; pass one 0/1 per key and batch row");
+        }
         if (k.dim(0) != b || k.dim(3) != d || h % g != 0 || s != queryOffset + t) {
             throw new IllegalArgumentException("attention: q " + Arrays.toString(q.shape()) + " and k " + Arrays.toString(k.shape())
                     + " disagree (need equal batch and head size, query heads divisible by kv heads, and kv length "
@@ -159,13 +183,18 @@ public final class Attention {
      * strided matrix that gemm reads and writes in place through its leading dimension.
      */
     private record Layout(int b, int t, int h, int g, int d, int queryOffset, Backend be, float[] q, float[] k,
-                          float[] v, int s, int groupSize, float scale, int window, float softCap, FloatStorage qs,
-                          FloatStorage ks, FloatStorage vs) {
+                          float[] v, int s, int groupSize, float scale, int window, float softCap, int[] keyMask,
+                          FloatStorage qs, FloatStorage ks, FloatStorage vs) {
         Layout(int b, int t, int h, int g, int d, int queryOffset, Backend be, float[] q, float[] k, float[] v,
                Options o) {
             this(b, t, h, g, d, queryOffset, be, q, k, v, queryOffset + t, h / g,
                     Float.isNaN(o.scale()) ? (float) (1.0 / Math.sqrt(d)) : o.scale(), o.window(), o.softCap(),
-                    new FloatStorage(q), new FloatStorage(k), new FloatStorage(v));
+                    o.keyMask(), new FloatStorage(q), new FloatStorage(k), new FloatStorage(v));
+        }
+
+        /** Whether key j of batch row bi is padding. */
+        boolean padded(int bi, int j) {
+            return keyMask != null && keyMask[bi * s + j] == 0;
         }
 
         /** First key visible to the query at absolute position {@code pos} (0 without a window). */
@@ -265,7 +294,7 @@ public final class Attention {
         Arrays.fill(max, 0, rows, Float.NEGATIVE_INFINITY);
         for (int j = 0; j < keys; j++) {
             int base = j * rows;
-            int to = x.window == 0 ? rows : Math.max(0, Math.min(rows, j - diagonal + x.window));
+            int to = x.padded(bi, j) ? 0 : x.window == 0 ? rows : Math.max(0, Math.min(rows, j - diagonal + x.window));
             for (int r = Math.max(0, j - diagonal); r < to; r++) {
                 scoresT[base + r] = x.cap(scoresT[base + r]);
                 max[r] = Math.max(max[r], scoresT[base + r]);
@@ -274,7 +303,7 @@ public final class Attention {
         Arrays.fill(sum, 0, rows, 0.0);
         for (int j = 0; j < keys; j++) {
             int base = j * rows;
-            int from = Math.max(0, j - diagonal);
+            int from = x.padded(bi, j) ? rows : Math.max(0, j - diagonal);
             int to = x.window == 0 ? rows : Math.max(from, Math.min(rows, j - diagonal + x.window));
             Arrays.fill(scoresT, base, base + from, 0f);
             Arrays.fill(scoresT, base + to, base + rows, 0f);
@@ -288,8 +317,10 @@ public final class Attention {
         // entries of P costs D instead of keys multiplications per row
         float[] inv = w.rowScale;
         for (int r = 0; r < rows; r++) {
-            inv[r] = (float) (1.0 / sum[r]);
-            lse[(bi * x.h + hi) * x.t + i0 + r] = (float) (max[r] + Math.log(sum[r]));
+            // a row that sees no key (all padding) outputs 0; an infinite lse makes its P 0 in backward
+            inv[r] = sum[r] == 0 ? 0f : (float) (1.0 / sum[r]);
+            lse[(bi * x.h + hi) * x.t + i0 + r] = sum[r] == 0 ? Float.POSITIVE_INFINITY
+                    : (float) (max[r] + Math.log(sum[r]));
         }
         x.be.gemm(true, false, x.d, rows, keys, 1f, x.vs, ko, ldk, w.scoresStorage, 0, rows, 0f, w.outTStorage, 0,
                 rows);
@@ -313,20 +344,21 @@ public final class Attention {
         int first = x.firstKey(x.queryOffset + i);
         float max = Float.NEGATIVE_INFINITY;
         for (int j = first; j < visible; j++) {
-            scores[j] = x.cap(x.scale * x.be.dot(x.q, qo, x.k, x.keyRow(bi, j, gi), x.d));
+            scores[j] = x.padded(bi, j) ? Float.NEGATIVE_INFINITY
+                    : x.cap(x.scale * x.be.dot(x.q, qo, x.k, x.keyRow(bi, j, gi), x.d));
             max = Math.max(max, scores[j]);
         }
         double sum = 0;
         for (int j = first; j < visible; j++) {
-            scores[j] = (float) Math.exp(scores[j] - max);
+            scores[j] = x.padded(bi, j) ? 0f : (float) Math.exp(scores[j] - max);
             sum += scores[j];
         }
-        float inv = (float) (1.0 / sum);
+        float inv = sum == 0 ? 0f : (float) (1.0 / sum);
         Arrays.fill(out, qo, qo + x.d, 0f);
         for (int j = first; j < visible; j++) {
             x.be.axpy(scores[j] * inv, x.v, x.keyRow(bi, j, gi), out, qo, x.d);
         }
-        lse[(bi * x.h + hi) * x.t + i] = (float) (max + Math.log(sum));
+        lse[(bi * x.h + hi) * x.t + i] = sum == 0 ? Float.POSITIVE_INFINITY : (float) (max + Math.log(sum));
     }
 
     /**
@@ -353,6 +385,10 @@ public final class Attention {
             int first = x.firstKey(x.queryOffset + i0 + r);
             float l = lse[(bi * x.h + hi) * x.t + i0 + r];
             for (int j = row + first; j < row + visible; j++) {
+                if (x.padded(bi, j - row)) {
+                    p[j] = 0f;
+                    continue;
+                }
                 if (x.softCap > 0) {
                     float capped = x.cap(p[j]);
                     float c = capped / x.softCap;

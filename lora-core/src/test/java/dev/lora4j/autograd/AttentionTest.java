@@ -48,6 +48,9 @@ class AttentionTest {
                     double[] slope = new double[visible];
                     double max = Double.NEGATIVE_INFINITY;
                     for (int j = first; j < visible; j++) {
+                        if (o.keyMask() != null && o.keyMask()[bi * s + j] == 0) {
+                            continue;
+                        }
                         int ko = ((bi * s + j) * g + gi) * d;
                         for (int c = 0; c < d; c++) {
                             p[j] += qd[qo + c] * (double) kd[ko + c] * scale;
@@ -62,8 +65,11 @@ class AttentionTest {
                     }
                     double sum = 0;
                     for (int j = first; j < visible; j++) {
-                        p[j] = Math.exp(p[j] - max);
+                        p[j] = slope[j] == 0 ? 0 : Math.exp(p[j] - max);
                         sum += p[j];
+                    }
+                    if (sum == 0) {
+                        continue; // no key to attend: output and gradients stay 0
                     }
                     double rowDot = 0;
                     double[] dp = new double[visible];
@@ -180,5 +186,23 @@ class AttentionTest {
     @MethodSource("backends")
     void windowedDecodeStep(Backend backend) {
         check(backend, 2, 1, 4, 2, 8, 40, 9, new Attention.Options(Float.NaN, 6, 3f));
+    }
+
+    @ParameterizedTest
+    @MethodSource("backends")
+    void keyPaddingMaskRightAndLeftPadded(Backend backend) {
+        int t = Attention.QUERY_BLOCK + 9;
+        int[] mask = new int[2 * t];
+        for (int j = 0; j < t; j++) {
+            mask[j] = j < t - 20 ? 1 : 0;   // row 0 right-padded: the padding queries see the real keys only
+            mask[t + j] = j < 30 ? 0 : 1;   // row 1 left-padded: its first 30 queries see no key at all
+        }
+        check(backend, 2, t, 4, 2, 8, 0, 10, new Attention.Options(Float.NaN, 0, 0f).keyMask(mask));
+        check(backend, 2, t, 2, 1, 8, 0, 11, new Attention.Options(0.3f, 12, 2f).keyMask(mask));
+        int[] decode = new int[2 * 41];
+        java.util.Arrays.fill(decode, 1);
+        decode[3] = 0;
+        decode[41 + 40] = 0;
+        check(backend, 2, 1, 4, 2, 8, 40, 12, new Attention.Options(Float.NaN, 0, 0f).keyMask(decode));
     }
 }
