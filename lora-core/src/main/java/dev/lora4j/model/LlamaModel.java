@@ -201,6 +201,25 @@ public final class LlamaModel {
      * recomputing the whole sequence.
      */
     public Tensor forward(int[] tokens, int batch, KvCache cache) {
+        return forward(tokens, batch, cache, null);
+    }
+
+    /**
+     * Logits [B, T, V] of a padded batch: {@code attentionMask} [B, T] is transformers'
+     * attention_mask (1 for a token, 0 for padding), and no query attends to a padding key.
+     * Positions count from 0 in every row, as transformers numbers them when the batch is
+     * right-padded. Without a mask, padding at the end of a row changes no real token's logits
+     * (no earlier position attends to it); the mask matters for the padding rows themselves.
+     */
+    public Tensor forwardPadded(int[] tokens, int batch, int[] attentionMask) {
+        if (attentionMask != null && attentionMask.length != tokens.length) {
+            throw new IllegalArgumentException("forward: attentionMask has " + attentionMask.length + " entries for "
+                    + tokens.length + " tokens; give one 0/1 per token, laid out [B, T] like the tokens");
+        }
+        return forward(tokens, batch, null, attentionMask);
+    }
+
+    private Tensor forward(int[] tokens, int batch, KvCache cache, int[] attentionMask) {
         if (rope == null) {
             throw new IllegalStateException("this model was built from its config alone (meta); load weights to run it");
         }
@@ -223,7 +242,7 @@ public final class LlamaModel {
         for (int li = 0; li < layers.size(); li++) {
             DecoderLayer layer = layers.get(li);
             Tensor h = norm(x, layer, "input_layernorm");
-            Tensor attn = attention(layer, li, h, batch, t, pos0, cache);
+            Tensor attn = attention(layer, li, h, batch, t, pos0, cache, attentionMask);
             if (arch.sandwich()) {
                 attn = norm(attn, layer, "post_attention_layernorm");
             }
@@ -251,7 +270,8 @@ public final class LlamaModel {
      * into queries, keys and values along its output), q/k norms, RoPE (the layer's own table),
      * the KV cache, attention with the layer's window, scale and soft-cap, output projection.
      */
-    private Tensor attention(DecoderLayer layer, int li, Tensor h, int batch, int t, int pos0, KvCache cache) {
+    private Tensor attention(DecoderLayer layer, int li, Tensor h, int batch, int t, int pos0, KvCache cache,
+                             int[] keyMask) {
         int heads = config.numAttentionHeads();
         int g = config.numKeyValueHeads();
         int d = config.headDim();
@@ -283,7 +303,7 @@ public final class LlamaModel {
             v = appendToCache(cache.valuesOf(li), v, cache, pos0);
         }
         float scale = arch.queryPreAttnScalar() > 0 ? (float) (1.0 / Math.sqrt(arch.queryPreAttnScalar())) : Float.NaN;
-        Attention.Options options = new Attention.Options(scale, config.windowOf(li), (float) arch.attnSoftCap());
+        Attention.Options options = new Attention.Options(scale, config.windowOf(li), (float) arch.attnSoftCap(), keyMask);
         Tensor out = Attention.causal(q, k, v, pos0, options).reshape(batch, t, heads * d);
         return layer.module(arch.outputName()).forward(out);
     }

@@ -66,4 +66,38 @@ class FamilyKvCacheTest {
         }
         assertArrayEquals(expected, generated, family + ": greedy tokens with the cache vs recomputed");
     }
+
+    @ParameterizedTest
+    @ValueSource(strings = {"gemma2", "phi-1_5"})
+    void rightPaddedBatchWithAttentionMask(String family) {
+        LlamaModel model = LlamaModel.load(Fixtures.require("golden-" + family).resolve("model"));
+        int v = model.config().vocabSize();
+        int n = SEQUENCE.length;
+        int real = 9;
+        int[] tokens = new int[2 * n];
+        int[] mask = new int[2 * n];
+        for (int i = 0; i < n; i++) {
+            tokens[i] = SEQUENCE[i];
+            mask[i] = 1;
+            tokens[n + i] = i < real ? SEQUENCE[n - 1 - i] : 0;
+            mask[n + i] = i < real ? 1 : 0;
+        }
+        try (Autograd.Scope ignored = Autograd.noGrad()) {
+            float[] padded = model.forwardPadded(tokens, 2, mask).toFloatArray();
+            float[] unmasked = model.forward(tokens, 2).toFloatArray();
+            float[] alone = model.forward(Arrays.copyOfRange(tokens, n, n + real), 1).toFloatArray();
+            // the real tokens of the padded row: as if run alone
+            assertClose(family + " real rows", alone, Arrays.copyOfRange(padded, n * v, (n + real) * v), 1e-5, 1e-5);
+            // the full row: untouched by the mask
+            assertClose(family + " full row", Arrays.copyOf(unmasked, n * v), Arrays.copyOf(padded, n * v), 0, 0);
+            // the padding rows attend to the real tokens only, so they differ from the unmasked run
+            float[] padRowsMasked = Arrays.copyOfRange(padded, (n + real) * v, 2 * n * v);
+            float[] padRowsUnmasked = Arrays.copyOfRange(unmasked, (n + real) * v, 2 * n * v);
+            double diff = 0;
+            for (int i = 0; i < padRowsMasked.length; i++) {
+                diff = Math.max(diff, Math.abs(padRowsMasked[i] - padRowsUnmasked[i]));
+            }
+            org.junit.jupiter.api.Assertions.assertTrue(diff > 1e-3, family + ": the mask changed no padding row");
+        }
+    }
 }
