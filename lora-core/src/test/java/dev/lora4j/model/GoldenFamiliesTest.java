@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.lora4j.autograd.Losses;
+import dev.lora4j.backend.Backends;
 import dev.lora4j.io.SafetensorsFile;
 import dev.lora4j.lora.LoraModel;
 import dev.lora4j.nn.Linear;
@@ -21,6 +22,8 @@ import java.util.Set;
 import java.util.TreeSet;
 import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * PyTorch/PEFT golden values of the families beyond Llama (../shared/fixtures/golden-FAMILY, see
@@ -29,6 +32,7 @@ import org.junit.jupiter.params.provider.ValueSource;
  * ({@code -Dlora4j.backend=scalar} or {@code vector}).
  */
 class GoldenFamiliesTest {
+    private static final Logger LOG = LoggerFactory.getLogger(GoldenFamiliesTest.class);
 
     /** A family's fixture, loaded with its adapter. */
     private record Golden(Path root, LoraModel lora, int[] inputIds, int[] shiftLabels, int batch, int vocab,
@@ -36,6 +40,7 @@ class GoldenFamiliesTest {
 
         static Golden load(String family) throws Exception {
             Path root = Fixtures.require("golden-" + family);
+            LOG.info("golden-{} on the {} backend", family, Backends.get().name());
             LlamaModel base = LlamaModel.load(root.resolve("model"));
             LoraModel lora = LoraModel.load(base, root.resolve("adapter"));
             try (SafetensorsFile f = SafetensorsFile.open(root.resolve("expected/forward.safetensors"))) {
