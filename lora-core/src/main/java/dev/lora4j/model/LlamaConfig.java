@@ -16,9 +16,13 @@ import java.util.StringJoiner;
 import java.util.TreeMap;
 
 /**
- * Architecture of a Llama-family decoder as described by a Hugging Face {@code config.json}
+ * A decoder's configuration as described by a Hugging Face {@code config.json}: the Llama family
  * (model types {@code llama} — which includes TinyLlama and SmolLM —, {@code mistral} and
- * {@code qwen2}). Immutable; all accessors return effective values (defaults applied):
+ * {@code qwen2}) read here, and {@code phi}, {@code falcon}, {@code phi3}, {@code gemma2},
+ * {@code gemma3_text} and {@code qwen3} read by {@link FamilyConfigs} into the same normalized
+ * fields plus the {@link Architecture} of their block (for those, {@code rmsNormEps} is the
+ * LayerNorm epsilon where the family uses LayerNorm, and {@link #toJson()} writes back the
+ * config.json that was read). Immutable; all accessors return effective values (defaults applied):
  * {@code num_key_value_heads} defaults to {@code num_attention_heads}, {@code head_dim} to
  * {@code hidden_size / num_attention_heads}, {@code rope_theta} to 10000 and
  * {@code tie_word_embeddings} to false, as in {@code transformers}.
@@ -151,7 +155,6 @@ public final class LlamaConfig {
             validateRopeScaling(src, b.ropeScaling);
         }
         if (!b.modelType.equals("llama") && (b.attentionBias || b.mlpBias)) {
-            // the other families' biases are part of their Architecture
             throw new IllegalArgumentException(src + ": " + (b.attentionBias ? "attention_bias" : "mlp_bias")
                     + " is true but only model_type llama has that option (mistral has no biases; qwen2 always has"
                     + " q/k/v biases and no others)");
@@ -324,8 +327,8 @@ public final class LlamaConfig {
         } else if (modelType.equals("qwen2")) {
             Integer window = r.bool("use_sliding_window", false) ? r.optionalInt("sliding_window") : null;
             b.slidingWindow(window);
-            if (window != null && (r.present("layer_types") || r.present("max_window_layers"))) {
-                // transformers' Qwen2Config: layers from max_window_layers on use the window
+            if (window != null) {
+                // transformers' Qwen2Config: layers from max_window_layers (default 28) on use the window
                 int maxWindowLayers = r.present("max_window_layers") ? r.requiredInt("max_window_layers") : 28;
                 b.slidingLayers(FamilyConfigs.layerTypes(r, sourceName, b.numHiddenLayers, i -> i >= maxWindowLayers));
             }
@@ -500,6 +503,10 @@ public final class LlamaConfig {
             default -> {
                 map.put("use_sliding_window", slidingWindow != null);
                 map.put("sliding_window", slidingWindow);
+                if (slidingWindow != null) {
+                    int first = architecture.slidingLayers().indexOf(true);
+                    map.put("max_window_layers", first < 0 ? numHiddenLayers : first);
+                }
             }
         }
         if (torchDtype != null) {

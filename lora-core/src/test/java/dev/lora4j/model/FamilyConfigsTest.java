@@ -99,6 +99,23 @@ class FamilyConfigsTest {
     }
 
     @Test
+    void qwen2WindowsStartAtMaxWindowLayers() throws Exception {
+        ObjectMapper json = new ObjectMapper();
+        ObjectNode root = (ObjectNode) json.readTree(goldenText("tiny-llama"));
+        root.put("model_type", "qwen2").put("use_sliding_window", true).put("sliding_window", 4);
+        root.putNull("architectures");
+        // transformers' default max_window_layers 28 leaves both layers of this model unwindowed
+        LlamaConfig byDefault = LlamaConfig.parse(json.writeValueAsString(root), "config.json");
+        assertEquals(List.of(false, false), byDefault.architecture().slidingLayers());
+        assertEquals(byDefault, LlamaConfig.parse(byDefault.toJson(), "round trip"));
+        root.put("max_window_layers", 1);
+        LlamaConfig fromOne = LlamaConfig.parse(json.writeValueAsString(root), "config.json");
+        assertEquals(0, fromOne.windowOf(0));
+        assertEquals(4, fromOne.windowOf(1));
+        assertEquals(fromOne, LlamaConfig.parse(fromOne.toJson(), "round trip"));
+    }
+
+    @Test
     void unsupportedOptionsAreRefusedByName() throws Exception {
         String falcon = goldenText("falcon");
         assertRefused(falcon.replace("\"new_decoder_architecture\": false", "\"new_decoder_architecture\": true"),
