@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.SerializationFeature;
 import dev.lora4j.lora.AdapterConfigJson;
 import dev.lora4j.lora.LoraConfig;
 import dev.lora4j.lora.LoraModel;
+import dev.lora4j.lora.Target;
 import dev.lora4j.model.LlamaConfig;
 import dev.lora4j.model.LlamaModel;
 import dev.lora4j.nn.Linear;
@@ -63,8 +64,10 @@ public final class InspectCommand implements Callable<Integer> {
     @Override
     public Integer call() throws IOException {
         LlamaConfig config = resolveConfig();
-        LoraConfig lora = adapter != null ? adapterConfig() : loraOptions.toLoraConfig();
         LlamaModel meta = LlamaModel.meta(config);
+        // Llama names (--targets groups) become the family's module names, e.g. qkv_proj for phi3
+        LoraConfig lora = Target.forModel(adapter != null ? adapterConfig() : loraOptions.toLoraConfig(),
+                config.architecture(), meta.linears().keySet());
         List<String> adapted;
         try {
             adapted = lora.validateAgainst(meta.linears().keySet());
@@ -215,7 +218,49 @@ public final class InspectCommand implements Callable<Integer> {
         m.put("mistral-7b", () -> LlamaConfig.llama2_7b().toBuilder().source("mistral_7b").modelType("mistral")
                 .architectures(List.of("MistralForCausalLM")).intermediateSize(14336).numKeyValueHeads(8)
                 .maxPositionEmbeddings(32768).slidingWindow(4096).torchDtype("bfloat16").build());
+        // the other families, from their published config.json (the keys lora4j reads)
+        m.put("phi-1_5", () -> preset("microsoft/phi-1_5", "phi", "\"vocab_size\": 51200, \"hidden_size\": 2048,"
+                + " \"intermediate_size\": 8192, \"num_hidden_layers\": 24, \"num_attention_heads\": 32,"
+                + " \"num_key_value_heads\": 32, \"hidden_act\": \"gelu_new\", \"layer_norm_eps\": 1e-05,"
+                + " \"partial_rotary_factor\": 0.5, \"rope_theta\": 10000.0, \"max_position_embeddings\": 2048,"
+                + " \"tie_word_embeddings\": false, \"torch_dtype\": \"float16\""));
+        m.put("falcon-7b", () -> preset("tiiuae/falcon-7b", "falcon", "\"vocab_size\": 65024, \"hidden_size\": 4544,"
+                + " \"num_hidden_layers\": 32, \"num_attention_heads\": 71, \"multi_query\": true, \"parallel_attn\": true,"
+                + " \"new_decoder_architecture\": false, \"alibi\": false, \"bias\": false, \"layer_norm_epsilon\": 1e-05,"
+                + " \"bos_token_id\": 11, \"eos_token_id\": 11, \"torch_dtype\": \"bfloat16\""));
+        m.put("phi-3-mini-4k", () -> preset("microsoft/Phi-3-mini-4k-instruct", "phi3", "\"vocab_size\": 32064,"
+                + " \"hidden_size\": 3072, \"intermediate_size\": 8192, \"num_hidden_layers\": 32,"
+                + " \"num_attention_heads\": 32, \"num_key_value_heads\": 32, \"hidden_act\": \"silu\","
+                + " \"max_position_embeddings\": 4096, \"rms_norm_eps\": 1e-05, \"rope_theta\": 10000.0,"
+                + " \"rope_scaling\": null, \"sliding_window\": 2047, \"tie_word_embeddings\": false, \"bos_token_id\": 1,"
+                + " \"eos_token_id\": 32000, \"pad_token_id\": 32000, \"torch_dtype\": \"bfloat16\""));
+        m.put("gemma-2-2b", () -> preset("google/gemma-2-2b", "gemma2", "\"vocab_size\": 256000, \"hidden_size\": 2304,"
+                + " \"intermediate_size\": 9216, \"num_hidden_layers\": 26, \"num_attention_heads\": 8,"
+                + " \"num_key_value_heads\": 4, \"head_dim\": 256, \"hidden_activation\": \"gelu_pytorch_tanh\","
+                + " \"query_pre_attn_scalar\": 256, \"sliding_window\": 4096, \"max_position_embeddings\": 8192,"
+                + " \"rms_norm_eps\": 1e-06, \"rope_theta\": 10000.0, \"attn_logit_softcapping\": 50.0,"
+                + " \"final_logit_softcapping\": 30.0, \"bos_token_id\": 2, \"eos_token_id\": 1, \"pad_token_id\": 0,"
+                + " \"torch_dtype\": \"float32\""));
+        m.put("gemma-3-1b", () -> preset("google/gemma-3-1b-pt", "gemma3_text", "\"vocab_size\": 262144,"
+                + " \"hidden_size\": 1152, \"intermediate_size\": 6912, \"num_hidden_layers\": 26,"
+                + " \"num_attention_heads\": 4, \"num_key_value_heads\": 1, \"head_dim\": 256,"
+                + " \"hidden_activation\": \"gelu_pytorch_tanh\", \"query_pre_attn_scalar\": 256, \"sliding_window\": 512,"
+                + " \"sliding_window_pattern\": 6, \"max_position_embeddings\": 32768, \"rms_norm_eps\": 1e-06,"
+                + " \"rope_theta\": 1000000.0, \"rope_local_base_freq\": 10000.0, \"rope_scaling\": null,"
+                + " \"final_logit_softcapping\": null, \"attn_logit_softcapping\": null, \"bos_token_id\": 2,"
+                + " \"eos_token_id\": 1, \"pad_token_id\": 0, \"torch_dtype\": \"bfloat16\""));
+        m.put("qwen3-0.6b", () -> preset("Qwen/Qwen3-0.6B", "qwen3", "\"vocab_size\": 151936, \"hidden_size\": 1024,"
+                + " \"intermediate_size\": 3072, \"num_hidden_layers\": 28, \"num_attention_heads\": 16,"
+                + " \"num_key_value_heads\": 8, \"head_dim\": 128, \"hidden_act\": \"silu\","
+                + " \"max_position_embeddings\": 40960, \"rms_norm_eps\": 1e-06, \"rope_theta\": 1000000.0,"
+                + " \"tie_word_embeddings\": true, \"use_sliding_window\": false, \"max_window_layers\": 28,"
+                + " \"bos_token_id\": 151643, \"eos_token_id\": 151645, \"torch_dtype\": \"bfloat16\""));
         return m;
+    }
+
+    /** A config from the published config.json of {@code checkpoint} (its keys that lora4j reads). */
+    private static LlamaConfig preset(String checkpoint, String modelType, String keys) {
+        return LlamaConfig.parse("{\"model_type\": \"" + modelType + "\", " + keys + "}", checkpoint + " (preset)");
     }
 
     /** The preset names, for the help text. */

@@ -21,9 +21,11 @@ import picocli.CommandLine.TypeConversionException;
  * transformer blocks ({@code all-linear}, PEFT's preset; the output layer excluded).
  *
  * <p>Targets take the presets {@code all-linear} and {@code all} (all-linear plus lm_head), LitGPT's
- * names ({@code query, key, value, projection, mlp, head}) and Hugging Face module names
- * ({@code q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, lm_head}),
- * comma-separated, in any mix.
+ * names ({@code query, key, value, projection, mlp, head}), {@code attention} and Hugging Face
+ * module names ({@code q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, lm_head}, and
+ * the other families' {@code qkv_proj, gate_up_proj, query_key_value, dense, dense_h_to_4h,
+ * dense_4h_to_h, fc1, fc2}), comma-separated, in any mix. Llama names and groups are mapped onto a
+ * model's own module names (e.g. query is qkv_proj on Phi-3), see {@link Target#forModel}.
  */
 public final class LoraOptions {
 
@@ -103,6 +105,9 @@ public final class LoraOptions {
             for (String module : t.moduleSuffixes()) {
                 names.put(module, List.of(module));
             }
+        }
+        for (String module : Target.FAMILY_MODULE_NAMES) {
+            names.put(module, List.of(module));
         }
         return names;
     }

@@ -87,6 +87,29 @@ class InspectCommandTest {
         assertEquals(13_015_864_320L, json("inspect", "llama2-13b").at("/parameters/base").asLong());
         assertEquals(8_030_261_248L, json("inspect", "llama3-8b").at("/parameters/base").asLong());
         assertEquals(7_241_732_096L, json("inspect", "mistral-7b").at("/parameters/base").asLong());
+        // the other families: the totals their model cards and safetensors indexes give
+        assertEquals(1_418_270_720L, json("inspect", "phi-1_5").at("/parameters/base").asLong());
+        assertEquals(6_921_720_704L, json("inspect", "falcon-7b").at("/parameters/base").asLong());
+        assertEquals(3_821_079_552L, json("inspect", "phi-3-mini-4k").at("/parameters/base").asLong());
+        assertEquals(2_614_341_888L, json("inspect", "gemma-2-2b").at("/parameters/base").asLong());
+        assertEquals(999_885_952L, json("inspect", "gemma-3-1b").at("/parameters/base").asLong());
+        assertEquals(596_049_920L, json("inspect", "qwen3-0.6b").at("/parameters/base").asLong());
+    }
+
+    @Test
+    void targetGroupsMapToEachFamilysModules() throws Exception {
+        // Phi-3: q/k/v are one qkv_proj [9216, 3072], so --targets query adapts the fused module:
+        // 32 layers x 8 x (3072 + 9216)
+        JsonNode phi3 = json("inspect", "phi-3-mini-4k", "--targets", "query");
+        assertEquals(3_145_728L, phi3.at("/parameters/trainable").asLong());
+        assertEquals("[\"qkv_proj\"]", phi3.at("/lora/target_modules").toString());
+        // Falcon: all = query_key_value, dense, dense_h_to_4h, dense_4h_to_h and lm_head
+        JsonNode falcon = json("inspect", "falcon-7b", "--targets", "all", "--rank", "8");
+        assertEquals("[\"dense\",\"dense_4h_to_h\",\"dense_h_to_4h\",\"lm_head\",\"query_key_value\"]",
+                falcon.at("/lora/target_modules").toString());
+        assertEquals(32 * 4 + 1, falcon.at("/lora/adapted_modules").asInt());
+        // phi-1.5's MLP is fc1 and fc2
+        assertEquals("[\"fc1\",\"fc2\"]", json("inspect", "phi-1_5", "--targets", "mlp").at("/lora/target_modules").toString());
     }
 
     @Test
@@ -123,9 +146,9 @@ class InspectCommandTest {
         assertEquals(2, notInt.exitCode(), notInt::toString);
         assertTrue(notInt.err().contains("--rank") && notInt.err().contains("eight"), notInt::toString);
 
-        CliRun target = CliRun.of("inspect", "llama2-7b", "--targets", "query,attention");
+        CliRun target = CliRun.of("inspect", "llama2-7b", "--targets", "query,attn");
         assertEquals(2, target.exitCode(), target::toString);
-        assertTrue(target.err().contains("--targets") && target.err().contains("'attention' is not a LoRA target"),
+        assertTrue(target.err().contains("--targets") && target.err().contains("'attn' is not a LoRA target"),
                 target::toString);
 
         CliRun dropout = CliRun.of("inspect", "llama2-7b", "--dropout", "1.5");

@@ -18,25 +18,39 @@ public final class Rope {
     /** Precomputed cos/sin for positions [0, maxPositions) of one head size. */
     public static final class Table {
         final int headDim;
+        final int rotaryDim;
         final int maxPositions;
         final float[] cos;
         final float[] sin;
-        /** cos and sin as [P, D/2] tensors per device, made on first use there. */
+        /** cos and sin as [P, rotaryDim/2] tensors per device, made on first use there. */
         private final java.util.Map<Device, Tensor[]> onDevice = new java.util.concurrent.ConcurrentHashMap<>();
 
         /**
          * @param invFreq the D/2 inverse frequencies (after any rope scaling), see {@link #inverseFrequencies}
          */
         public Table(int headDim, int maxPositions, double[] invFreq) {
-            if (headDim % 2 != 0) {
-                throw new IllegalArgumentException("rope: head size must be even, was " + headDim);
+            this(headDim, headDim, maxPositions, invFreq);
+        }
+
+        /**
+         * Partial rotary embedding (phi-1.5's partial_rotary_factor): only the first
+         * {@code rotaryDim} dimensions of each head are rotated (rotate-half within them, pairs i and
+         * i + rotaryDim/2); the remaining {@code headDim - rotaryDim} pass through unchanged.
+         *
+         * @param invFreq the rotaryDim/2 inverse frequencies, built over rotaryDim dimensions
+         */
+        public Table(int headDim, int rotaryDim, int maxPositions, double[] invFreq) {
+            if (rotaryDim % 2 != 0 || rotaryDim <= 0 || rotaryDim > headDim) {
+                throw new IllegalArgumentException("rope: rotary size must be even and within (0, head size " + headDim
+                        + "], was " + rotaryDim);
             }
-            if (invFreq.length != headDim / 2) {
-                throw new IllegalArgumentException("rope: " + invFreq.length + " inverse frequencies for head size " + headDim);
+            if (invFreq.length != rotaryDim / 2) {
+                throw new IllegalArgumentException("rope: " + invFreq.length + " inverse frequencies for rotary size " + rotaryDim);
             }
             this.headDim = headDim;
+            this.rotaryDim = rotaryDim;
             this.maxPositions = maxPositions;
-            int half = headDim / 2;
+            int half = rotaryDim / 2;
             this.cos = new float[maxPositions * half];
             this.sin = new float[maxPositions * half];
             for (int p = 0; p < maxPositions; p++) {
@@ -53,11 +67,11 @@ public final class Rope {
             return headDim;
         }
 
-        /** {cos, sin} as [P, D/2] tensors on {@code device}. */
+        /** {cos, sin} as [P, rotaryDim/2] tensors on {@code device}. */
         Tensor[] on(Device device) {
             return onDevice.computeIfAbsent(device, dev -> {
-                Tensor c = Tensor.of(cos, maxPositions, headDim / 2);
-                Tensor s = Tensor.of(sin, maxPositions, headDim / 2);
+                Tensor c = Tensor.of(cos, maxPositions, rotaryDim / 2);
+                Tensor s = Tensor.of(sin, maxPositions, rotaryDim / 2);
                 return new Tensor[] {c.to(dev), s.to(dev)};
             });
         }
@@ -130,10 +144,10 @@ public final class Rope {
         Tensor xc = x.contiguous().detach();
         Tensor[] cs = table.on(x.device());
         Tensor out = be.empty(x.shape());
-        be.rope(out, xc, cs[0], cs[1], table.headDim, positionOffset, false);
+        be.rope(out, xc, cs[0], cs[1], table.rotaryDim, positionOffset, false);
         return Autograd.record(out, "rope", new Tensor[] {x}, dOut -> {
             Tensor g = be.empty(x.shape());
-            be.rope(g, dOut, cs[0], cs[1], table.headDim, positionOffset, true);
+            be.rope(g, dOut, cs[0], cs[1], table.rotaryDim, positionOffset, true);
             Autograd.accumulateOwned(x, g);
         });
     }

@@ -258,11 +258,9 @@ public final class LogLikelihood {
         return new Result(sum, greedy, cont.length);
     }
 
-    /** Positions the model attends over correctly: its context, or the sliding window if smaller. */
+    /** Positions the model scores: its context (sliding-window layers mask beyond their window themselves). */
     private int maxLength() {
-        int max = model.config().maxPositionEmbeddings();
-        Integer window = model.config().slidingWindow();
-        return window != null ? Math.min(max, window) : max;
+        return model.config().maxPositionEmbeddings();
     }
 
     @Override

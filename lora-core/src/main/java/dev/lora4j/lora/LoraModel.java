@@ -101,9 +101,11 @@ public final class LoraModel {
     // ---------------------------------------------------------------- adapters
 
     /** Creates a fresh adapter (A random as configured, B zero) on every module the config targets. */
-    public void addAdapter(String name, LoraConfig config) {
+    public void addAdapter(String name, LoraConfig requested) {
         requireNewName(name);
         Map<String, Linear> linears = model.linears();
+        // Llama module names (Target groups, the defaults) become this family's names, e.g. qkv_proj
+        LoraConfig config = Target.forModel(requested, model.config().architecture(), linears.keySet());
         List<String> selected = config.validateAgainst(linears.keySet());
         for (String module : selected) {
             ModuleLora m = config.resolve(module).orElseThrow();
@@ -504,9 +506,10 @@ public final class LoraModel {
     public static ParameterCount count(LlamaConfig config, LoraConfig lora) {
         LlamaModel meta = LlamaModel.meta(config);
         Map<String, Linear> linears = meta.linears();
+        LoraConfig mapped = Target.forModel(lora, config.architecture(), linears.keySet());
         long trainable = 0;
-        for (String module : lora.validateAgainst(linears.keySet())) {
-            ModuleLora m = lora.resolve(module).orElseThrow();
+        for (String module : mapped.validateAgainst(linears.keySet())) {
+            ModuleLora m = mapped.resolve(module).orElseThrow();
             Linear lin = linears.get(module);
             trainable += (long) m.rank() * (lin.inFeatures() + lin.outFeatures());
         }

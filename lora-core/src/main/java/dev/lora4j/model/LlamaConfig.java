@@ -16,9 +16,13 @@ import java.util.StringJoiner;
 import java.util.TreeMap;
 
 /**
- * Architecture of a Llama-family decoder as described by a Hugging Face {@code config.json}
+ * A decoder's configuration as described by a Hugging Face {@code config.json}: the Llama family
  * (model types {@code llama} — which includes TinyLlama and SmolLM —, {@code mistral} and
- * {@code qwen2}). Immutable; all accessors return effective values (defaults applied):
+ * {@code qwen2}) read here, and {@code phi}, {@code falcon}, {@code phi3}, {@code gemma2},
+ * {@code gemma3_text} and {@code qwen3} read by {@link FamilyConfigs} into the same normalized
+ * fields plus the {@link Architecture} of their block (for those, {@code rmsNormEps} is the
+ * LayerNorm epsilon where the family uses LayerNorm, and {@link #toJson()} writes back the
+ * config.json that was read). Immutable; all accessors return effective values (defaults applied):
  * {@code num_key_value_heads} defaults to {@code num_attention_heads}, {@code head_dim} to
  * {@code hidden_size / num_attention_heads}, {@code rope_theta} to 10000 and
  * {@code tie_word_embeddings} to false, as in {@code transformers}.
@@ -34,7 +38,11 @@ import java.util.TreeMap;
  */
 public final class LlamaConfig {
 
-    public static final List<String> SUPPORTED_MODEL_TYPES = List.of("llama", "mistral", "qwen2");
+    /** The Llama family, whose block is {@link Architecture#llamaFamily}. */
+    static final List<String> LLAMA_FAMILY = List.of("llama", "mistral", "qwen2");
+
+    public static final List<String> SUPPORTED_MODEL_TYPES = List.of("llama", "mistral", "qwen2", "phi", "falcon", "phi3",
+            "gemma2", "gemma3_text", "qwen3");
 
     private static final ObjectMapper JSON = new ObjectMapper();
 
@@ -93,6 +101,9 @@ public final class LlamaConfig {
     private final List<Integer> eosTokenIds;
     private final Integer padTokenId;
     private final Integer slidingWindow;
+    private final Architecture architecture;
+    /** config.json as read, for the families whose toJson() writes it back (null for the Llama family). */
+    private final JsonNode raw;
     // what was given explicitly, so that toBuilder() recomputes defaults after a change
     private final Integer givenKeyValueHeads;
     private final Integer givenHeadDim;
@@ -131,7 +142,12 @@ public final class LlamaConfig {
         if (!(b.ropeTheta > 0) || Double.isInfinite(b.ropeTheta)) {
             throw new IllegalArgumentException(src + ": rope_theta must be a finite number > 0, found " + b.ropeTheta);
         }
-        if (!"silu".equals(b.hiddenAct)) {
+        boolean llamaFamily = LLAMA_FAMILY.contains(b.modelType);
+        if (!llamaFamily && b.architecture == null) {
+            throw new IllegalArgumentException(src + ": model_type " + b.modelType + " is built by reading its config.json"
+                    + " (LlamaConfig.parse or read); the builder alone makes Llama-family configs");
+        }
+        if (llamaFamily && !"silu".equals(b.hiddenAct)) {
             throw new IllegalArgumentException(src + ": hidden_act '" + b.hiddenAct
                     + "' is not supported; Llama-family MLPs use 'silu' (SwiGLU), the only activation lora4j implements");
         }
@@ -177,6 +193,32 @@ public final class LlamaConfig {
         this.eosTokenIds = List.copyOf(b.eosTokenIds);
         this.padTokenId = b.padTokenId;
         this.slidingWindow = b.slidingWindow;
+        if (llamaFamily) {
+            List<Boolean> sliding = b.slidingLayers;
+            if (sliding == null) {
+                sliding = new ArrayList<>();
+                for (int i = 0; i < b.numHiddenLayers && b.slidingWindow != null; i++) {
+                    sliding.add(true);
+                }
+            } else if (!sliding.isEmpty() && sliding.size() != b.numHiddenLayers) {
+                throw new IllegalArgumentException(src + ": layer_types lists " + sliding.size()
+                        + " layers but num_hidden_layers is " + b.numHiddenLayers);
+            }
+            this.architecture = Architecture.llamaFamily(b.modelType.equals("qwen2") || b.attentionBias, b.attentionBias,
+                    b.mlpBias, b.slidingWindow == null ? List.of() : sliding);
+        } else {
+            this.architecture = b.architecture;
+            if (architecture.slidingLayers().contains(true) && b.slidingWindow == null) {
+                throw new IllegalArgumentException(src + ": layer_types has sliding_attention layers but sliding_window is"
+                        + " not set");
+            }
+            int rotary = (int) (dim * architecture.partialRotaryFactor());
+            if (rotary % 2 != 0 || rotary == 0) {
+                throw new IllegalArgumentException(src + ": partial_rotary_factor " + architecture.partialRotaryFactor()
+                        + " of head_dim " + dim + " gives " + rotary + " rotary dimensions; it must be a positive even number");
+            }
+        }
+        this.raw = b.raw;
         this.givenKeyValueHeads = b.numKeyValueHeads;
         this.givenHeadDim = b.headDim;
     }
@@ -257,6 +299,9 @@ public final class LlamaConfig {
         Reader r = new Reader(root, sourceName);
         String modelType = r.string("model_type", null);
         checkModelType(sourceName, modelType);
+        if (FamilyConfigs.MODEL_TYPES.contains(modelType)) {
+            return FamilyConfigs.read(modelType, root, r, sourceName).build();
+        }
         Builder b = builder().source(sourceName).modelType(modelType)
                 .architectures(r.stringList("architectures"))
                 .vocabSize(r.requiredInt("vocab_size"))
@@ -274,8 +319,30 @@ public final class LlamaConfig {
                 .bosTokenId(r.optionalInt("bos_token_id"))
                 .eosTokenIds(r.intOrIntList("eos_token_id"))
                 .padTokenId(r.optionalInt("pad_token_id"));
+        readRope(b, root, r, sourceName, 10000);
+        if (modelType.equals("llama")) {
+            b.attentionBias(r.bool("attention_bias", false)).mlpBias(r.bool("mlp_bias", false));
+        } else if (modelType.equals("mistral")) {
+            b.slidingWindow(r.optionalInt("sliding_window"));
+        } else if (modelType.equals("qwen2")) {
+            Integer window = r.bool("use_sliding_window", false) ? r.optionalInt("sliding_window") : null;
+            b.slidingWindow(window);
+            if (window != null) {
+                // transformers' Qwen2Config: layers from max_window_layers (default 28) on use the window
+                int maxWindowLayers = r.present("max_window_layers") ? r.requiredInt("max_window_layers") : 28;
+                b.slidingLayers(FamilyConfigs.layerTypes(r, sourceName, b.numHiddenLayers, i -> i >= maxWindowLayers));
+            }
+        }
+        return b.build();
+    }
+
+    /**
+     * rope_theta and rope_scaling, or transformers 5's rope_parameters holding both; the rope
+     * scaling types lora4j does not implement are refused, naming the key.
+     */
+    static void readRope(Builder b, JsonNode root, Reader r, String sourceName, double thetaDefault) {
         JsonNode ropeParameters = r.present("rope_parameters") ? root.get("rope_parameters") : null;
-        double ropeTheta = r.number("rope_theta", 10000);
+        double ropeTheta = r.number("rope_theta", thetaDefault);
         JsonNode scaling = r.present("rope_scaling") ? root.get("rope_scaling") : null;
         if (ropeParameters != null) {
             Reader p = new Reader(ropeParameters, sourceName + ": rope_parameters");
@@ -283,14 +350,6 @@ public final class LlamaConfig {
             scaling = ropeParameters;
         }
         b.ropeTheta(ropeTheta).ropeScaling(scaling == null ? null : parseRopeScaling(scaling, sourceName));
-        if (modelType.equals("llama")) {
-            b.attentionBias(r.bool("attention_bias", false)).mlpBias(r.bool("mlp_bias", false));
-        } else if (modelType.equals("mistral")) {
-            b.slidingWindow(r.optionalInt("sliding_window"));
-        } else if (modelType.equals("qwen2")) {
-            b.slidingWindow(r.bool("use_sliding_window", false) ? r.optionalInt("sliding_window") : null);
-        }
-        return b.build();
     }
 
     private static RopeScaling parseRopeScaling(JsonNode node, String sourceName) {
@@ -315,7 +374,7 @@ public final class LlamaConfig {
     }
 
     /** Typed access to a JSON object, where JSON null counts as absent. */
-    private record Reader(JsonNode node, String where) {
+    record Reader(JsonNode node, String where) {
 
         boolean present(String key) {
             JsonNode v = node.get(key);
@@ -416,6 +475,9 @@ public final class LlamaConfig {
      * {@code save_pretrained} writes it) that {@link #parse} reads back equal.
      */
     public String toJson() {
+        if (raw != null) {
+            return rawJson();
+        }
         Map<String, Object> map = new TreeMap<>();
         map.put("architectures", architectures);
         map.put("model_type", modelType);
@@ -441,6 +503,10 @@ public final class LlamaConfig {
             default -> {
                 map.put("use_sliding_window", slidingWindow != null);
                 map.put("sliding_window", slidingWindow);
+                if (slidingWindow != null) {
+                    int first = architecture.slidingLayers().indexOf(true);
+                    map.put("max_window_layers", first < 0 ? numHiddenLayers : first);
+                }
             }
         }
         if (torchDtype != null) {
@@ -457,6 +523,30 @@ public final class LlamaConfig {
         }
         // transformers writes json.dumps(config, indent=2, sort_keys=True) + "\n"
         return PythonJson.dumps(map, 2, true) + "\n";
+    }
+
+    /**
+     * The families read by {@link FamilyConfigs} write back the config.json they were read from
+     * (every key transformers needs, including those lora4j only checks), with the values a
+     * builder may have changed: tie_word_embeddings and torch_dtype.
+     */
+    private String rawJson() {
+        try {
+            com.fasterxml.jackson.databind.node.ObjectNode copy = raw.deepCopy();
+            copy.put("tie_word_embeddings", tieWordEmbeddings);
+            if (torchDtype != null) {
+                copy.remove("dtype");
+                copy.put("torch_dtype", torchDtype);
+            }
+            Map<String, Object> map = JSON.convertValue(copy, new com.fasterxml.jackson.core.type.TypeReference<TreeMap<String, Object>>() { });
+            return PythonJson.dumps(map, 2, true) + "\n";
+        } catch (IllegalArgumentException e) {
+            throw new IllegalStateException(source() + ": cannot write config.json back: " + e.getMessage(), e);
+        }
+    }
+
+    private String source() {
+        return modelType + " config";
     }
 
     public void write(Path configJson) throws IOException {
@@ -529,7 +619,7 @@ public final class LlamaConfig {
 
     /** Whether gate/up/down projections have biases (llama's {@code mlp_bias}). */
     public boolean mlpBias() {
-        return mlpBias;
+        return architecture.mlpBias();
     }
 
     public String hiddenAct() {
@@ -559,14 +649,34 @@ public final class LlamaConfig {
         return slidingWindow;
     }
 
-    /** Whether q, k and v projections have biases: llama's attention_bias, always for qwen2. */
+    /** Whether q, k and v projections have biases: llama's attention_bias, always for qwen2, per family otherwise. */
     public boolean qkvBias() {
-        return modelType.equals("qwen2") || attentionBias;
+        return architecture.qkvBias();
     }
 
-    /** Whether the attention output projection (o_proj) has a bias: only llama with attention_bias. */
+    /** Whether the attention output projection has a bias: llama with attention_bias, phi, per family otherwise. */
     public boolean outputProjBias() {
-        return attentionBias;
+        return architecture.outputBias();
+    }
+
+    /** The parts of this family's decoder block. */
+    public Architecture architecture() {
+        return architecture;
+    }
+
+    /** Whether the model family is Llama-shaped (llama, mistral, qwen2). */
+    public boolean isLlamaFamily() {
+        return LLAMA_FAMILY.contains(modelType);
+    }
+
+    /** The sliding window of layer {@code layer}, or 0 when it attends over the full causal context. */
+    public int windowOf(int layer) {
+        return slidingWindow != null && architecture.sliding(layer) ? slidingWindow : 0;
+    }
+
+    /** Head dimensions that RoPE rotates: head_dim times partial_rotary_factor. */
+    public int rotaryDim() {
+        return (int) (headDim * architecture.partialRotaryFactor());
     }
 
     /** Query heads per key/value head (1 for multi-head attention). */
@@ -615,6 +725,12 @@ public final class LlamaConfig {
         b.eosTokenIds = eosTokenIds;
         b.padTokenId = padTokenId;
         b.slidingWindow = slidingWindow;
+        if (!isLlamaFamily()) {
+            b.architecture = architecture;
+            b.raw = raw;
+        } else if (architecture.slidingLayers().contains(false)) {
+            b.slidingLayers = architecture.slidingLayers();
+        }
         return b;
     }
 
@@ -647,8 +763,33 @@ public final class LlamaConfig {
         private List<Integer> eosTokenIds = List.of();
         private Integer padTokenId;
         private Integer slidingWindow;
+        private List<Boolean> slidingLayers;
+        private Architecture architecture;
+        private JsonNode raw;
 
         private Builder() {}
+
+        /** The block of a non-Llama family, from its reader. */
+        Builder architecture(Architecture value) {
+            architecture = value;
+            return this;
+        }
+
+        /** config.json as read, written back by toJson() for non-Llama families. */
+        Builder raw(JsonNode value) {
+            raw = value;
+            return this;
+        }
+
+        /** Llama family: which layers use the sliding window (null: all when a window is set). */
+        Builder slidingLayers(List<Boolean> value) {
+            slidingLayers = value == null ? null : List.copyOf(value);
+            return this;
+        }
+
+        int layers() {
+            return numHiddenLayers;
+        }
 
         /** Name that starts validation messages (a file name, or "LlamaConfig" by default). */
         public Builder source(String value) {
@@ -817,6 +958,7 @@ public final class LlamaConfig {
         f.put("eos_token_id", eosTokenIds);
         f.put("pad_token_id", padTokenId);
         f.put("sliding_window", slidingWindow);
+        f.put("architecture", architecture);
         return f;
     }
 }

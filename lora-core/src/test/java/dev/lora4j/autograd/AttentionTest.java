@@ -200,4 +200,12 @@ class AttentionTest {
         AttentionMask full = new AttentionMask(0, 0.3f, false, 0, null, 0f);
         check(backend, 2, 37, 2, 1, 8, full, 9);
     }
+
+    @ParameterizedTest
+    @MethodSource("backends")
+    void softCapWithScaleAndWindowAfterACache(Backend backend) {
+        // Gemma 2's combination: a query scale, a window and a soft-cap, keys already in a cache
+        check(backend, 2, Attention.QUERY_BLOCK + 4, 4, 2, 16, new AttentionMask(11, 0.5f, true, 6, null, 1.5f), 10);
+        check(backend, 2, 1, 4, 2, 8, new AttentionMask(40, (float) (1 / Math.sqrt(8)), true, 6, null, 3f), 11);
+    }
 }

@@ -48,8 +48,12 @@ class LoraConfigTest {
                 union.addAll(t.moduleSuffixes());
             }
         }
-        assertEquals(union, Target.ALL.moduleSuffixes());
-        assertEquals(union.subList(0, union.size() - 1), Target.ALL_LINEAR.moduleSuffixes(),
+        // ATTENTION repeats the query, key, value and projection names: ALL lists each once
+        List<String> all = Target.ALL.moduleSuffixes();
+        assertEquals(List.copyOf(new java.util.LinkedHashSet<>(union)), all);
+        assertEquals(List.of("q_proj", "k_proj", "v_proj", "o_proj"), Target.ATTENTION.moduleSuffixes());
+        assertEquals("lm_head", all.get(all.size() - 1));
+        assertEquals(all.subList(0, all.size() - 1), Target.ALL_LINEAR.moduleSuffixes(),
                 "all-linear is ALL without the output layer, as PEFT's all-linear");
     }
 

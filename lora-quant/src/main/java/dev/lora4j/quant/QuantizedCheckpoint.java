@@ -120,7 +120,7 @@ public final class QuantizedCheckpoint {
                                  int[] shape, Set<String> unused) {
         String stateKey = BnbFormat.quantStateKey(checkpoint, name);
         if (stateKey != null) {
-            if (shape.length != 2 || name.startsWith("model.embed_tokens")) {
+            if (shape.length != 2 || name.equals(config.architecture().embedName() + ".weight")) {
                 throw new IllegalArgumentException(file + ": tensor " + name + " has a 4-bit quant state, but only linear "
                         + "weights can be 4-bit");
             }
