@@ -60,9 +60,13 @@ final class HostEmulation {
             throw new IOException(gxx + " is not on the PATH (set -Dlora4j.cxx to a C++20 compiler)");
         }
         Files.createDirectories(WORK);
-        Path out = WORK.resolve("driver");
         List<String> cmd = new ArrayList<>(List.of(gxx, "-std=c++20", "-O1", "-pthread", "-Wall", "-Wno-unknown-pragmas",
-                "-I" + HEADERS, "-I" + SOURCES, HEADERS.resolve("driver.cpp").toString(), "-o", out.toString()));
+                "-I" + HEADERS, "-I" + SOURCES, HEADERS.resolve("driver.cpp").toString(), "-o"));
+        Path out = WORK.resolve("driver-" + fingerprint(cmd));
+        if (Files.isExecutable(out)) {
+            return out; // built earlier from the same sources and command
+        }
+        cmd.add(out.toString());
         Process p = new ProcessBuilder(cmd).redirectErrorStream(true).redirectOutput(WORK.resolve("build.log").toFile()).start();
         if (!p.waitFor(10, TimeUnit.MINUTES)) {
             p.destroyForcibly();
@@ -74,6 +78,27 @@ final class HostEmulation {
                     + Files.readString(WORK.resolve("build.log")));
         }
         return out;
+    }
+
+    /** A hash of the compile command and every source and header, naming the executable they make. */
+    private static String fingerprint(List<String> cmd) throws IOException {
+        try {
+            java.security.MessageDigest md = java.security.MessageDigest.getInstance("SHA-256");
+            md.update(String.join(" ", cmd).getBytes(java.nio.charset.StandardCharsets.UTF_8));
+            List<Path> files = new ArrayList<>();
+            for (Path dir : List.of(SOURCES, HEADERS)) {
+                try (var s = Files.list(dir)) {
+                    s.sorted().forEach(files::add);
+                }
+            }
+            for (Path f : files) {
+                md.update(f.getFileName().toString().getBytes(java.nio.charset.StandardCharsets.UTF_8));
+                md.update(Files.readAllBytes(f));
+            }
+            return java.util.HexFormat.of().formatHex(md.digest(), 0, 8);
+        } catch (java.security.NoSuchAlgorithmException e) {
+            throw new IllegalStateException(e);
+        }
     }
 
     private static boolean onPath(String exe) {
