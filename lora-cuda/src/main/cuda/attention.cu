@@ -49,6 +49,7 @@ extern "C" __global__ void __launch_bounds__(AT_THREADS)
     float m = -INFINITY;
     float l = 0.0f;
     float o[AT_PER];
+    #pragma unroll
     for (int j = 0; j < AT_PER; j++) o[j] = 0.0f;
     int kmax = queryOffset + min(T, i0 + AT_BQ) - 1;
     for (int j0 = 0; j0 <= kmax; j0 += AT_BK) {
@@ -75,9 +76,10 @@ extern "C" __global__ void __launch_bounds__(AT_THREADS)
             ps += p[c];
         }
         l = l * alpha + ps;
+        #pragma unroll
         for (int j = 0; j < AT_PER; j++) {
             int d = c8 + 8 * j;
-            if (d >= D) break;
+            if (d >= D) continue;
             float acc = o[j] * alpha;
             for (int c = 0; c < AT_BK; c++) acc += p[c] * Vs[c][d];
             o[j] = acc;
@@ -86,6 +88,7 @@ extern "C" __global__ void __launch_bounds__(AT_THREADS)
     }
     if (i < T) {
         long long base = (((long long)b * T + i) * H + h) * D;
+        #pragma unroll
         for (int j = 0; j < AT_PER; j++) {
             int d = c8 + 8 * j;
             if (d < D) out[base + d] = o[j] / l;
@@ -162,6 +165,7 @@ extern "C" __global__ void __launch_bounds__(AT_THREADS)
         Dl[threadIdx.x] = i < T ? delta[((long long)b * H + h) * T + i] : 0.0f;
     }
     float acc[AT_PER];
+    #pragma unroll
     for (int j = 0; j < AT_PER; j++) acc[j] = 0.0f;
     int kmax = queryOffset + min(T, i0 + AT_BQ) - 1;
     for (int j0 = 0; j0 <= kmax; j0 += AT_BK) {
@@ -172,9 +176,10 @@ extern "C" __global__ void __launch_bounds__(AT_THREADS)
         __syncthreads();
         at_probs(Ps, dSs, Qs, dOs, Ks, Vs, Ls, Dl, i0, j0, T, S, D, queryOffset, scale);
         __syncthreads();
+        #pragma unroll
         for (int j = 0; j < AT_PER; j++) {
             int d = c8 + 8 * j;
-            if (d >= D) break;
+            if (d >= D) continue;
             float s = 0.0f;
             for (int c = 0; c < AT_BK; c++) s += dSs[r][c] * Ks[c][d];
             acc[j] += scale * s;
@@ -183,6 +188,7 @@ extern "C" __global__ void __launch_bounds__(AT_THREADS)
     int i = i0 + r;
     if (i < T) {
         long long base = (((long long)b * T + i) * H + h) * D;
+        #pragma unroll
         for (int j = 0; j < AT_PER; j++) {
             int d = c8 + 8 * j;
             if (d < D) dq[base + d] += acc[j];
@@ -216,6 +222,7 @@ extern "C" __global__ void __launch_bounds__(AT_THREADS)
     at_load(Vs, v + kvBase, 0, S - j0, (long long)G * D, D);
     float accK[AT_PER];
     float accV[AT_PER];
+    #pragma unroll
     for (int j = 0; j < AT_PER; j++) {
         accK[j] = 0.0f;
         accV[j] = 0.0f;
@@ -235,9 +242,10 @@ extern "C" __global__ void __launch_bounds__(AT_THREADS)
             __syncthreads();
             at_probs(Ps, dSs, Qs, dOs, Ks, Vs, Ls, Dl, i0, j0, T, S, D, queryOffset, scale);
             __syncthreads();
+            #pragma unroll
             for (int j = 0; j < AT_PER; j++) {
                 int d = c8 + 8 * j;
-                if (d >= D) break;
+                if (d >= D) continue;
                 float sk = 0.0f;
                 float sv = 0.0f;
                 for (int qi = 0; qi < AT_BQ; qi++) {
@@ -252,6 +260,7 @@ extern "C" __global__ void __launch_bounds__(AT_THREADS)
     int j = j0 + r;
     if (j < S) {
         long long base = (((long long)b * S + j) * G + g) * D;
+        #pragma unroll
         for (int e = 0; e < AT_PER; e++) {
             int d = c8 + 8 * e;
             if (d < D) {

@@ -110,9 +110,11 @@ __device__ __forceinline__ void gemm_tile(float* __restrict__ C, int ldc, const 
         __syncthreads();
     }
 
+#pragma unroll
     for (int i = 0; i < 4; i++) {
         int gm = m0 + ty + 16 * i;
         if (gm >= M) continue;
+#pragma unroll
         for (int j = 0; j < 4; j++) {
             int gn = n0 + tx + 16 * j;
             if (gn >= N) continue;
