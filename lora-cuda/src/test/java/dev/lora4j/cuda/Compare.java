@@ -11,6 +11,10 @@ final class Compare {
     }
 
     /** Asserts closeness, prints the max error to stdout, returns it; the message lists the first mismatches. */
+    static double close(double slack, String what, float[] want, float[] got, double atol, double rtol) {
+        return close(what, want, got, atol + slack, rtol + slack);
+    }
+
     static double close(String what, float[] want, float[] got, double atol, double rtol) {
         assertEquals(want.length, got.length, what + ": length");
         double max = 0;
@@ -27,7 +31,7 @@ final class Compare {
                 max = Double.isNaN(err) ? Double.NaN : err;
             }
         }
-        System.out.printf("emulated %-40s max |err| = %.3g over %d values%n", what, max, want.length);
+        System.out.printf("kernel %-42s max |err| = %.3g over %d values%n", what, max, want.length);
         if (mismatches > 0) {
             fail(what + ": " + mismatches + " of " + want.length + " values differ by more than " + atol + " + " + rtol
                     + "·|want| (max error " + max + "); first:" + bad);

@@ -18,11 +18,11 @@ import java.util.concurrent.TimeUnit;
  * A {@link KernelLauncher} over host buffers that runs its launches in the host-emulation driver:
  * upload arrays, queue launches (from {@link Kernels}), {@link #run()}, read the buffers back.
  */
-final class HostDevice implements KernelLauncher {
+final class HostDevice implements TestDevice {
     private static final int RUN_MINUTES = 5;
 
     /** A host buffer; its contents are replaced by the driver's output after {@link #run()}. */
-    static final class Buf implements KernelBuffer {
+    static final class Buf implements TestDevice.Buf {
         final int index;
         byte[] bytes;
 
@@ -36,10 +36,9 @@ final class HostDevice implements KernelLauncher {
             return bytes.length;
         }
 
-        float[] floats() {
-            float[] out = new float[bytes.length / 4];
-            ByteBuffer.wrap(bytes).order(ByteOrder.LITTLE_ENDIAN).asFloatBuffer().get(out);
-            return out;
+        @Override
+        public byte[] raw() {
+            return bytes;
         }
     }
 
@@ -47,36 +46,12 @@ final class HostDevice implements KernelLauncher {
     private final List<Launch> launches = new ArrayList<>();
     private final Map<Buf, Boolean> known = new IdentityHashMap<>();
 
-    Buf bytes(byte[] data) {
+    @Override
+    public Buf bytes(byte[] data) {
         Buf b = new Buf(buffers.size(), data.clone());
         buffers.add(b);
         known.put(b, true);
         return b;
-    }
-
-    Buf floats(float[] data) {
-        ByteBuffer bb = ByteBuffer.allocate(4 * data.length).order(ByteOrder.LITTLE_ENDIAN);
-        bb.asFloatBuffer().put(data);
-        return bytes(bb.array());
-    }
-
-    Buf zeros(int floats) {
-        return bytes(new byte[4 * floats]);
-    }
-
-    Buf ints(int[] data) {
-        ByteBuffer bb = ByteBuffer.allocate(4 * data.length).order(ByteOrder.LITTLE_ENDIAN);
-        bb.asIntBuffer().put(data);
-        return bytes(bb.array());
-    }
-
-    /** BF16 bits of each value (round to nearest even, as __float2bfloat16 and lora4j's DType.BF16). */
-    Buf bf16(float[] data) {
-        ByteBuffer bb = ByteBuffer.allocate(2 * data.length).order(ByteOrder.LITTLE_ENDIAN);
-        for (float f : data) {
-            bb.putShort((short) (bf16Bits(f)));
-        }
-        return bytes(bb.array());
     }
 
     static int bf16Bits(float f) {
@@ -102,7 +77,8 @@ final class HostDevice implements KernelLauncher {
     }
 
     /** Runs the queued launches in the driver and loads every buffer's final contents. */
-    void run() {
+    @Override
+    public void run() {
         Path driver = HostEmulation.driver();
         try {
             Path dir = Files.createDirectories(HostEmulation.WORK);

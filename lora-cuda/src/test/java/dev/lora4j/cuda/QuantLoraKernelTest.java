@@ -20,6 +20,16 @@ import org.junit.jupiter.api.Test;
  * operations) and lora4j's CPU autograd (products: tolerance 2e-5 + 2e-5·|want|, F32 sums in another order).
  */
 class QuantLoraKernelTest {
+    /** Extra tolerance of the device under test (0 in the emulation). */
+    double slack;
+
+    /** The device the launches run on; the GPU subclasses override it. */
+    TestDevice device() {
+        TestDevice d = new HostDevice();
+        slack = d.slack();
+        return d;
+    }
+
     private static final QuantConfig[] CONFIGS = {
         new QuantConfig(QuantType.NF4, 64, false), new QuantConfig(QuantType.NF4, 64, true),
         new QuantConfig(QuantType.FP4, 32, true), new QuantConfig(QuantType.FP4, 128, false)};
@@ -29,7 +39,7 @@ class QuantLoraKernelTest {
         return QuantizedStorage.quantize("w", new FloatStorage(w), 0, new int[] {rows, cols}, config, DType.F32);
     }
 
-    static FrozenWeight.Quant4 upload(HostDevice dev, QuantizedStorage q) {
+    static FrozenWeight.Quant4 upload(TestDevice dev, QuantizedStorage q) {
         KernelBuffer code = dev.floats(q.type().code());
         if (!q.isDoubleQuant()) {
             return new FrozenWeight.Quant4(dev.bytes(q.packed()), dev.floats(q.absmax()), null, null, null, 0f, code, q.blocksize(),
@@ -49,15 +59,15 @@ class QuantLoraKernelTest {
     @Test
     void dequantizationMatchesQuantizedStorageExactly() {
         SplittableRandom rng = new SplittableRandom(20);
-        HostDevice dev = new HostDevice();
+        TestDevice dev = device();
         List<Object[]> cases = new ArrayList<>();
         int[][] shapes = {{1, 1}, {7, 31}, {65, 207}, {31, 702}};
         for (QuantConfig config : CONFIGS) {
             for (int[] s : shapes) {
                 QuantizedStorage q = quantize(rng, s[0], s[1], config);
                 FrozenWeight.Quant4 w = upload(dev, q);
-                HostDevice.Buf f32 = dev.zeros(s[0] * s[1]);
-                HostDevice.Buf bf16 = dev.bytes(new byte[2 * s[0] * s[1]]);
+                TestDevice.Buf f32 = dev.zeros(s[0] * s[1]);
+                TestDevice.Buf bf16 = dev.bytes(new byte[2 * s[0] * s[1]]);
                 dev.launch(Kernels.dequant4(f32, w, false));
                 dev.launch(Kernels.dequant4(bf16, w, true));
                 cases.add(new Object[] {config + " " + s[0] + "x" + s[1], q, f32, bf16});
@@ -66,8 +76,8 @@ class QuantLoraKernelTest {
         dev.run();
         for (Object[] c : cases) {
             float[] want = decode((QuantizedStorage) c[1]);
-            Compare.close("dequant4_f32 " + c[0], want, ((HostDevice.Buf) c[2]).floats(), 0, 0);
-            Compare.close("dequant4_bf16 " + c[0], Compare.bf16Round(want), widen(((HostDevice.Buf) c[3]).bytes), 0, 0);
+            Compare.close(slack, "dequant4_f32 " + c[0], want, ((TestDevice.Buf) c[2]).floats(), 0, 0);
+            Compare.close(slack, "dequant4_bf16 " + c[0], Compare.bf16Round(want), widen(((TestDevice.Buf) c[3]).raw()), 0, 0);
         }
     }
 
@@ -83,7 +93,7 @@ class QuantLoraKernelTest {
     @Test
     void fused4BitProductMatchesGemmOverTheQuantizedStorage() {
         SplittableRandom rng = new SplittableRandom(21);
-        HostDevice dev = new HostDevice();
+        TestDevice dev = device();
         List<Object[]> cases = new ArrayList<>();
         int[][] sizes = {{1, 7, 31}, {7, 65, 207}, {31, 31, 702}};
         for (QuantConfig config : CONFIGS) {
@@ -95,7 +105,7 @@ class QuantLoraKernelTest {
                     QuantizedStorage q = transW ? quantize(rng, n, k, config) : quantize(rng, k, n, config);
                     float[] a = Compare.uniform(rng, m * k, 1f);
                     float[] c0 = Compare.uniform(rng, m * n, 1f);
-                    HostDevice.Buf c = dev.floats(c0);
+                    TestDevice.Buf c = dev.floats(c0);
                     dev.launch(Kernels.gemm4(c, dev.floats(a), upload(dev, q), m, n, k, transW, 0.75f, 0.5f));
                     cases.add(new Object[] {config + " " + m + "x" + n + "x" + k + (transW ? " Wᵀ" : ""), q, a, c0, c, s, transW});
                 }
@@ -109,7 +119,7 @@ class QuantLoraKernelTest {
             // the CPU backend widens the 4-bit storage panel by panel: lora4j's own QLoRA product
             Backends.scalar().gemm(false, transW, s[0], s[1], s[2], 0.75f, new FloatStorage((float[]) c[2]), 0, s[2],
                     (QuantizedStorage) c[1], 0, transW ? s[2] : s[1], 0.5f, new FloatStorage(want), 0, s[1]);
-            Compare.close("gemm4_f32 " + c[0], want, ((HostDevice.Buf) c[4]).floats(), 2e-5, 2e-5);
+            Compare.close(slack, "gemm4_f32 " + c[0], want, ((TestDevice.Buf) c[4]).floats(), 2e-5, 2e-5);
         }
     }
 
@@ -118,7 +128,7 @@ class QuantLoraKernelTest {
         SplittableRandom rng = new SplittableRandom(22);
         int[][] sizes = {{1, 7, 31, 1}, {7, 65, 207, 8}, {65, 31, 702, 16}};
         for (boolean quantized : new boolean[] {false, true}) {
-            HostDevice dev = new HostDevice();
+            TestDevice dev = device();
             List<Object[]> cases = new ArrayList<>();
             for (int[] s : sizes) {
                 int m = s[0];
@@ -143,15 +153,15 @@ class QuantLoraKernelTest {
                 float[] dx0 = Compare.uniform(rng, m * k, 1f);
                 float[] dA0 = Compare.uniform(rng, r * k, 1f);
                 float[] dB0 = Compare.uniform(rng, n * r, 1f);
-                HostDevice.Buf xb = dev.floats(x);
-                HostDevice.Buf ab = dev.floats(a);
-                HostDevice.Buf bb = dev.floats(b);
-                HostDevice.Buf y = dev.zeros(m * n);
-                HostDevice.Buf u = dev.zeros(m * r);
-                HostDevice.Buf v = dev.zeros(m * r);
-                HostDevice.Buf dx = dev.floats(dx0);
-                HostDevice.Buf dA = dev.floats(dA0);
-                HostDevice.Buf dB = dev.floats(dB0);
+                TestDevice.Buf xb = dev.floats(x);
+                TestDevice.Buf ab = dev.floats(a);
+                TestDevice.Buf bb = dev.floats(b);
+                TestDevice.Buf y = dev.zeros(m * n);
+                TestDevice.Buf u = dev.zeros(m * r);
+                TestDevice.Buf v = dev.zeros(m * r);
+                TestDevice.Buf dx = dev.floats(dx0);
+                TestDevice.Buf dA = dev.floats(dA0);
+                TestDevice.Buf dB = dev.floats(dB0);
                 dev.launchAll(Kernels.loraForward(y, u, xb, fw, ab, bb, m, n, k, r, scale));
                 dev.launchAll(Kernels.loraBackward(dx, dA, dB, v, dev.floats(dy), xb, u, fw, ab, bb, m, n, k, r, scale));
                 cases.add(new Object[] {s, scale, w0, x, a, b, dy, dx0, dA0, dB0, y, dx, dA, dB});
@@ -175,10 +185,10 @@ class QuantLoraKernelTest {
                         Elementwise.scale(MatMul.matmul(MatMul.matmul(x, false, a, true), false, b, true), scale));
                 Elementwise.weightedSum(yRef, (float[]) c[6]).backward();
                 String what = (quantized ? "lora_4bit " : "lora_bf16 ") + m + "x" + n + "x" + k + " r" + r;
-                Compare.close(what + " y", yRef.toFloatArray(), ((HostDevice.Buf) c[10]).floats(), 2e-5, 2e-5);
-                Compare.close(what + " dx", x.grad().toFloatArray(), ((HostDevice.Buf) c[11]).floats(), 2e-5, 2e-5);
-                Compare.close(what + " dA", a.grad().toFloatArray(), ((HostDevice.Buf) c[12]).floats(), 2e-5, 2e-5);
-                Compare.close(what + " dB", b.grad().toFloatArray(), ((HostDevice.Buf) c[13]).floats(), 2e-5, 2e-5);
+                Compare.close(slack, what + " y", yRef.toFloatArray(), ((TestDevice.Buf) c[10]).floats(), 2e-5, 2e-5);
+                Compare.close(slack, what + " dx", x.grad().toFloatArray(), ((TestDevice.Buf) c[11]).floats(), 2e-5, 2e-5);
+                Compare.close(slack, what + " dA", a.grad().toFloatArray(), ((TestDevice.Buf) c[12]).floats(), 2e-5, 2e-5);
+                Compare.close(slack, what + " dB", b.grad().toFloatArray(), ((TestDevice.Buf) c[13]).floats(), 2e-5, 2e-5);
             }
         }
     }
