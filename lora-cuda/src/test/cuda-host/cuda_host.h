@@ -2,7 +2,8 @@
 // compiles unchanged with g++ -std=c++20 -x c++ -DLORA_CUDA_HOST and runs on the CPU.
 //
 // Model: a launch runs its blocks one after another; the threads of a block are host threads
-// (one std::thread per CUDA thread), so __syncthreads() is a std::barrier over them and
+// (one std::thread per CUDA thread, kept in a pool across launches), so __syncthreads() is a
+// std::barrier over them and
 // __shared__ variables can be function-local statics (one block is alive at a time). Warps are
 // consecutive groups of 32 threads; warp shuffles exchange through a slot per thread between two
 // warp barriers. wmma fragments hold a whole tile in every lane and compute it in float (same
@@ -12,6 +13,9 @@
 #include <algorithm>
 #include <atomic>
 #include <barrier>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -76,6 +80,62 @@ inline unsigned warp_lanes(unsigned warp) {
     return std::min(32u, n - warp * 32);
 }
 
+/**
+ * Host threads reused across launches: thread i runs CUDA thread i of every block of a launch.
+ * Created once and never destroyed (allocated with new), so that process exit does not have to
+ * join threads parked on the condition variable.
+ */
+struct ThreadPool {
+    std::mutex m;
+    std::condition_variable start_cv;
+    std::condition_variable done_cv;
+    std::vector<std::thread> threads;
+    std::function<void(unsigned)> job;
+    unsigned active = 0;
+    unsigned remaining = 0;
+    unsigned long generation = 0;
+
+    void worker(unsigned id) {
+        unsigned long seen = 0;
+        for (;;) {
+            std::function<void(unsigned)> j;
+            {
+                std::unique_lock<std::mutex> lock(m);
+                start_cv.wait(lock, [&] { return generation != seen; });
+                seen = generation;
+                if (id >= active) continue;
+                j = job;
+            }
+            j(id);
+            std::lock_guard<std::mutex> lock(m);
+            if (--remaining == 0) done_cv.notify_all();
+        }
+    }
+
+    void run(unsigned n, std::function<void(unsigned)> f) {
+        {
+            std::lock_guard<std::mutex> lock(m);
+            while (threads.size() < n) {
+                unsigned id = threads.size();
+                threads.emplace_back([this, id] { worker(id); });
+                threads.back().detach();
+            }
+            job = std::move(f);
+            active = n;
+            remaining = n;
+            generation++;
+        }
+        start_cv.notify_all();
+        std::unique_lock<std::mutex> lock(m);
+        done_cv.wait(lock, [&] { return remaining == 0; });
+    }
+};
+
+inline ThreadPool& pool() {
+    static ThreadPool* p = new ThreadPool();
+    return *p;
+}
+
 /** Runs kernel(args...) over grid × block, as cuLaunchKernel would. */
 template <class... P, class... A>
 void launch(dim3 grid, dim3 block, void (*kernel)(P...), A... args) {
@@ -89,22 +149,17 @@ void launch(dim3 grid, dim3 block, void (*kernel)(P...), A... args) {
         warp_barriers.push_back(std::make_unique<std::barrier<>>(std::min(32u, n - w * 32)));
     }
     shuffle_slots.assign(n, 0);
-    std::vector<std::thread> threads;
-    threads.reserve(n);
-    for (unsigned t = 0; t < n; t++) {
-        threads.emplace_back([&, t] {
-            linear_idx = t;
-            thread_idx = {t % block.x, (t / block.x) % block.y, t / (block.x * block.y)};
-            for (unsigned bz = 0; bz < grid.z; bz++)
-                for (unsigned by = 0; by < grid.y; by++)
-                    for (unsigned bx = 0; bx < grid.x; bx++) {
-                        block_idx = {bx, by, bz};
-                        kernel(args...);
-                        barrier.arrive_and_wait(); // the next block reuses the __shared__ statics
-                    }
-        });
-    }
-    for (auto& th : threads) th.join();
+    pool().run(n, [&](unsigned t) {
+        linear_idx = t;
+        thread_idx = {t % block.x, (t / block.x) % block.y, t / (block.x * block.y)};
+        for (unsigned bz = 0; bz < grid.z; bz++)
+            for (unsigned by = 0; by < grid.y; by++)
+                for (unsigned bx = 0; bx < grid.x; bx++) {
+                    block_idx = {bx, by, bz};
+                    kernel(args...);
+                    barrier.arrive_and_wait();  // the next block reuses the __shared__ statics
+                }
+    });
     block_barrier = nullptr;
 }
 }  // namespace cuda_host

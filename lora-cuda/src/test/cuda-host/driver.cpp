@@ -3,13 +3,14 @@
 // SCRIPT: "LCH1", int32 buffer count, per buffer {int64 byte length, bytes},
 //         int32 launch count, per launch {int32 name length, name, int32 grid[3], int32 block[3],
 //         int32 argument count, per argument {int8 kind, payload}}, kinds: 'p' int32 buffer index
-//         (-1: null), 'i' int32, 'l' int64, 'f' float32, 'd' float64.
+//         (-1: null) and int64 byte offset, 'i' int32, 'l' int64, 'f' float32, 'd' float64.
 // OUTPUT: int32 buffer count, per buffer {int64 byte length, bytes}, after all launches.
 // Each argument's kind must match the kernel's C parameter type exactly (as the slot sizes given
 // to cuLaunchKernel must), else the driver exits with status 3 naming the kernel and argument.
 #define LORA_CUDA_HOST 1
 #include "adamw.cu"
 #include "attention.cu"
+#include "elementwise.cu"
 #include "embedding.cu"
 #include "loss.cu"
 #include "lora.cu"
@@ -93,6 +94,8 @@ int main(int argc, char** argv) {
         KERNEL(lora_4bit),      KERNEL(matmul_f32),     KERNEL(matmul_bf16_tc), KERNEL(rmsnorm_fwd),
         KERNEL(rmsnorm_bwd_dx), KERNEL(rmsnorm_bwd_dw), KERNEL(dequant4_f32),   KERNEL(dequant4_bf16),
         KERNEL(gemm4_f32),      KERNEL(rope),           KERNEL(swiglu_fwd),     KERNEL(swiglu_bwd),
+        KERNEL(add_f32),        KERNEL(fill_f32),       KERNEL(random_f32),     KERNEL(random_bf16),
+        KERNEL(random_u8),
     };
     std::ifstream in(argv[1], std::ios::binary);
     auto rd = [&](void* p, size_t n) {
@@ -123,8 +126,11 @@ int main(int argc, char** argv) {
             switch (a.kind) {
                 case 'p': {
                     int idx = i32();
+                    long long offset = i64();
                     if (idx >= (int)buffers.size()) fail(name + ": buffer index out of range");
-                    a.p = idx < 0 ? nullptr : buffers[idx].data();
+                    if (idx >= 0 && (offset < 0 || offset > (long long)buffers[idx].size() - 16))
+                        fail(name + ": pointer offset " + std::to_string(offset) + " outside its buffer");
+                    a.p = idx < 0 ? nullptr : buffers[idx].data() + offset;
                     break;
                 }
                 case 'i': a.i = i32(); break;

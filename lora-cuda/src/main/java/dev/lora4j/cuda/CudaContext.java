@@ -173,6 +173,9 @@ public final class CudaContext implements KernelLauncher, AutoCloseable {
     }
 
     private long addressOf(KernelBuffer b) {
+        if (b instanceof BufferSlice s) {
+            return addressOf(s.base()) + s.offset();
+        }
         if (!(b instanceof CudaBuffer cb)) {
             throw new IllegalArgumentException("kernel argument " + b + " is not device memory of this context");
         }

@@ -177,8 +177,13 @@ public final class Kernels {
         positive("lora", "k", bigK);
         need("lora X", x, f32((long) bigM * bigK));
         need("lora C", c, f32((long) bigM * bigN));
-        need("lora U", uu, f32((long) bigM * r));
-        need("lora E", e, f32((long) bigN * r));
+        if (r > 0) {
+            need("lora U", uu, f32((long) bigM * r));
+            need("lora E", e, f32((long) bigN * r));
+        } else {
+            uu = null; // no LoRA term: the kernels skip the epilogue
+            e = null;
+        }
         int gx = blocks(bigN, GEMM_TILE);
         int gy = blocks(bigM, GEMM_TILE);
         if (w instanceof FrozenWeight.Bf16 bw) {
@@ -190,6 +195,49 @@ public final class Kernels {
         return new Launch("lora", "lora_4bit", gx, gy, 1, GEMM_THREADS, q.addTo(new KernelArgs().ptr(c).ptr(x))
                 .i32(q.blockShift()).i32(q.nestedShift()).ptr(uu).ptr(e).i32(bigM).i32(bigN).i32(bigK).i32(r).i32(transW)
                 .i64(eStrideN).i64(eStrideR).f32(s).f32(beta));
+    }
+
+    /**
+     * A frozen product without adapter: C[m,n] = x[m,k]·W₀ᵀ + beta·C (transW, W₀ [n,k]) or
+     * x·W₀ + beta·C (W₀ [k,n]); the LoRA kernels with rank 0 (e.g. the language-model head).
+     */
+    public static Launch frozenLinear(KernelBuffer c, KernelBuffer x, FrozenWeight w, int m, int n, int k, boolean transW,
+                                      float beta) {
+        checkElements("frozen linear", w, (long) n * k);
+        return loraBase(c, x, w, null, null, m, n, k, 0, transW, 0, 0, 0f, beta);
+    }
+
+    // ------------------------------------------------------------------ element-wise
+
+    /** out = a + b over n floats (out may alias a or b). */
+    public static Launch add(KernelBuffer out, KernelBuffer a, KernelBuffer b, long n) {
+        positive("add", "n", n);
+        need("add a", a, f32(n));
+        need("add b", b, f32(n));
+        need("add out", out, f32(n));
+        return new Launch("elementwise", "add_f32", blocks(n, THREADS), 1, 1, THREADS, new KernelArgs().ptr(out).ptr(a).ptr(b).i64(n));
+    }
+
+    /** out = value over n floats. */
+    public static Launch fill(KernelBuffer out, float value, long n) {
+        positive("fill", "n", n);
+        need("fill out", out, f32(n));
+        return new Launch("elementwise", "fill_f32", blocks(n, THREADS), 1, 1, THREADS, new KernelArgs().ptr(out).f32(value).i64(n));
+    }
+
+    /** n pseudo-random values uniform in [−scale, scale) from (seed, index), F32 or BF16. */
+    public static Launch random(KernelBuffer out, boolean bf16, float scale, long seed, long n) {
+        positive("random", "n", n);
+        need("random out", out, (bf16 ? 2 : 4) * n);
+        return new Launch("elementwise", bf16 ? "random_bf16" : "random_f32", blocks(n, THREADS), 1, 1, THREADS,
+                new KernelArgs().ptr(out).f32(scale).i64(seed).i64(n));
+    }
+
+    /** n pseudo-random bytes from (seed, index). */
+    public static Launch randomBytes(KernelBuffer out, long seed, long n) {
+        positive("random", "n", n);
+        need("random out", out, n);
+        return new Launch("elementwise", "random_u8", blocks(n, THREADS), 1, 1, THREADS, new KernelArgs().ptr(out).i64(seed).i64(n));
     }
 
     // ------------------------------------------------------------------ normalization, rotary, MLP gate
@@ -385,6 +433,29 @@ public final class Kernels {
                         .ptr(labels).i32(rows).i32(vocab).i32(IGNORE_INDEX)),
                 new Launch("loss", "ce_reduce", 1, 1, 1, THREADS, new KernelArgs().ptr(loss).ptr(count).ptr(lossRow)
                         .ptr(labels).i32(rows).i32(IGNORE_INDEX)));
+    }
+
+    /** lossRow[r] = lse_r − z_r[y_r] and lse[r] for a chunk of rows (ce_fwd alone; see {@link #crossEntropyMean}). */
+    public static Launch crossEntropyRows(KernelBuffer lossRow, KernelBuffer lse, KernelBuffer z, KernelBuffer labels, int rows,
+                                          int vocab) {
+        positive("cross_entropy", "rows", rows);
+        need("cross_entropy z", z, f32((long) rows * vocab));
+        need("cross_entropy labels", labels, 4L * rows);
+        need("cross_entropy lossRow", lossRow, f32(rows));
+        need("cross_entropy lse", lse, f32(rows));
+        return new Launch("loss", "ce_fwd", rows, 1, 1, THREADS, new KernelArgs().ptr(lossRow).ptr(lse).ptr(z).ptr(labels).i32(rows)
+                .i32(vocab).i32(IGNORE_INDEX));
+    }
+
+    /** loss[0] = mean of lossRow over the rows whose label is not ignored (NaN if none), count[0] = their number. */
+    public static Launch crossEntropyMean(KernelBuffer loss, KernelBuffer count, KernelBuffer lossRow, KernelBuffer labels, int rows) {
+        positive("cross_entropy", "rows", rows);
+        need("cross_entropy lossRow", lossRow, f32(rows));
+        need("cross_entropy labels", labels, 4L * rows);
+        need("cross_entropy loss", loss, 4);
+        need("cross_entropy count", count, 4);
+        return new Launch("loss", "ce_reduce", 1, 1, 1, THREADS, new KernelArgs().ptr(loss).ptr(count).ptr(lossRow).ptr(labels)
+                .i32(rows).i32(IGNORE_INDEX));
     }
 
     /** dz = dloss[0]/count[0]·(softmax(z) − onehot(label)), 0 on ignored rows; overwrites dz, which may be z itself. */

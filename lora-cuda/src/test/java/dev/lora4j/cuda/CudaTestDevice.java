@@ -60,12 +60,33 @@ final class CudaTestDevice implements TestDevice {
     }
 
     @Override
+    public KernelBuffer allocate(long bytes) {
+        CudaBuffer b = context.allocator().allocate(bytes);
+        owned.add(b);
+        return new Buf(b);
+    }
+
+    CudaContext context() {
+        return context;
+    }
+
+    /** Returns every buffer of this device to the allocator's cache. */
+    void release() {
+        for (CudaBuffer b : owned) {
+            b.close();
+        }
+        owned.clear();
+    }
+
+    @Override
     public void launch(Launch launch) {
         List<KernelArgs.Arg> args = launch.args().list();
         KernelArgs device = new KernelArgs();
         for (KernelArgs.Arg a : args) {
             switch (a.kind()) {
-                case POINTER -> device.ptr(a.value() == null ? null : ((Buf) a.value()).buffer);
+                case POINTER -> device.ptr(a.value() == null ? null
+                        : a.value() instanceof BufferSlice sl ? BufferSlice.of(((Buf) sl.base()).buffer, sl.offset(), sl.byteSize())
+                        : ((Buf) a.value()).buffer);
                 case INT -> device.i32((Integer) a.value());
                 case LONG -> device.i64((Long) a.value());
                 case FLOAT -> device.f32((Float) a.value());

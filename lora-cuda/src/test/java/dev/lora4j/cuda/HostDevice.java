@@ -69,7 +69,8 @@ final class HostDevice implements TestDevice {
     @Override
     public void launch(Launch launch) {
         for (KernelArgs.Arg a : launch.args().list()) {
-            if (a.kind() == KernelArgs.Kind.POINTER && a.value() != null && !known.containsKey(a.value())) {
+            Object v = a.value() instanceof BufferSlice sl ? sl.base() : a.value();
+            if (a.kind() == KernelArgs.Kind.POINTER && v != null && !known.containsKey(v)) {
                 throw new IllegalArgumentException(launch + ": a buffer that does not belong to this device");
             }
         }
@@ -113,7 +114,7 @@ final class HostDevice implements TestDevice {
         for (Buf b : buffers) {
             size += 8 + b.bytes.length;
         }
-        size += 4 + 64L * launches.size() + 16L * launches.stream().mapToInt(l -> l.args().size()).sum();
+        size += 4 + 64L * launches.size() + 24L * launches.stream().mapToInt(l -> l.args().size()).sum();
         ByteBuffer out = ByteBuffer.allocate(Math.toIntExact(size)).order(ByteOrder.LITTLE_ENDIAN);
         out.put("LCH1".getBytes(StandardCharsets.US_ASCII)).putInt(buffers.size());
         for (Buf b : buffers) {
@@ -128,7 +129,13 @@ final class HostDevice implements TestDevice {
             for (KernelArgs.Arg a : l.args().list()) {
                 out.put((byte) a.kind().letter());
                 switch (a.kind()) {
-                    case POINTER -> out.putInt(a.value() == null ? -1 : ((Buf) a.value()).index);
+                    case POINTER -> {
+                        if (a.value() instanceof BufferSlice sl) {
+                            out.putInt(((Buf) sl.base()).index).putLong(sl.offset());
+                        } else {
+                            out.putInt(a.value() == null ? -1 : ((Buf) a.value()).index).putLong(0);
+                        }
+                    }
                     case INT -> out.putInt((Integer) a.value());
                     case LONG -> out.putLong((Long) a.value());
                     case FLOAT -> out.putFloat((Float) a.value());

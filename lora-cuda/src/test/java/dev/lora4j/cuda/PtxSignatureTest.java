@@ -56,6 +56,14 @@ class PtxSignatureTest {
         all.addAll(Kernels.attentionBackward(b, b, b, b, b, b, b, b, b, b, 1, 16, 4, 2, 64, 0));
         all.addAll(Kernels.crossEntropyForward(b, b, b, b, b, b, 4, 100));
         all.add(Kernels.crossEntropyBackward(b, b, b, b, b, b, 4, 100));
+        all.add(Kernels.frozenLinear(b, b, q4, 64, 64, 64, true, 0f));
+        all.add(Kernels.crossEntropyRows(b, b, b, b, 4, 100));
+        all.add(Kernels.crossEntropyMean(b, b, b, b, 4));
+        all.add(Kernels.add(b, b, b, 100));
+        all.add(Kernels.fill(b, 0f, 100));
+        all.add(Kernels.random(b, false, 1f, 1, 100));
+        all.add(Kernels.random(b, true, 1f, 1, 100));
+        all.add(Kernels.randomBytes(b, 1, 100));
         all.add(Kernels.adamW(b, b, b, b, 100, 1e-3, 0.9, 0.999, 1e-8, 0.01, 1));
         return all;
     }

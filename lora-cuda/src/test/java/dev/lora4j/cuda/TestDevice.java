@@ -7,7 +7,7 @@ import java.util.List;
  * or a GPU ({@link CudaTestDevice}, the tests tagged "gpu"). Buffers are filled on creation and
  * read after {@link #run()}.
  */
-interface TestDevice extends KernelLauncher {
+interface TestDevice extends KernelLauncher, DeviceMemory {
 
     /** A buffer whose contents can be read back after {@link #run()}. */
     interface Buf extends KernelBuffer {
@@ -46,6 +46,21 @@ interface TestDevice extends KernelLauncher {
             bb.putShort((short) HostDevice.bf16Bits(f));
         }
         return bytes(bb.array());
+    }
+
+    @Override
+    default KernelBuffer allocate(long bytes) {
+        return bytes(new byte[Math.toIntExact(bytes)]);
+    }
+
+    @Override
+    default KernelBuffer upload(float[] data) {
+        return floats(data);
+    }
+
+    @Override
+    default KernelBuffer upload(int[] data) {
+        return ints(data);
     }
 
     /** Runs (or waits for) every queued launch; afterwards buffers hold the results. */
