@@ -1,7 +1,5 @@
 package dev.lora4j.cuda;
 
-import java.util.List;
-
 /**
  * Where a kernel test runs its launches: the g++ host emulation ({@link HostDevice}, every build)
  * or a GPU ({@link CudaTestDevice}, the tests tagged "gpu"). Buffers are filled on creation and
@@ -69,9 +67,5 @@ interface TestDevice extends KernelLauncher, DeviceMemory {
     /** Extra tolerance the device needs over the emulation (FMA contraction and fast intrinsics on a GPU). */
     default double slack() {
         return 0;
-    }
-
-    static List<Launch> none() {
-        return List.of();
     }
 }
