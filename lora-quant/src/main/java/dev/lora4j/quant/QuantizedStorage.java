@@ -249,13 +249,13 @@ public final class QuantizedStorage implements Storage {
         return absmax != null ? absmax.length : nested.codes().length;
     }
 
-    /** The packed 4-bit codes (not copied; do not modify). */
-    byte[] packed() {
+    /** The packed 4-bit codes (not copied; do not modify: a device backend uploads them as they are). */
+    public byte[] packed() {
         return packed;
     }
 
-    /** Per-block F32 absmax, or null under double quantization (not copied). */
-    float[] absmax() {
+    /** Per-block F32 absmax, or null under double quantization (not copied; do not modify). */
+    public float[] absmax() {
         return absmax;
     }
 
