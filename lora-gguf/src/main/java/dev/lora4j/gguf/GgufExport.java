@@ -152,7 +152,7 @@ public final class GgufExport {
     /**
      * Writes {@code model} as a GGUF model file: hyper-parameters, the tokenizer of
      * {@code tokenizerFolder} (tokenizer.json, tokenizer_config.json with its chat template; null
-     * for none, which llama.cpp refuses to run but reads), and every tensor under llama.cpp's name.
+     * required: llama.cpp loads no model without a vocabulary), and every tensor under llama.cpp's name.
      * Matrices are stored as {@code type} (F32, F16, BF16 or Q8_0), vectors (norms, biases) as F32;
      * a matrix whose rows are not a multiple of 32 falls back from Q8_0 to F16, as llama.cpp's
      * converter does. One tensor is widened at a time.
@@ -162,12 +162,14 @@ public final class GgufExport {
         GgufArchitecture arch = GgufArchitecture.of(config);
         GgufWriter w = new GgufWriter();
         putHyperParameters(w, arch, config, type);
-        if (tokenizerFolder != null) {
-            try {
-                GgufTokenizer.write(w, tokenizerFolder, config.vocabSize());
-            } catch (IOException e) {
-                throw new UncheckedIOException("reading the tokenizer in " + tokenizerFolder + ": " + e.getMessage(), e);
-            }
+        if (tokenizerFolder == null) {
+            throw new IllegalArgumentException("a GGUF model needs its tokenizer: give the folder with tokenizer.json "
+                    + "(the Hugging Face model folder it came from)");
+        }
+        try {
+            GgufTokenizer.write(w, tokenizerFolder, config.vocabSize());
+        } catch (IOException e) {
+            throw new UncheckedIOException("reading the tokenizer in " + tokenizerFolder + ": " + e.getMessage(), e);
         }
         Map<String, Tensor> tensors = new LinkedHashMap<>(model.allTensors());
         List<String> fallbacks = new ArrayList<>();

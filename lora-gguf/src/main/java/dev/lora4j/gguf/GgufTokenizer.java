@@ -132,6 +132,14 @@ public final class GgufTokenizer {
                 // pieces no merge produces (characters, bytes, specials) are never a merge result: score 0
                 scores[id] = types[id] == NORMAL && rank != null ? -rank : 0f;
             }
+            for (int b = 0; b < 256; b++) {
+                String byteToken = String.format("<0x%02X>", b);
+                if (tokenizer.id(byteToken).isEmpty()) {
+                    throw new IllegalArgumentException(file + ": the SentencePiece-style vocabulary has no byte token "
+                            + byteToken + "; llama.cpp's \"llama\" tokenizer needs all 256 (<0x00>..<0xFF>, "
+                            + "tokenizer.json's byte_fallback) and aborts on text it cannot split without them");
+                }
+            }
             out.putString("tokenizer.ggml.model", "llama");
             out.putString("tokenizer.ggml.pre", "default");
             out.put("tokenizer.ggml.tokens", GgufValue.strings(tokens));

@@ -22,6 +22,42 @@ final class GgufTesting {
         return dir;
     }
 
+    /**
+     * Writes a byte-level BPE tokenizer for a model without one (golden-tiny-llama): {@code <unk>},
+     * {@code <s>}, {@code </s>} and single printable ASCII characters up to {@code vocab} ids, no merges.
+     */
+    static Path characterTokenizer(Path folder, int vocab) throws java.io.IOException {
+        var json = new com.fasterxml.jackson.databind.ObjectMapper();
+        var root = json.createObjectNode();
+        var added = root.putArray("added_tokens");
+        String[] specials = {"<unk>", "<s>", "</s>"};
+        for (int i = 0; i < 3; i++) {
+            added.addObject().put("id", i).put("content", specials[i]).put("single_word", false).put("lstrip", false)
+                    .put("rstrip", false).put("normalized", false).put("special", true);
+        }
+        root.putNull("normalizer");
+        root.putObject("pre_tokenizer").put("type", "ByteLevel").put("add_prefix_space", false).put("trim_offsets", true)
+                .put("use_regex", true);
+        root.putNull("post_processor");
+        root.putObject("decoder").put("type", "ByteLevel").put("add_prefix_space", true).put("trim_offsets", true)
+                .put("use_regex", true);
+        var model = root.putObject("model");
+        model.put("type", "BPE").putNull("unk_token").put("byte_fallback", false);
+        var v = model.putObject("vocab");
+        for (int i = 0; i < 3; i++) {
+            v.put(specials[i], i);
+        }
+        for (int id = 3; id < vocab; id++) {
+            v.put(String.valueOf((char) (33 + id - 3)), id);
+        }
+        model.putArray("merges");
+        Files.createDirectories(folder);
+        Files.writeString(folder.resolve("tokenizer.json"), json.writeValueAsString(root));
+        Files.writeString(folder.resolve("tokenizer_config.json"), "{\"bos_token\": \"<s>\", \"eos_token\": \"</s>\", "
+                + "\"unk_token\": \"<unk>\", \"add_bos_token\": true}");
+        return folder;
+    }
+
     /** log_softmax of the logits at the last position of {@code ids}, in double. */
     static double[] logSoftmaxLast(LlamaModel model, int[] ids) {
         Tensor logits;
