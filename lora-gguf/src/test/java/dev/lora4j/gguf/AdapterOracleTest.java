@@ -66,4 +66,54 @@ class AdapterOracleTest {
         System.out.printf("golden-tiny-llama + adapter: 20 ids identical; max |log-prob diff| lora4j vs llama.cpp %.3g, "
                 + "adapter vs merged %.3g%n", d1, d2);
     }
+
+    /** Random non-zero B so that the adapter changes the output. */
+    private static void randomizeB(LoraModel lora, long seed) {
+        SplittableRandom rng = new SplittableRandom(seed);
+        lora.peftTensors(LoraModel.DEFAULT_ADAPTER, t -> t).forEach((key, t) -> {
+            if (key.contains("lora_B")) {
+                float[] d = t.data();
+                for (int i = 0; i < d.length; i++) {
+                    d[i] = (float) (rng.nextDouble() - 0.5) * 0.2f;
+                }
+            }
+        });
+    }
+
+    /**
+     * rsLoRA (scaling alpha/√r, folded into adapter.lora.alpha = alpha·√r) and per-module ranks and
+     * alphas (scaling folded into lora_b, alpha 0) on stories260K: llama.cpp computes what lora4j does.
+     */
+    @Test
+    void rsLoraAndPerModuleRanksEqualLora4j() throws Exception {
+        Path hf = GgufTesting.fixture("stories260K/hf");
+        LlamaCpp.require();
+        Path base = tmp.resolve("stories.gguf");
+        GgufExport.model(LlamaModel.load(hf), hf, GgmlType.F32, base);
+        int[] prompt = {1, 403, 407, 261, 378};
+        LoraConfig[] configs = {
+            LoraConfig.rank(4).alpha(8).useRslora(true).targets(Target.QUERY, Target.KEY, Target.VALUE, Target.MLP),
+            LoraConfig.rank(4).alpha(8).targets(Target.QUERY, Target.KEY, Target.PROJECTION, Target.MLP)
+                    .rankPattern(Map.of("k_proj", 2)).alphaPattern(Map.of("down_proj", 3))
+        };
+        for (int c = 0; c < configs.length; c++) {
+            LoraModel lora = LoraModel.wrap(LlamaModel.load(hf), configs[c]);
+            randomizeB(lora, 7 + c);
+            Path adapter = tmp.resolve("adapter" + c + ".gguf");
+            GgufExport.adapter(lora, adapter);
+            try (GgufFile f = GgufFile.open(adapter)) {
+                double alpha = f.number("adapter.lora.alpha");
+                assertEquals(c == 0 ? 8 * Math.sqrt(4) : 0.0, alpha, 1e-6);
+            }
+            double[] expected = GgufTesting.logSoftmaxLast(lora.model(), prompt);
+            int[] expectedIds = new Generator(lora.model()).maxNewTokens(30).generate(prompt);
+            JsonNode r = LlamaCpp.check(base, "--lora", adapter.toString(), "--prompt-ids", csv(prompt), "--n", "30",
+                    "--ignore-eos", "--logits");
+            double d = GgufTesting.assertClose("config " + c, expected, LlamaCpp.doubles(r.get("logprobs_last_prompt_position")),
+                    1e-4);
+            assertArrayEquals(expectedIds, LlamaCpp.ints(r.get("ids")), "config " + c);
+            System.out.printf("stories260K adapter %s: 30 ids identical, max |log-prob diff| %.3g%n",
+                    c == 0 ? "rsLoRA" : "rank/alpha patterns", d);
+        }
+    }
 }
