@@ -58,6 +58,14 @@ final class GgufTesting {
         return folder;
     }
 
+    static String csv(int[] ids) {
+        StringBuilder sb = new StringBuilder();
+        for (int id : ids) {
+            sb.append(sb.length() == 0 ? "" : ",").append(id);
+        }
+        return sb.toString();
+    }
+
     /** log_softmax of the logits at the last position of {@code ids}, in double. */
     static double[] logSoftmaxLast(LlamaModel model, int[] ids) {
         Tensor logits;

@@ -112,6 +112,61 @@ final class LlamaCpp {
         return run(cmd, 300);
     }
 
+    private static Path quantizeTool;
+
+    /** The npm package's prebuilt libraries (libllama, libggml-*). */
+    static Path libraries() throws IOException {
+        String home = System.getenv().getOrDefault("LLAMA_CPP_HOME", System.getProperty("user.home") + "/.cache/lora4j-llama-cpp");
+        Path bins = Path.of(home, "node_modules", "@node-llama-cpp", "linux-x64", "bins", "linux-x64");
+        if (!Files.isDirectory(bins)) {
+            return null;
+        }
+        return bins;
+    }
+
+    /**
+     * Compiles (once) a small C program that calls llama.cpp's {@code llama_model_quantize} from the
+     * npm package's libllama.so; skips the calling test when gcc or the library is missing.
+     */
+    static synchronized Path quantizeTool() throws IOException {
+        require();
+        if (quantizeTool != null) {
+            return quantizeTool;
+        }
+        Path bins = libraries();
+        Assumptions.assumeTrue(bins != null, "node-llama-cpp's linux-x64 libraries are absent; skipping");
+        Path lib;
+        try (var files = Files.list(bins)) {
+            lib = files.filter(f -> f.getFileName().toString().matches("libllama(\\.v[0-9.]+)?\\.so")).findFirst().orElse(null);
+        }
+        Assumptions.assumeTrue(lib != null, "no libllama*.so in " + bins + "; skipping");
+        Path dir = Files.createTempDirectory("lora4j-llama-quantize");
+        Path source = dir.resolve("llama_quantize.c");
+        try (var in = LlamaCpp.class.getResourceAsStream("llama_quantize.c")) {
+            Files.copy(in, source);
+        }
+        Path exe = dir.resolve("llama_quantize");
+        Result r;
+        try {
+            r = run(List.of("gcc", "-O1", "-o", exe.toString(), source.toString(), lib.toString(),
+                    "-Wl,-rpath," + bins), 120);
+        } catch (IOException e) {
+            Assumptions.abort("gcc is not available (" + e.getMessage() + "); skipping");
+            throw e;
+        }
+        Assumptions.assumeTrue(r.exit == 0, "gcc could not build the quantize tool: " + r.err);
+        quantizeTool = exe;
+        return exe;
+    }
+
+    /** llama.cpp's llama_model_quantize of {@code in} into {@code out} with every tensor of one type. */
+    static void quantize(Path in, Path out, int llamaFtype) throws IOException {
+        Result r = run(List.of(quantizeTool().toString(), in.toString(), out.toString(), String.valueOf(llamaFtype)), 300);
+        if (r.exit != 0) {
+            throw new AssertionError("llama_model_quantize failed: " + r.err + r.out);
+        }
+    }
+
     static int[] ints(JsonNode array) {
         int[] out = new int[array.size()];
         for (int i = 0; i < out.length; i++) {
