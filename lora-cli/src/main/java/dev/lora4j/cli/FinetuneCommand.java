@@ -131,7 +131,7 @@ public final class FinetuneCommand implements Callable<Integer> {
         }
         checkIntervals();
         Path resumePoint = checkOut();
-        LlamaConfig modelConfig = readConfig(folder);
+        LlamaConfig modelConfig = modelOptions.config();
         HfTokenizer tokenizer = modelOptions.tokenizer();
         PromptStyle style = dataOptions.promptStyle(PromptStyle.alpaca());
         DataOptions.Prepared data = dataOptions.prepareForTraining(tokenizer, modelConfig.maxPositionEmbeddings());
@@ -468,14 +468,6 @@ public final class FinetuneCommand implements Callable<Integer> {
             }
         }
         return dropped;
-    }
-
-    private static LlamaConfig readConfig(Path folder) {
-        try {
-            return LlamaConfig.read(folder.resolve("config.json"));
-        } catch (IOException e) {
-            throw new UncheckedIOException("reading " + folder.resolve("config.json") + ": " + e.getMessage(), e);
-        }
     }
 
     private static String plotTitle(Path folder) {

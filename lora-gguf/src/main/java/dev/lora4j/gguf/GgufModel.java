@@ -1,5 +1,6 @@
 package dev.lora4j.gguf;
 
+import dev.lora4j.data.ChatTemplate;
 import dev.lora4j.data.HfTokenizer;
 import dev.lora4j.model.LlamaConfig;
 import dev.lora4j.model.LlamaModel;
@@ -65,7 +66,7 @@ public record GgufModel(LlamaModel model, HfTokenizer tokenizer, String chatTemp
             }
             GgufArchitecture arch = GgufArchitecture.named(file.string("general.architecture"));
             HfTokenizer tokenizer = GgufTokenizer.load(file);
-            LlamaConfig config = config(file, arch, tokenizer);
+            LlamaConfig config = config(file, arch);
             Set<String> unused = new LinkedHashSet<>(file.tensorNames());
             LlamaModel model = LlamaModel.assemble(config, (hfName, shape) -> {
                 String name = arch.ggufName(hfName).orElseThrow(() -> new IllegalArgumentException(
@@ -132,7 +133,7 @@ public record GgufModel(LlamaModel model, HfTokenizer tokenizer, String chatTemp
     }
 
     /** The Hugging Face configuration that a GGUF file's {@code <arch>.*} metadata describes. */
-    static LlamaConfig config(GgufFile f, GgufArchitecture arch, HfTokenizer tokenizer) {
+    static LlamaConfig config(GgufFile f, GgufArchitecture arch) {
         String a = arch.name() + ".";
         if (!f.contains("token_embd.weight")) {
             throw new IllegalArgumentException(f.path() + ": tensor token_embd.weight is missing; not a model file");
@@ -166,9 +167,43 @@ public record GgufModel(LlamaModel model, HfTokenizer tokenizer, String chatTemp
                         + "by lora4j's GGUF loader (linear is)");
             }
         }
-        tokenizer.bosId().ifPresent(b::bosTokenId);
-        tokenizer.eosId().ifPresent(id -> b.eosTokenIds(List.of(id)));
-        tokenizer.padId().ifPresent(b::padTokenId);
+        int vocab = embd[0];
+        long bos = f.integer("tokenizer.ggml.bos_token_id", -1);
+        long eos = f.integer("tokenizer.ggml.eos_token_id", -1);
+        long pad = f.integer("tokenizer.ggml.padding_token_id", -1);
+        if (bos >= 0 && bos < vocab) {
+            b.bosTokenId((int) bos);
+        }
+        if (eos >= 0 && eos < vocab) {
+            b.eosTokenIds(List.of((int) eos));
+        }
+        if (pad >= 0 && pad < vocab) {
+            b.padTokenId((int) pad);
+        }
         return b.build();
+    }
+
+    /** The Hugging Face configuration of a GGUF model file, from its metadata alone (no weights read). */
+    public static LlamaConfig readConfig(Path path) {
+        try (GgufFile file = GgufFile.open(path)) {
+            return config(file, GgufArchitecture.named(file.string("general.architecture")));
+        } catch (IOException e) {
+            throw new UncheckedIOException("reading GGUF file " + path + ": " + e.getMessage(), e);
+        }
+    }
+
+    /**
+     * The chat template as lora4j's {@link ChatTemplate} (its family recognised from the Jinja text).
+     *
+     * @throws IllegalArgumentException when the file has no {@code tokenizer.chat_template} or one of no supported family
+     */
+    public ChatTemplate chat() {
+        if (chatTemplate == null) {
+            throw new IllegalArgumentException(path + " has no tokenizer.chat_template; choose one by name, one of "
+                    + ChatTemplate.NAMES);
+        }
+        String bos = tokenizer.bosId().isPresent() ? tokenizer.token(tokenizer.bosId().getAsInt()) : null;
+        String eos = tokenizer.eosId().isPresent() ? tokenizer.token(tokenizer.eosId().getAsInt()) : null;
+        return ChatTemplate.fromTemplateText(chatTemplate, bos, eos, path + " (tokenizer.chat_template)");
     }
 }
