@@ -304,7 +304,9 @@ public final class GgufTokenizer {
         bpe.putNull("end_of_word_suffix");
         bpe.put("fuse_unk", spm);
         bpe.put("byte_fallback", spm);
-        bpe.put("ignore_merges", false);
+        // llama.cpp's llama-bpe pre-tokenizer type takes a word that is a token whole, as Llama-3's tokenizer.json says
+        String pre = gguf.string("tokenizer.ggml.pre", "default");
+        bpe.put("ignore_merges", !spm && (pre.equals("llama-bpe") || pre.equals("llama3") || pre.equals("llama-v3")));
         ObjectNode vocab = bpe.putObject("vocab");
         for (int id = 0; id < tokens.length; id++) {
             if (!vocab.has(tokens[id])) {
@@ -336,7 +338,7 @@ public final class GgufTokenizer {
                 merges.add(m);
             }
             root.putNull("normalizer");
-            root.set("pre_tokenizer", byteLevelPreTokenizer(gguf.path(), gguf.string("tokenizer.ggml.pre", "default")));
+            root.set("pre_tokenizer", byteLevelPreTokenizer(gguf.path(), pre));
         }
         root.set("post_processor", template(tokens, addBos ? bos : null, addEos ? eos : null));
         ObjectNode decoder = root.putObject("decoder");
@@ -483,6 +485,9 @@ public final class GgufTokenizer {
                 continue;
             }
             String piece = tokens[id];
+            if (piece.codePointCount(0, piece.length()) < 2) {
+                continue;
+            }
             for (int cut = piece.offsetByCodePoints(0, 1); cut < piece.length(); cut = piece.offsetByCodePoints(cut, 1)) {
                 Integer l = ids.get(piece.substring(0, cut));
                 Integer r = ids.get(piece.substring(cut));
