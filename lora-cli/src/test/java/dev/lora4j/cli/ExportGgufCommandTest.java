@@ -59,6 +59,12 @@ class ExportGgufCommandTest {
                 tmp.resolve("a.gguf").toString());
         assertEquals(1, tied.exitCode(), tied::toString);
         assertTrue(tied.err().contains("tied to the embedding"), tied::toString);
+        CliRun mergedHead = CliRun.of("export-gguf", CliRun.ARITH_TINY.toString(), "--adapter", head.toString(), "--merge",
+                "--out", tmp.resolve("merged-head.gguf").toString());
+        assertEquals(0, mergedHead.exitCode(), mergedHead::toString);
+        try (GgufFile m = GgufFile.open(tmp.resolve("merged-head.gguf"))) {
+            assertTrue(m.contains("output.weight"), "the merged lm_head is untied from the embedding");
+        }
 
         Path dora = MergeCommandTest.writeAdapter(tmp.resolve("dora"), LoraConfig.rank(2).alpha(4).targets(Target.QUERY));
         Path config = dora.resolve("adapter_config.json");
