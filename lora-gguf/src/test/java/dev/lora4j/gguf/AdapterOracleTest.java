@@ -116,4 +116,50 @@ class AdapterOracleTest {
                     c == 0 ? "rsLoRA" : "rank/alpha patterns", d);
         }
     }
+
+    /**
+     * The qwen2 row of the architecture table (q/k/v biases, no q/k permutation) and a Mistral
+     * config (written as llama): a random model and an adapter on it, exported and run by llama.cpp.
+     */
+    @Test
+    void qwen2AndMistralExportsEqualLora4j() throws Exception {
+        Path hf = GgufTesting.fixture("stories260K/hf");
+        LlamaCpp.require();
+        for (String type : new String[] {"qwen2", "mistral"}) {
+            dev.lora4j.model.LlamaConfig config = dev.lora4j.model.LlamaConfig.builder().modelType(type).vocabSize(512)
+                    .hiddenSize(64).intermediateSize(96).numHiddenLayers(2).numAttentionHeads(4).numKeyValueHeads(2)
+                    .maxPositionEmbeddings(128).rmsNormEps(1e-6).ropeTheta(1e6).tieWordEmbeddings(type.equals("qwen2"))
+                    .build();
+            SplittableRandom rng = new SplittableRandom(5);
+            LlamaModel model = LlamaModel.assemble(config, (name, shape) -> Tensor.normal(rng.split(),
+                    name.endsWith("norm.weight") ? 1f : 0f, shape.length == 1 ? 0.2f : (float) (1 / Math.sqrt(shape[shape.length - 1])),
+                    shape).name(name));
+            Path base = tmp.resolve(type + ".gguf");
+            GgufExport.model(model, hf, GgmlType.F32, base);
+            try (GgufFile f = GgufFile.open(base)) {
+                assertEquals(type.equals("qwen2") ? "qwen2" : "llama", f.string("general.architecture"));
+                assertEquals(type.equals("qwen2"), f.contains("blk.0.attn_q.bias"));
+            }
+            LoraModel lora = LoraModel.wrap(model, LoraConfig.rank(4).alpha(8).targets(Target.QUERY, Target.KEY,
+                    Target.VALUE, Target.MLP));
+            int[] prompt = {1, 403, 407, 261, 378};
+            lora.disableAdapters();
+            double[] plain = GgufTesting.logSoftmaxLast(lora.model(), prompt);
+            assertArrayEquals(plain, GgufTesting.logSoftmaxLast(GgufModel.load(base).model(), prompt),
+                    type + ": the GGUF loads back into the same model");
+            lora.enableAdapters();
+            randomizeB(lora, 11);
+            Path adapter = tmp.resolve(type + "-adapter.gguf");
+            GgufExport.adapter(lora, adapter);
+            double[] adapted = GgufTesting.logSoftmaxLast(lora.model(), prompt);
+            JsonNode r0 = LlamaCpp.check(base, "--prompt-ids", csv(prompt), "--n", "1", "--logits");
+            JsonNode r1 = LlamaCpp.check(base, "--lora", adapter.toString(), "--prompt-ids", csv(prompt), "--n", "1",
+                    "--logits");
+            double d0 = GgufTesting.assertClose(type + " base", plain, LlamaCpp.doubles(r0.get("logprobs_last_prompt_position")),
+                    1e-4);
+            double d1 = GgufTesting.assertClose(type + " + adapter", adapted,
+                    LlamaCpp.doubles(r1.get("logprobs_last_prompt_position")), 1e-4);
+            System.out.printf("%s: max |log-prob diff| lora4j vs llama.cpp %.3g (base), %.3g (with adapter)%n", type, d0, d1);
+        }
+    }
 }
