@@ -155,6 +155,13 @@ public final class ChatCommand implements Callable<Integer> {
         if (templateName != null) {
             return OptionErrors.check(spec, "--template", templateName, () -> ChatTemplate.named(templateName));
         }
+        if (modelOptions.isGguf()) {
+            try {
+                return modelOptions.ggufChatTemplate();
+            } catch (IllegalArgumentException e) {
+                throw OptionErrors.usage(spec, e.getMessage() + " (on the command line: --template NAME)");
+            }
+        }
         try {
             return ChatTemplate.fromTokenizerConfig(modelOptions.folder());
         } catch (NoSuchFileException e) {

@@ -142,8 +142,7 @@ public final class EvaluateCommand implements Callable<Integer> {
         DataOptions.Prepared validation = null;
         boolean answers = tasks.contains(EXACT_MATCH);
         if (tasks.contains(VAL_LOSS) || answers) {
-            int maxPositions = dev.lora4j.model.LlamaConfig.read(modelOptions.folder().resolve("config.json"))
-                    .maxPositionEmbeddings();
+            int maxPositions = modelOptions.config().maxPositionEmbeddings();
             validation = dataOptions.prepareForEvaluation(tokenizer, maxPositions);
             if (root == null || !root.quiet()) {
                 err.println(validation.summary());

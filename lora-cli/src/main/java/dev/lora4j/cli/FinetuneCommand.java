@@ -131,7 +131,7 @@ public final class FinetuneCommand implements Callable<Integer> {
                     + "here (merge an earlier adapter into the base first with 'lora4j merge')");
         }
         checkIntervals();
-        LlamaConfig modelConfig = readConfig(folder);
+        LlamaConfig modelConfig = modelOptions.config();
         // every option is checked before any data is read or written: a typo fails in a second
         LoraConfig loraConfig = loraOptions.toLoraConfig().seed(trainOptions.seed());
         trainOptions.configure(Trainer.builder(LlamaModel.meta(modelConfig)));
@@ -471,14 +471,6 @@ public final class FinetuneCommand implements Callable<Integer> {
             }
         }
         return dropped;
-    }
-
-    private static LlamaConfig readConfig(Path folder) {
-        try {
-            return LlamaConfig.read(folder.resolve("config.json"));
-        } catch (IOException e) {
-            throw new UncheckedIOException("reading " + folder.resolve("config.json") + ": " + e.getMessage(), e);
-        }
     }
 
     private static String plotTitle(Path folder) {

@@ -13,7 +13,7 @@ import picocli.CommandLine.ParseResult;
 import picocli.CommandLine.ScopeType;
 
 /**
- * The {@code lora4j} command line: LitGPT's workflow (finetune, evaluate, generate, chat, merge, inspect) on
+ * The {@code lora4j} command line: LitGPT's workflow (finetune, evaluate, generate, chat, merge, inspect, export-gguf) on
  * lora4j. Results go to standard output, log lines and progress to standard error.
  *
  * <p>Exit codes: 0 success, 2 usage error (picocli's message names the option), 1 failure (one
@@ -26,7 +26,7 @@ import picocli.CommandLine.ScopeType;
 @Command(name = "lora4j", mixinStandardHelpOptions = true, versionProvider = Lora4j.Version.class,
         description = "LoRA and QLoRA fine-tuning of Llama-family models in Java.",
         subcommands = {FinetuneCommand.class, GenerateCommand.class, ChatCommand.class, EvaluateCommand.class,
-            MergeCommand.class, InspectCommand.class, QuantizeCommand.class, CommandLine.HelpCommand.class})
+            MergeCommand.class, InspectCommand.class, QuantizeCommand.class, ExportGgufCommand.class, CommandLine.HelpCommand.class})
 public final class Lora4j implements Runnable {
 
     /** The system property slf4j-simple reads its level from (it wins over simplelogger.properties). */

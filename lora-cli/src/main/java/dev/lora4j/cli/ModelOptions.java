@@ -2,9 +2,14 @@ package dev.lora4j.cli;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
+import dev.lora4j.data.ChatTemplate;
 import dev.lora4j.data.HfTokenizer;
+import dev.lora4j.gguf.GgufFile;
+import dev.lora4j.gguf.GgufModel;
+import dev.lora4j.gguf.GgufTokenizer;
 import dev.lora4j.lora.AdapterConfigJson;
 import dev.lora4j.lora.LoraModel;
+import dev.lora4j.model.LlamaConfig;
 import dev.lora4j.model.LlamaModel;
 import dev.lora4j.model.ModelLoader;
 import dev.lora4j.quant.QuantConfig;
@@ -32,7 +37,8 @@ import org.slf4j.LoggerFactory;
 
 /**
  * Which model a command runs ({@code @Mixin ModelOptions model;}): a Hugging Face model folder
- * (16-bit, or 4-bit bitsandbytes), given as the first positional argument as in LitGPT or with
+ * (16-bit, or 4-bit bitsandbytes) or a GGUF model file (llama.cpp's; its weights used as stored,
+ * its tokenizer and chat template included), given as the first positional argument as in LitGPT or with
  * {@code --model}; optionally PEFT adapters on top ({@code --adapter DIR} or
  * {@code --adapter name=DIR}, repeatable; all of them active) and 4-bit quantization of the
  * frozen base at load time ({@code --quantize nf4-dq}).
@@ -46,11 +52,14 @@ public final class ModelOptions {
     private CommandSpec spec;
 
     @Parameters(index = "0", arity = "0..1", paramLabel = "MODEL",
-            description = "Hugging Face model folder (config.json, model.safetensors, tokenizer.json).")
+            description = "Hugging Face model folder (config.json, model.safetensors, tokenizer.json) or a GGUF model file.")
     Path positionalModel;
 
-    @Option(names = {"-m", "--model"}, paramLabel = "MODEL", description = "The model folder (instead of the positional MODEL).")
+    @Option(names = {"-m", "--model"}, paramLabel = "MODEL", description = "The model folder or GGUF file (instead of the positional MODEL).")
     Path optionModel;
+
+    /** The GGUF model once loaded (tokenizer and chat template come from it). */
+    private GgufModel gguf;
 
     @Option(names = "--adapter", paramLabel = "[NAME=]DIR", converter = AdapterConverter.class,
             description = "A PEFT adapter folder (adapter_config.json, adapter_model.safetensors) to apply; repeat for "
@@ -90,12 +99,15 @@ public final class ModelOptions {
                     + "positional or --model)");
         }
         if (Files.isRegularFile(folder)) {
-            throw OptionErrors.invalid(spec, "MODEL", folder, "is " + describeFile(folder) + ", not a model folder; "
-                    + MODEL_FOLDER_NEEDS);
+            if (!GgufModel.isGguf(folder)) {
+                throw OptionErrors.invalid(spec, "MODEL", folder, "is " + describeFile(folder) + ", not a model folder"
+                        + " or a GGUF model (a GGUF file starts with \"GGUF\"); " + MODEL_FOLDER_NEEDS + ", or a .gguf file");
+            }
+            return folder;
         }
         if (!Files.isDirectory(folder)) {
             throw OptionErrors.invalid(spec, "MODEL", folder, "no such folder; give a Hugging Face model folder "
-                    + "with config.json and model.safetensors");
+                    + "with config.json and model.safetensors, or a .gguf file");
         }
         if (!Files.isRegularFile(folder.resolve("config.json"))) {
             throw OptionErrors.invalid(spec, "MODEL", folder, "the folder has no config.json; give a Hugging Face "
@@ -141,6 +153,32 @@ public final class ModelOptions {
         }
     }
 
+    /** Whether MODEL is a GGUF file rather than a Hugging Face folder. */
+    public boolean isGguf() {
+        return Files.isRegularFile(folder());
+    }
+
+    /** The model's configuration: config.json, or a GGUF file's metadata. */
+    public LlamaConfig config() {
+        Path model = folder();
+        if (isGguf()) {
+            return GgufModel.readConfig(model);
+        }
+        try {
+            return LlamaConfig.read(model.resolve("config.json"));
+        } catch (IOException e) {
+            throw new UncheckedIOException("reading " + model.resolve("config.json") + ": " + e.getMessage(), e);
+        }
+    }
+
+    /** The GGUF model (loaded on first use); only when {@link #isGguf()}. */
+    public GgufModel gguf() {
+        if (gguf == null) {
+            gguf = GgufModel.load(folder());
+        }
+        return gguf;
+    }
+
     /** The adapters to apply, named: the first defaults to "default" (PEFT's name), the others to their folder name. */
     public List<AdapterRef> adapters() {
         List<AdapterRef> out = new ArrayList<>();
@@ -174,8 +212,12 @@ public final class ModelOptions {
     public LoadedModel load() {
         Path folder = folder();
         List<AdapterRef> refs = adapters();
-        boolean quantizedFolder = QuantizedCheckpoint.isQuantized(folder);
-        LlamaModel model = quantizedFolder ? QuantizedCheckpoint.load(folder)
+        if (isGguf() && quantize != null) {
+            throw OptionErrors.invalid(spec, "--quantize", quantize, folder + " is a GGUF file whose weights are used as "
+                    + "stored (quantized GGUF types are decoded on the fly); drop --quantize");
+        }
+        boolean quantizedFolder = !isGguf() && QuantizedCheckpoint.isQuantized(folder);
+        LlamaModel model = isGguf() ? gguf().model() : quantizedFolder ? QuantizedCheckpoint.load(folder)
                 : ModelLoader.load(folder, ModelLoader.Options.defaults());
         if (quantize != null) {
             if (quantizedFolder) {
@@ -199,9 +241,19 @@ public final class ModelOptions {
         return new LoadedModel(folder, model, lora, quantizedFolder || quantize != null);
     }
 
-    /** The tokenizer of the model folder (tokenizer.json with tokenizer_config.json). */
+    /** The tokenizer of the model folder (tokenizer.json with tokenizer_config.json), or of the GGUF file. */
     public HfTokenizer tokenizer() {
         Path folder = folder();
+        if (isGguf()) {
+            if (gguf != null) {
+                return gguf.tokenizer();
+            }
+            try (GgufFile file = GgufFile.open(folder)) {
+                return GgufTokenizer.load(file);
+            } catch (IOException e) {
+                throw new UncheckedIOException("reading " + folder + ": " + e.getMessage(), e);
+            }
+        }
         if (!Files.isRegularFile(folder.resolve("tokenizer.json"))) {
             throw OptionErrors.invalid(spec, "MODEL", folder, "the folder has no tokenizer.json; copy the tokenizer of "
                     + "the base model into it");
@@ -240,9 +292,20 @@ public final class ModelOptions {
     static final List<String> TOKENIZER_FILES = List.of("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
             "tokenizer.model", "generation_config.json");
 
-    /** Copies the tokenizer and generation files present in {@code from} into {@code to}; returns their names. */
+    /**
+     * Copies the tokenizer and generation files present in {@code from} into {@code to}; returns their names.
+     * From a GGUF file, tokenizer.json and tokenizer_config.json are written from its metadata.
+     */
     static List<String> copyTokenizerFiles(Path from, Path to) {
         List<String> copied = new ArrayList<>();
+        if (Files.isRegularFile(from)) {
+            try (GgufFile file = GgufFile.open(from)) {
+                GgufTokenizer.writeHuggingFace(file, to);
+            } catch (IOException e) {
+                throw new UncheckedIOException("writing the tokenizer of " + from + " to " + to + ": " + e.getMessage(), e);
+            }
+            return List.of("tokenizer.json", "tokenizer_config.json");
+        }
         for (String name : TOKENIZER_FILES) {
             Path source = from.resolve(name);
             if (Files.isRegularFile(source)) {
@@ -255,6 +318,11 @@ public final class ModelOptions {
             }
         }
         return copied;
+    }
+
+    /** The chat template of a GGUF model ({@code tokenizer.chat_template}). */
+    public ChatTemplate ggufChatTemplate() {
+        return gguf().chat();
     }
 
     @Override

@@ -1,0 +1,82 @@
+package dev.lora4j.cli;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import dev.lora4j.gguf.GgmlType;
+import dev.lora4j.gguf.GgufFile;
+import dev.lora4j.lora.LoraConfig;
+import dev.lora4j.lora.Target;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+class ExportGgufCommandTest {
+
+    @Test
+    void exportsAdapterBaseAndModelfileThenUsesTheGgufAsAModel(@TempDir Path tmp) throws Exception {
+        Path adapter = MergeCommandTest.writeAdapter(tmp.resolve("adapter"), LoraConfig.rank(4).alpha(16)
+                .targets(Target.QUERY, Target.KEY, Target.VALUE, Target.MLP));
+        Path out = tmp.resolve("gguf");
+        CliRun run = CliRun.of("export-gguf", CliRun.ARITH_TINY.toString(), "--adapter", adapter.toString(),
+                "--out", out.resolve("adapter.gguf").toString(), "--base-out", out.resolve("base.gguf").toString());
+        assertEquals(0, run.exitCode(), run::toString);
+        String modelfile = Files.readString(out.resolve("Modelfile"));
+        assertTrue(modelfile.contains("FROM ./base.gguf\nADAPTER ./adapter.gguf\n"), modelfile);
+        assertTrue(modelfile.contains("PARAMETER stop \"</s>\""), modelfile);
+        try (GgufFile a = GgufFile.open(out.resolve("adapter.gguf")); GgufFile b = GgufFile.open(out.resolve("base.gguf"))) {
+            assertEquals("adapter", a.string("general.type"));
+            assertEquals(16.0, a.number("adapter.lora.alpha"), 1e-6);
+            assertTrue(a.contains("blk.3.attn_k.weight.lora_b"));
+            assertEquals(GgmlType.BF16, b.info("blk.0.attn_q.weight").type(), "arith-tiny stores bf16");
+            assertEquals(436, b.array("tokenizer.ggml.tokens", String[].class).length);
+        }
+
+        // the GGUF as MODEL: generation equals the Hugging Face folder's, and a merged q8_0 export from it
+        String prompt = "What is 12 + 30?";
+        CliRun fromFolder = CliRun.of("generate", CliRun.ARITH_TINY.toString(), "--adapter", adapter.toString(),
+                "--prompt", prompt, "--temperature", "0", "--max-new-tokens", "12");
+        CliRun fromGguf = CliRun.of("generate", out.resolve("base.gguf").toString(), "--adapter", adapter.toString(),
+                "--prompt", prompt, "--temperature", "0", "--max-new-tokens", "12");
+        assertEquals(0, fromGguf.exitCode(), fromGguf::toString);
+        assertEquals(fromFolder.out(), fromGguf.out());
+
+        CliRun merged = CliRun.of("export-gguf", out.resolve("base.gguf").toString(), "--adapter", adapter.toString(),
+                "--merge", "--type", "q8_0", "--out", tmp.resolve("merged/merged.gguf").toString());
+        assertEquals(0, merged.exitCode(), merged::toString);
+        try (GgufFile m = GgufFile.open(tmp.resolve("merged/merged.gguf"))) {
+            assertEquals(GgmlType.Q8_0, m.info("blk.0.attn_q.weight").type());
+            assertEquals(7, m.integer("general.file_type"));
+        }
+        assertTrue(Files.readString(tmp.resolve("merged/Modelfile")).contains("FROM ./merged.gguf\n"));
+    }
+
+    @Test
+    void refusesWhatGgufCannotRepresent(@TempDir Path tmp) throws Exception {
+        Path head = MergeCommandTest.writeAdapter(tmp.resolve("head"), LoraConfig.rank(2).alpha(4).targets(Target.ALL));
+        CliRun tied = CliRun.of("export-gguf", CliRun.ARITH_TINY.toString(), "--adapter", head.toString(), "--out",
+                tmp.resolve("a.gguf").toString());
+        assertEquals(1, tied.exitCode(), tied::toString);
+        assertTrue(tied.err().contains("tied to the embedding"), tied::toString);
+        CliRun mergedHead = CliRun.of("export-gguf", CliRun.ARITH_TINY.toString(), "--adapter", head.toString(), "--merge",
+                "--out", tmp.resolve("merged-head.gguf").toString());
+        assertEquals(0, mergedHead.exitCode(), mergedHead::toString);
+        try (GgufFile m = GgufFile.open(tmp.resolve("merged-head.gguf"))) {
+            assertTrue(m.contains("output.weight"), "the merged lm_head is untied from the embedding");
+        }
+
+        Path dora = MergeCommandTest.writeAdapter(tmp.resolve("dora"), LoraConfig.rank(2).alpha(4).targets(Target.QUERY));
+        Path config = dora.resolve("adapter_config.json");
+        Files.writeString(config, Files.readString(config).replace("\"use_dora\" : false", "\"use_dora\" : true")
+                .replace("\"use_dora\": false", "\"use_dora\": true"));
+        CliRun doraRun = CliRun.of("export-gguf", CliRun.ARITH_TINY.toString(), "--adapter", dora.toString(), "--out",
+                tmp.resolve("d.gguf").toString());
+        assertEquals(2, doraRun.exitCode(), doraRun::toString);
+        assertTrue(doraRun.err().contains("DoRA"), doraRun::toString);
+
+        CliRun notGguf = CliRun.of("export-gguf", config.toString(), "--out", tmp.resolve("x.gguf").toString());
+        assertEquals(2, notGguf.exitCode(), notGguf::toString);
+        assertTrue(notGguf.err().contains("not a GGUF model"), notGguf::toString);
+    }
+}

@@ -1,0 +1,171 @@
+package dev.lora4j.gguf;
+
+import dev.lora4j.model.LlamaConfig;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.Optional;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+
+/**
+ * How one model family is written in GGUF, in one place per architecture (llama.cpp's
+ * {@code convert_hf_to_gguf.py} conventions): the {@code general.architecture} name, the Hugging
+ * Face model types it covers, the tensor names, and whether q/k rows are permuted.
+ *
+ * <p>Tensor names: a Hugging Face name is matched against {@link #tensorNames} in order; the first
+ * pattern that matches gives the GGUF name, with {@code {N}} standing for the layer index. The same
+ * table read backwards gives the Hugging Face name of a GGUF tensor.
+ *
+ * <p>q/k permutation ({@code permuteQk}): llama.cpp's {@code llama} architecture rotates adjacent
+ * pairs in RoPE while Hugging Face rotates halves, so the converter permutes the rows of
+ * {@code q_proj} (with {@code num_attention_heads}) and {@code k_proj} (with
+ * {@code num_key_value_heads}), weights and biases alike: new row {@code h·hd + 2i + j} = old row
+ * {@code h·hd + j·hd/2 + i} for head h, {@code i < hd/2}, {@code j ∈ {0, 1}}. The same applies to
+ * a LoRA's {@code lora_b} (W' = PW = (PB)A). Architectures with NEOX-style RoPE (qwen2) need none.
+ *
+ * <p>Further families are added as further constants of {@link #ALL}.
+ */
+public record GgufArchitecture(String name, List<String> modelTypes, boolean permuteQk, Map<String, String> tensorNames) {
+
+    /** Hugging Face → GGUF tensor names shared by the Llama-shaped decoders. */
+    private static final Map<String, String> LLAMA_TENSORS = linked(
+            "model.embed_tokens.weight", "token_embd.weight",
+            "model.norm.weight", "output_norm.weight",
+            "lm_head.weight", "output.weight",
+            "model.layers.{N}.input_layernorm.weight", "blk.{N}.attn_norm.weight",
+            "model.layers.{N}.self_attn.q_proj.weight", "blk.{N}.attn_q.weight",
+            "model.layers.{N}.self_attn.q_proj.bias", "blk.{N}.attn_q.bias",
+            "model.layers.{N}.self_attn.k_proj.weight", "blk.{N}.attn_k.weight",
+            "model.layers.{N}.self_attn.k_proj.bias", "blk.{N}.attn_k.bias",
+            "model.layers.{N}.self_attn.v_proj.weight", "blk.{N}.attn_v.weight",
+            "model.layers.{N}.self_attn.v_proj.bias", "blk.{N}.attn_v.bias",
+            "model.layers.{N}.self_attn.o_proj.weight", "blk.{N}.attn_output.weight",
+            "model.layers.{N}.self_attn.o_proj.bias", "blk.{N}.attn_output.bias",
+            "model.layers.{N}.post_attention_layernorm.weight", "blk.{N}.ffn_norm.weight",
+            "model.layers.{N}.mlp.gate_proj.weight", "blk.{N}.ffn_gate.weight",
+            "model.layers.{N}.mlp.gate_proj.bias", "blk.{N}.ffn_gate.bias",
+            "model.layers.{N}.mlp.up_proj.weight", "blk.{N}.ffn_up.weight",
+            "model.layers.{N}.mlp.up_proj.bias", "blk.{N}.ffn_up.bias",
+            "model.layers.{N}.mlp.down_proj.weight", "blk.{N}.ffn_down.weight",
+            "model.layers.{N}.mlp.down_proj.bias", "blk.{N}.ffn_down.bias");
+
+    /** llama (also Mistral, TinyLlama, SmolLM: convert_hf_to_gguf.py writes them as llama) and qwen2. */
+    public static final List<GgufArchitecture> ALL = List.of(
+            new GgufArchitecture("llama", List.of("llama", "mistral"), true, LLAMA_TENSORS),
+            new GgufArchitecture("qwen2", List.of("qwen2"), false, LLAMA_TENSORS));
+
+    /** The architecture a Hugging Face config is written as; refuses model types with none. */
+    public static GgufArchitecture of(LlamaConfig config) {
+        for (GgufArchitecture a : ALL) {
+            if (a.modelTypes.contains(config.modelType())) {
+                return a;
+            }
+        }
+        throw new IllegalArgumentException("model_type '" + config.modelType() + "' has no GGUF mapping in lora4j; "
+                + "supported: " + supportedModelTypes());
+    }
+
+    /** The architecture of a GGUF file's {@code general.architecture}. */
+    public static GgufArchitecture named(String architecture) {
+        for (GgufArchitecture a : ALL) {
+            if (a.name.equals(architecture)) {
+                return a;
+            }
+        }
+        throw new IllegalArgumentException("GGUF architecture '" + architecture + "' is not supported by lora4j; "
+                + "supported: " + ALL.stream().map(GgufArchitecture::name).toList());
+    }
+
+    private static List<String> supportedModelTypes() {
+        List<String> out = new ArrayList<>();
+        ALL.forEach(a -> out.addAll(a.modelTypes));
+        return out;
+    }
+
+    /** The Hugging Face model type a GGUF file of this architecture loads as. */
+    public String modelType() {
+        return modelTypes.get(0);
+    }
+
+    /** The GGUF name of a Hugging Face tensor name, if the table has one. */
+    public Optional<String> ggufName(String hfName) {
+        return translate(hfName, true);
+    }
+
+    /** The Hugging Face name of a GGUF tensor name, if the table has one. */
+    public Optional<String> hfName(String ggufName) {
+        return translate(ggufName, false);
+    }
+
+    private Optional<String> translate(String name, boolean toGguf) {
+        for (Map.Entry<String, String> e : tensorNames.entrySet()) {
+            String from = toGguf ? e.getKey() : e.getValue();
+            String to = toGguf ? e.getValue() : e.getKey();
+            Matcher m = Pattern.compile(Pattern.quote(from).replace("{N}", "\\E(\\d+)\\Q")).matcher(name);
+            if (m.matches()) {
+                return Optional.of(from.contains("{N}") ? to.replace("{N}", m.group(1)) : to);
+            }
+        }
+        return Optional.empty();
+    }
+
+    /** Whether the Hugging Face tensor {@code hfName} is a q or k projection (weight or bias) and so permuted. */
+    public int permutationHeads(String hfName, LlamaConfig config) {
+        if (!permuteQk) {
+            return 0;
+        }
+        if (hfName.endsWith("self_attn.q_proj.weight") || hfName.endsWith("self_attn.q_proj.bias")) {
+            return config.numAttentionHeads();
+        }
+        if (hfName.endsWith("self_attn.k_proj.weight") || hfName.endsWith("self_attn.k_proj.bias")) {
+            return config.numKeyValueHeads();
+        }
+        return 0;
+    }
+
+    /**
+     * Row permutation to GGUF (or back, {@code inverse}) of a [rows, cols] matrix in row-major
+     * order whose rows form {@code heads} heads; see the class comment.
+     */
+    public static float[] permuteRows(float[] values, int rows, int cols, int heads, boolean inverse) {
+        int[] order = rowOrder(rows, heads, inverse);
+        float[] out = new float[values.length];
+        for (int r = 0; r < rows; r++) {
+            System.arraycopy(values, order[r] * cols, out, r * cols, cols);
+        }
+        return out;
+    }
+
+    /** Source row of each destination row for {@link #permuteRows} (to GGUF, or back with {@code inverse}). */
+    public static int[] rowOrder(int rows, int heads, boolean inverse) {
+        if (rows % heads != 0 || (rows / heads) % 2 != 0) {
+            throw new IllegalArgumentException("cannot permute " + rows + " rows into " + heads
+                    + " heads of an even head_dim");
+        }
+        int hd = rows / heads;
+        int[] order = new int[rows];
+        for (int h = 0; h < heads; h++) {
+            for (int i = 0; i < hd / 2; i++) {
+                for (int j = 0; j < 2; j++) {
+                    int gguf = h * hd + 2 * i + j;
+                    int hf = h * hd + j * hd / 2 + i;
+                    if (inverse) {
+                        order[hf] = gguf;
+                    } else {
+                        order[gguf] = hf;
+                    }
+                }
+            }
+        }
+        return order;
+    }
+
+    private static Map<String, String> linked(String... pairs) {
+        Map<String, String> m = new java.util.LinkedHashMap<>();
+        for (int i = 0; i < pairs.length; i += 2) {
+            m.put(pairs[i], pairs[i + 1]);
+        }
+        return java.util.Collections.unmodifiableMap(m);
+    }
+}
