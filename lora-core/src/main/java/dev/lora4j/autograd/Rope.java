@@ -14,14 +14,20 @@ public final class Rope {
     private Rope() {
     }
 
-    /** Precomputed cos/sin for positions [0, maxPositions) of one head size. */
+    /**
+     * cos/sin for positions [0, maxPositions) of one head size, computed on demand: the table
+     * holds the positions used so far (grown by doubling, at least 256), never the whole
+     * {@code max_position_embeddings} up front, which may be 2³¹−1. Thread-safe.
+     */
     public static final class Table {
+        private static final int INITIAL_POSITIONS = 256;
         final int headDim;
         final int maxPositions;
-        final float[] cos;
-        final float[] sin;
+        private final double[] invFreq;
+        private volatile float[][] cosSin = {new float[0], new float[0]};
 
         /**
+         * @param maxPositions the largest number of positions a sequence may use (max_position_embeddings)
          * @param invFreq the D/2 inverse frequencies (after any rope scaling), see {@link #inverseFrequencies}
          */
         public Table(int headDim, int maxPositions, double[] invFreq) {
@@ -31,19 +37,12 @@ public final class Rope {
             if (invFreq.length != headDim / 2) {
                 throw new IllegalArgumentException("rope: " + invFreq.length + " inverse frequencies for head size " + headDim);
             }
+            if (maxPositions < 1) {
+                throw new IllegalArgumentException("rope: maxPositions must be >= 1, was " + maxPositions);
+            }
             this.headDim = headDim;
             this.maxPositions = maxPositions;
-            int half = headDim / 2;
-            this.cos = new float[maxPositions * half];
-            this.sin = new float[maxPositions * half];
-            for (int p = 0; p < maxPositions; p++) {
-                for (int i = 0; i < half; i++) {
-                    // HF computes the angle in float32 (pos * inv_freq), then cos/sin
-                    float angle = (float) p * (float) invFreq[i];
-                    cos[p * half + i] = (float) Math.cos(angle);
-                    sin[p * half + i] = (float) Math.sin(angle);
-                }
-            }
+            this.invFreq = invFreq.clone();
         }
 
         public int headDim() {
@@ -52,6 +51,45 @@ public final class Rope {
 
         public int maxPositions() {
             return maxPositions;
+        }
+
+        /** Positions the table holds now (grows as longer sequences are seen). */
+        public int computedPositions() {
+            return cosSin[0].length / (headDim / 2);
+        }
+
+        /** {cos, sin} covering at least positions [0, positions). */
+        float[][] upTo(int positions) {
+            float[][] current = cosSin;
+            int half = headDim / 2;
+            if (current[0].length >= (long) positions * half) {
+                return current;
+            }
+            synchronized (this) {
+                current = cosSin;
+                int have = current[0].length / half;
+                if (have >= positions) {
+                    return current;
+                }
+                long grown = Math.max(Math.max(INITIAL_POSITIONS, positions), 2L * have);
+                int size = (int) Math.min(maxPositions, Math.min(grown, Integer.MAX_VALUE / half));
+                if (size < positions) {
+                    throw new IllegalArgumentException("rope: " + positions + " positions of head size " + headDim
+                            + " do not fit in a Java array; shorten the sequence");
+                }
+                float[] cos = Arrays.copyOf(current[0], size * half);
+                float[] sin = Arrays.copyOf(current[1], size * half);
+                for (int p = have; p < size; p++) {
+                    for (int i = 0; i < half; i++) {
+                        // HF computes the angle in float32 (pos * inv_freq), then cos/sin
+                        float angle = (float) p * (float) invFreq[i];
+                        cos[p * half + i] = (float) Math.cos(angle);
+                        sin[p * half + i] = (float) Math.sin(angle);
+                    }
+                }
+                cosSin = new float[][] {cos, sin};
+                return cosSin;
+            }
         }
     }
 
@@ -112,23 +150,25 @@ public final class Rope {
         int b = x.dim(0);
         int t = x.dim(1);
         int h = x.dim(2);
-        if (positionOffset + t > table.maxPositions) {
+        if ((long) positionOffset + t > table.maxPositions) {
             throw new IllegalArgumentException("rope: position " + (positionOffset + t - 1) + " exceeds the table of "
                     + table.maxPositions + " positions (max_position_embeddings); shorten the sequence");
         }
+        float[][] cosSin = table.upTo(positionOffset + t);
         float[] in = x.contiguous().toFloatArray();
         float[] out = new float[in.length];
-        rotate(in, out, b, t, h, table, positionOffset, 1f);
+        rotate(in, out, b, t, h, table.headDim, cosSin, positionOffset, 1f);
         return Autograd.record(Tensor.of(out, x.shape()), "rope", new Tensor[] {x}, dOut -> {
             float[] g = new float[in.length];
-            rotate(dOut.data(), g, b, t, h, table, positionOffset, -1f);
+            rotate(dOut.data(), g, b, t, h, table.headDim, cosSin, positionOffset, -1f);
             Autograd.accumulate(x, Tensor.of(g, x.shape()));
         });
     }
 
     /** out = rotation of in by sign·θ. */
-    private static void rotate(float[] in, float[] out, int b, int t, int h, Table table, int pos0, float sign) {
-        int d = table.headDim;
+    private static void rotate(float[] in, float[] out, int b, int t, int h, int d, float[][] cosSin, int pos0, float sign) {
+        float[] cosTable = cosSin[0];
+        float[] sinTable = cosSin[1];
         int half = d / 2;
         Parallel.forRange(b * t, 8, (r0, r1) -> {
             for (int r = r0; r < r1; r++) {
@@ -136,8 +176,8 @@ public final class Rope {
                 for (int head = 0; head < h; head++) {
                     int o = (r * h + head) * d;
                     for (int i = 0; i < half; i++) {
-                        float c = table.cos[pos * half + i];
-                        float s = sign * table.sin[pos * half + i];
+                        float c = cosTable[pos * half + i];
+                        float s = sign * sinTable[pos * half + i];
                         float x1 = in[o + i];
                         float x2 = in[o + i + half];
                         out[o + i] = x1 * c - x2 * s;

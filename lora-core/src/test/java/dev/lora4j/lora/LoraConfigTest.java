@@ -105,7 +105,7 @@ class LoraConfigTest {
         assertTrue(message(() -> LoraConfig.defaults().targetModules("q_proj", " "))
                 .startsWith("targetModules must be one or more non-blank module names, was ['q_proj', ' ']"));
         assertTrue(message(() -> LoraConfig.defaults().targetPattern("(q_proj"))
-                .startsWith("targetPattern must be a valid regular expression, was '(q_proj' (Unclosed group"));
+                .startsWith("targetPattern must be a valid RE2 regular expression, was '(q_proj' (missing closing )"));
         assertEquals("rankPattern value for 'q_proj' must be >= 1, was 0; use a positive rank",
                 message(() -> LoraConfig.defaults().rankPattern(Map.of("q_proj", 0))));
         assertTrue(message(() -> LoraConfig.defaults().rankPattern(Map.of("q_proj[", 4)))
