@@ -109,7 +109,7 @@ class LoraConfigTest {
         assertEquals("rankPattern value for 'q_proj' must be >= 1, was 0; use a positive rank",
                 message(() -> LoraConfig.defaults().rankPattern(Map.of("q_proj", 0))));
         assertTrue(message(() -> LoraConfig.defaults().rankPattern(Map.of("q_proj[", 4)))
-                .startsWith("rankPattern key must be a valid regular expression, was 'q_proj['"));
+                .startsWith("rankPattern key must be a valid RE2 regular expression, was 'q_proj['"));
         assertTrue(message(() -> LoraConfig.defaults().alphaPattern(Map.of("v_proj", Double.POSITIVE_INFINITY)))
                 .startsWith("alphaPattern value for 'v_proj' must be a finite number > 0, was Infinity"));
         assertEquals("layersToTransform must be >= 0, was -1; layer indices count from 0",
