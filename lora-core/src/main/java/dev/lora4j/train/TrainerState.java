@@ -32,7 +32,9 @@ record TrainerState(long step, long totalSteps, long examplesSeen, int datasetSi
     static final int VERSION = 1;
     static final String RNG_SCHEME = "data order: one permutation per epoch seeded from (seed, epoch); dropout: every "
             + "LoRA layer reseeded before each optimizer step from (seed, step, layer name)";
-    private static final ObjectMapper JSON = JsonLimits.mapper();
+    /** NaN is allowed: a step skipped for a non-finite loss ({@link OnNonFinite#SKIP}) records it as Python's json does. */
+    private static final ObjectMapper JSON = JsonLimits.mapperBuilder()
+            .enable(com.fasterxml.jackson.core.json.JsonReadFeature.ALLOW_NON_NUMERIC_NUMBERS).build();
 
     void write(Path file) throws IOException {
         Map<String, Object> out = new LinkedHashMap<>();
