@@ -18,10 +18,12 @@ final class TokenizerPipeline {
     /**
      * Compiles a pattern written for Oniguruma (the regex engine of {@code tokenizers}). With
      * UNICODE_CHARACTER_CLASS, Java's {@code \s}, {@code \w}, {@code \d} and case folding are
-     * Unicode-aware as Oniguruma's are on UTF-8 text ({@code \s} = White_Space).
+     * Unicode-aware as Oniguruma's are on UTF-8 text ({@code \s} = White_Space). General-category
+     * classes ({@code \p{L}}, {@code \p{N}}, ...) are rewritten by {@link UnicodeCategories} to
+     * follow the committed Unicode table, not the running JDK's (JDK 17 knows only Unicode 13).
      */
     static Pattern compileOniguruma(String regex) {
-        return Pattern.compile(regex, Pattern.UNICODE_CHARACTER_CLASS);
+        return Pattern.compile(UnicodeCategories.rewrite(regex), Pattern.UNICODE_CHARACTER_CLASS);
     }
 
     /** GPT-2's pre-tokenization pattern, used by the ByteLevel pre-tokenizer with use_regex. */
@@ -288,7 +290,7 @@ final class TokenizerPipeline {
     }
 
     static boolean isNumeric(int cp) {
-        int type = Character.getType(cp);
+        int type = UnicodeCategories.type(cp);
         return type == Character.DECIMAL_DIGIT_NUMBER || type == Character.LETTER_NUMBER
                 || type == Character.OTHER_NUMBER;
     }
