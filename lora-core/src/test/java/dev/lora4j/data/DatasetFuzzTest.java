@@ -13,7 +13,7 @@ import java.util.Arrays;
  */
 class DatasetFuzzTest {
 
-    @FuzzTest(maxDuration = "5m")
+    @FuzzTest(maxDuration = "3m")
     void dataset(byte[] data) throws IOException {
         if (data.length == 0) {
             return;

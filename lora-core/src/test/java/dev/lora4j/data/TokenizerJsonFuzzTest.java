@@ -20,7 +20,7 @@ class TokenizerJsonFuzzTest {
     private static final String[] TEXTS = {"", "hello world", "Hello's 123 \u00e9\u4e2d\uD83D\uDE00\n\t  x", "<s>a</s>",
         "\u0000\uFFFF\uD800", " ".repeat(300)};
 
-    @FuzzTest(maxDuration = "5m")
+    @FuzzTest(maxDuration = "3m")
     void tokenizerJson(byte[] data) throws IOException {
         int nul = indexOf(data, (byte) 0);
         byte[] tokenizer = nul < 0 ? data : Arrays.copyOf(data, nul);

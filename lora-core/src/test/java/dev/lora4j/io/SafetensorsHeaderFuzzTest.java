@@ -14,7 +14,7 @@ import java.nio.file.Path;
  */
 class SafetensorsHeaderFuzzTest {
 
-    @FuzzTest(maxDuration = "5m")
+    @FuzzTest(maxDuration = "3m")
     void header(byte[] data) throws IOException {
         Path dir = Files.createTempDirectory("fuzz-safetensors");
         Path file = dir.resolve("model.safetensors");

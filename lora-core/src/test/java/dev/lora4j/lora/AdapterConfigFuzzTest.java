@@ -15,7 +15,7 @@ class AdapterConfigFuzzTest {
             "model.layers.7.self_attn.v_proj", "lm_head", "model.embed_tokens",
             "model.layers.1234567890123.self_attn.o_proj_" + "a".repeat(200));
 
-    @FuzzTest(maxDuration = "5m")
+    @FuzzTest(maxDuration = "3m")
     void adapterConfig(byte[] data) {
         AdapterConfigJson config;
         try {

@@ -10,7 +10,7 @@ import java.nio.charset.StandardCharsets;
  */
 class ConfigJsonFuzzTest {
 
-    @FuzzTest(maxDuration = "5m")
+    @FuzzTest(maxDuration = "3m")
     void configJson(byte[] data) {
         LlamaConfig config;
         try {

@@ -12,7 +12,7 @@ import java.nio.file.Path;
  */
 class TrainerStateFuzzTest {
 
-    @FuzzTest(maxDuration = "5m")
+    @FuzzTest(maxDuration = "3m")
     void trainerState(byte[] data) throws IOException {
         Path dir = Files.createTempDirectory("fuzz-state");
         Path file = dir.resolve("trainer_state.json");

@@ -20,7 +20,7 @@ import java.util.Arrays;
 class QuantStateFuzzTest {
     private static final int[] SHAPE = {8, 16};
 
-    @FuzzTest(maxDuration = "5m")
+    @FuzzTest(maxDuration = "3m")
     void quantState(byte[] data) throws IOException {
         if (data.length == 0) {
             return;
