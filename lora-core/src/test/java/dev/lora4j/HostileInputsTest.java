@@ -243,6 +243,24 @@ class HostileInputsTest {
         }
     }
 
+    @Test
+    void otherJsonReadersNameTheLimitInsteadOfFailingOnAMissingLocation() throws IOException {
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> dev.lora4j.eval.EvaluationReport.fromJson("{\"results\": " + "[".repeat(5000), "report.json"));
+        assertTrue(e.getMessage().startsWith("report.json: not valid JSON") && e.getMessage().contains("nesting depth"),
+                e.getMessage());
+        Path config = dir.resolve("tokenizer_config.json");
+        Files.writeString(config, "{\"chat_template\": " + "[".repeat(5000));
+        e = assertThrows(IllegalArgumentException.class, () -> dev.lora4j.data.ChatTemplate.fromTokenizerConfig(config));
+        assertTrue(e.getMessage().startsWith(config + ": not valid JSON") && e.getMessage().contains("nesting depth"),
+                e.getMessage());
+        Path items = dir.resolve("mc.json");
+        Files.writeString(items, "[" + "9".repeat(2000) + "]");
+        e = assertThrows(IllegalArgumentException.class, () -> dev.lora4j.eval.MultipleChoiceEvaluation.read(items));
+        assertTrue(e.getMessage().startsWith(items + ": not valid JSON") && e.getMessage().contains("Number value length"),
+                e.getMessage());
+    }
+
     // ---------------------------------------------------------------- patterns
 
     private static final String CATASTROPHIC = "(([a-z_]|[a-z_.0-9])+)+X";
