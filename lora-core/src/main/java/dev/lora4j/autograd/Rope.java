@@ -15,17 +15,23 @@ public final class Rope {
     private Rope() {
     }
 
-    /** Precomputed cos/sin for positions [0, maxPositions) of one head size. */
+    /**
+     * cos/sin for positions [0, maxPositions) of one head size, computed on demand: the table
+     * holds the positions used so far (grown by doubling, at least 256), never the whole
+     * {@code max_position_embeddings} up front, which may be 2³¹−1. Thread-safe.
+     */
     public static final class Table {
+        private static final int INITIAL_POSITIONS = 256;
         final int headDim;
         final int rotaryDim;
         final int maxPositions;
-        final float[] cos;
-        final float[] sin;
-        /** cos and sin as [P, rotaryDim/2] tensors per device, made on first use there. */
+        private final double[] invFreq;
+        private volatile float[][] cosSin = {new float[0], new float[0]};
+        /** cos and sin as [P, rotaryDim/2] tensors per device for the positions {@link #cosSin} holds. */
         private final java.util.Map<Device, Tensor[]> onDevice = new java.util.concurrent.ConcurrentHashMap<>();
 
         /**
+         * @param maxPositions the largest number of positions a sequence may use (max_position_embeddings)
          * @param invFreq the D/2 inverse frequencies (after any rope scaling), see {@link #inverseFrequencies}
          */
         public Table(int headDim, int maxPositions, double[] invFreq) {
@@ -47,37 +53,74 @@ public final class Rope {
             if (invFreq.length != rotaryDim / 2) {
                 throw new IllegalArgumentException("rope: " + invFreq.length + " inverse frequencies for rotary size " + rotaryDim);
             }
+            if (maxPositions < 1) {
+                throw new IllegalArgumentException("rope: maxPositions must be >= 1, was " + maxPositions);
+            }
             this.headDim = headDim;
             this.rotaryDim = rotaryDim;
             this.maxPositions = maxPositions;
-            int half = rotaryDim / 2;
-            this.cos = new float[maxPositions * half];
-            this.sin = new float[maxPositions * half];
-            for (int p = 0; p < maxPositions; p++) {
-                for (int i = 0; i < half; i++) {
-                    // HF computes the angle in float32 (pos * inv_freq), then cos/sin
-                    float angle = (float) p * (float) invFreq[i];
-                    cos[p * half + i] = (float) Math.cos(angle);
-                    sin[p * half + i] = (float) Math.sin(angle);
-                }
-            }
+            this.invFreq = invFreq.clone();
         }
 
         public int headDim() {
             return headDim;
         }
 
-        /** {cos, sin} as [P, rotaryDim/2] tensors on {@code device}. */
-        Tensor[] on(Device device) {
-            return onDevice.computeIfAbsent(device, dev -> {
-                Tensor c = Tensor.of(cos, maxPositions, rotaryDim / 2);
-                Tensor s = Tensor.of(sin, maxPositions, rotaryDim / 2);
-                return new Tensor[] {c.to(dev), s.to(dev)};
-            });
+        /** {cos, sin} as [P, rotaryDim/2] tensors on {@code device}, P ≥ {@code positions}. */
+        Tensor[] on(Device device, int positions) {
+            float[][] host = upTo(positions);
+            int half = rotaryDim / 2;
+            int rows = host[0].length / half;
+            Tensor[] cached = onDevice.get(device);
+            if (cached != null && cached[0].dim(0) == rows) {
+                return cached;
+            }
+            Tensor[] made = {Tensor.of(host[0], rows, half).to(device), Tensor.of(host[1], rows, half).to(device)};
+            onDevice.put(device, made);
+            return made;
         }
 
         public int maxPositions() {
             return maxPositions;
+        }
+
+        /** Positions the table holds now (grows as longer sequences are seen). */
+        public int computedPositions() {
+            return cosSin[0].length / (rotaryDim / 2);
+        }
+
+        /** {cos, sin} covering at least positions [0, positions). */
+        float[][] upTo(int positions) {
+            float[][] current = cosSin;
+            int half = rotaryDim / 2;
+            if (current[0].length >= (long) positions * half) {
+                return current;
+            }
+            synchronized (this) {
+                current = cosSin;
+                int have = current[0].length / half;
+                if (have >= positions) {
+                    return current;
+                }
+                long grown = Math.max(Math.max(INITIAL_POSITIONS, positions), 2L * have);
+                int size = (int) Math.min(maxPositions, Math.min(grown, Integer.MAX_VALUE / half));
+                if (size < positions) {
+                    throw new IllegalArgumentException("rope: " + positions + " positions of head size " + headDim
+                            + " do not fit in a Java array; shorten the sequence");
+                }
+                float[] cos = Arrays.copyOf(current[0], size * half);
+                float[] sin = Arrays.copyOf(current[1], size * half);
+                for (int p = have; p < size; p++) {
+                    for (int i = 0; i < half; i++) {
+                        // HF computes the angle in float32 (pos * inv_freq), then cos/sin
+                        float angle = (float) p * (float) invFreq[i];
+                        cos[p * half + i] = (float) Math.cos(angle);
+                        sin[p * half + i] = (float) Math.sin(angle);
+                    }
+                }
+                cosSin = new float[][] {cos, sin};
+                return cosSin;
+            }
         }
     }
 
@@ -136,13 +179,13 @@ public final class Rope {
             throw new IllegalArgumentException("rope: x must be [B, T, H, " + table.headDim + "], got " + Arrays.toString(x.shape()));
         }
         int t = x.dim(1);
-        if (positionOffset + t > table.maxPositions) {
+        if ((long) positionOffset + t > table.maxPositions) {
             throw new IllegalArgumentException("rope: position " + (positionOffset + t - 1) + " exceeds the table of "
                     + table.maxPositions + " positions (max_position_embeddings); shorten the sequence");
         }
         Backend be = Autograd.backendFor("rope", x);
         Tensor xc = x.contiguous().detach();
-        Tensor[] cs = table.on(x.device());
+        Tensor[] cs = table.on(x.device(), positionOffset + t);
         Tensor out = be.empty(x.shape());
         be.rope(out, xc, cs[0], cs[1], table.rotaryDim, positionOffset, false);
         return Autograd.record(out, "rope", new Tensor[] {x}, dOut -> {

@@ -50,7 +50,7 @@ import java.util.regex.Pattern;
  * <p>Instances are immutable.
  */
 public final class ChatTemplate {
-    private static final ObjectMapper JSON = new ObjectMapper();
+    private static final ObjectMapper JSON = dev.lora4j.io.JsonLimits.mapper();
 
     /** The names {@link #named(String)} accepts. */
     public static final List<String> NAMES = List.of("llama2", "llama3", "llama3.1", "chatml", "qwen2", "qwen2.5",
@@ -145,9 +145,12 @@ public final class ChatTemplate {
         }
         JsonNode config;
         try {
-            config = JSON.readTree(file.toFile());
+            config = JSON.readTree(dev.lora4j.io.JsonLimits.readSmallFile(file, HfTokenizer.MAX_CONFIG_BYTES, "tokenizer_config.json"));
         } catch (com.fasterxml.jackson.core.JsonProcessingException e) {
-            throw new IllegalArgumentException(file + ": not valid JSON: " + e.getOriginalMessage(), e);
+            throw new IllegalArgumentException(file + ": not valid JSON " + dev.lora4j.io.JsonLimits.describe(e), e);
+        }
+        if (config == null || !config.isObject()) {
+            throw new IllegalArgumentException(file + ": expected a JSON object with \"chat_template\"");
         }
         JsonNode node = config.path("chat_template");
         String template;

@@ -24,6 +24,7 @@ import java.util.Objects;
 import java.util.OptionalInt;
 import java.util.Set;
 import java.util.regex.Pattern;
+import dev.lora4j.io.JsonLimits;
 
 /**
  * A Hugging Face {@code tokenizer.json} tokenizer (the format of the Rust {@code tokenizers}
@@ -53,7 +54,19 @@ import java.util.regex.Pattern;
  * <p>Instances are immutable and thread-safe.
  */
 public final class HfTokenizer implements Tokenizer {
-    private static final ObjectMapper JSON = new ObjectMapper();
+    /**
+     * Largest token id accepted in tokenizer.json (model.vocab, added_tokens, post-processor
+     * special tokens): 2²⁴−1, some 64 times the largest vocabulary published (262,144). The
+     * id-to-token table is sized by the largest id, so the bound keeps a hostile id such as
+     * 2³¹−1 from allocating gigabytes.
+     */
+    public static final int MAX_TOKEN_ID = (1 << 24) - 1;
+    /** Largest tokenizer.json read (the largest published are about 35 MB). */
+    public static final long MAX_TOKENIZER_JSON_BYTES = 512L << 20;
+    /** Largest tokenizer_config.json read. */
+    public static final long MAX_CONFIG_BYTES = 64L << 20;
+
+    private static final ObjectMapper JSON = JsonLimits.mapper();
 
     private final String source;
     private final BpeModel model;
@@ -89,21 +102,35 @@ public final class HfTokenizer implements Tokenizer {
                     : "no such file; pass a tokenizer.json or its folder");
         }
         TokenizerJsonReader.Parsed parsed;
+        checkSize(file, MAX_TOKENIZER_JSON_BYTES);
         try (JsonParser parser = JSON.createParser(file.toFile())) {
             parsed = TokenizerJsonReader.read(parser, file.toString());
         } catch (JsonProcessingException e) {
-            throw new IllegalArgumentException(file + ": not valid JSON: " + e.getOriginalMessage(), e);
+            throw new IllegalArgumentException(file + ": not valid JSON " + JsonLimits.describe(e), e);
         }
         Path configFile = file.resolveSibling("tokenizer_config.json");
         JsonNode config = null;
         if (Files.isRegularFile(configFile)) {
+            checkSize(configFile, MAX_CONFIG_BYTES);
             try {
                 config = JSON.readTree(configFile.toFile());
             } catch (JsonProcessingException e) {
-                throw new IllegalArgumentException(configFile + ": not valid JSON: " + e.getOriginalMessage(), e);
+                throw new IllegalArgumentException(configFile + ": not valid JSON " + JsonLimits.describe(e), e);
+            }
+            if (config == null || !config.isObject()) {
+                throw new IllegalArgumentException(configFile + ": expected a JSON object, found "
+                        + (config == null ? "nothing" : TokenizerJsonReader.shorten(config.toString())));
             }
         }
         return new HfTokenizer(parsed, file.toString(), config, configFile.toString());
+    }
+
+    private static void checkSize(Path file, long bound) throws IOException {
+        long size = Files.size(file);
+        if (size > bound) {
+            throw new IllegalArgumentException(file + ": the file is " + size + " bytes, more than the " + bound
+                    + " bytes lora4j reads for it; the file is damaged or not a tokenizer file");
+        }
     }
 
     /** Parses the text of a tokenizer.json (no tokenizer_config.json). */
@@ -111,7 +138,7 @@ public final class HfTokenizer implements Tokenizer {
         try (JsonParser parser = JSON.createParser(tokenizerJson)) {
             return new HfTokenizer(TokenizerJsonReader.read(parser, "tokenizer.json"), "tokenizer.json", null, null);
         } catch (JsonProcessingException e) {
-            throw new IllegalArgumentException("tokenizer.json: not valid JSON: " + e.getOriginalMessage(), e);
+            throw new IllegalArgumentException("tokenizer.json: not valid JSON " + JsonLimits.describe(e), e);
         } catch (IOException e) {
             throw new java.io.UncheckedIOException(e);
         }
@@ -165,6 +192,7 @@ public final class HfTokenizer implements Tokenizer {
         }
         this.rawAddedTokens = new AddedTokenMatcher(raw);
         this.normalizedAddedTokens = new AddedTokenMatcher(normalized);
+        checkProcessorIds(parsed.postProcessor(), "post_processor");
 
         int[] edges = templateEdges(parsed.postProcessor());
         if (config == null) {
@@ -208,7 +236,28 @@ public final class HfTokenizer implements Tokenizer {
         this.postProcessor = new TokenizerPipeline.Template(java.util.Collections.unmodifiableList(items));
     }
 
-    /** The single special token directly before / after $A in tokenizer.json's template, or -1. */
+    /** Every id a template adds must name a token of this vocabulary. */
+    private void checkProcessorIds(PostProcessor processor, String path) {
+        if (processor instanceof TokenizerPipeline.SequenceProcessor s) {
+            for (int i = 0; i < s.processors().size(); i++) {
+                checkProcessorIds(s.processors().get(i), path + ".processors[" + i + "]");
+            }
+        } else if (processor instanceof TokenizerPipeline.Template t) {
+            for (int[] item : t.items()) {
+                for (int id : item == null ? new int[0] : item) {
+                    if (id >= idToToken.length || idToToken[id] == null) {
+                        throw new IllegalArgumentException(source + ": " + path + " adds token id " + id
+                                + ", which is not in the vocabulary (ids 0.." + (idToToken.length - 1) + ")");
+                    }
+                }
+            }
+        }
+    }
+
+    /**
+     * The single special token directly before / after $A in tokenizer.json's template, or -1.
+     * A template using $A more than once (legal: the sequence is repeated) names no edges.
+     */
     private static int[] templateEdges(PostProcessor processor) {
         int[] edges = {-1, -1};
         List<PostProcessor> chain = processor instanceof TokenizerPipeline.SequenceProcessor s ? s.processors()
@@ -217,10 +266,13 @@ public final class HfTokenizer implements Tokenizer {
             if (p instanceof TokenizerPipeline.Template t) {
                 List<int[]> items = t.items();
                 int a = items.indexOf(null);
+                if (a < 0 || items.lastIndexOf(null) != a) {
+                    continue;
+                }
                 if (a > 0 && items.get(a - 1).length == 1) {
                     edges[0] = items.get(a - 1)[0];
                 }
-                if (a >= 0 && a + 1 < items.size() && items.get(a + 1).length == 1) {
+                if (a + 1 < items.size() && items.get(a + 1).length == 1) {
                     edges[1] = items.get(a + 1)[0];
                 }
             }

@@ -14,7 +14,9 @@ import com.fasterxml.jackson.databind.node.ObjectNode;
 import com.fasterxml.jackson.dataformat.csv.CsvMapper;
 import com.fasterxml.jackson.dataformat.csv.CsvParser;
 import com.fasterxml.jackson.dataformat.csv.CsvSchema;
+import dev.lora4j.io.JsonLimits;
 import java.io.IOException;
+import java.io.InputStream;
 import java.nio.ByteBuffer;
 import java.nio.CharBuffer;
 import java.nio.charset.CharsetDecoder;
@@ -54,11 +56,23 @@ import org.slf4j.LoggerFactory;
  */
 public final class InstructionDatasets {
     private static final Logger LOG = LoggerFactory.getLogger(InstructionDatasets.class);
-    private static final ObjectMapper JSON = JsonMapper.builder()
+    /**
+     * Longest line of a .jsonl file, in bytes: one record. A longer line is refused before it is
+     * buffered whole (the bound keeps a damaged file, e.g. one without line breaks, from filling
+     * the heap).
+     */
+    public static final int MAX_RECORD_BYTES = 16 << 20;
+    /**
+     * Largest .json or .csv file, which is decoded and parsed whole; a larger dataset is read as
+     * .jsonl, which is streamed line by line.
+     */
+    public static final long MAX_WHOLE_FILE_BYTES = 256L << 20;
+
+    private static final ObjectMapper JSON = JsonLimits.mapperBuilder()
             .enable(JsonParser.Feature.STRICT_DUPLICATE_DETECTION)
             .build();
     /** For JSONL: a line holding anything after its object is malformed. */
-    private static final ObjectMapper JSON_LINE = JsonMapper.builder()
+    private static final ObjectMapper JSON_LINE = JsonLimits.mapperBuilder()
             .enable(JsonParser.Feature.STRICT_DUPLICATE_DETECTION)
             .enable(DeserializationFeature.FAIL_ON_TRAILING_TOKENS)
             .build();
@@ -118,14 +132,19 @@ public final class InstructionDatasets {
             throw new DatasetException(file + ": not a regular file; give the path of a .json, .jsonl or .csv file");
         }
         String name = file.getFileName().toString().toLowerCase(Locale.ROOT);
-        String text = decodeUtf8(file);
+        if (!name.endsWith(".jsonl") && (name.endsWith(".json") || name.endsWith(".csv"))
+                && Files.size(file) > MAX_WHOLE_FILE_BYTES) {
+            throw new DatasetException(file + ": the file is " + Files.size(file) + " bytes, more than the "
+                    + MAX_WHOLE_FILE_BYTES + " bytes a .json or .csv dataset is read whole at; write it as .jsonl"
+                    + " (one object per line), which is streamed");
+        }
         List<RawRecord> raw;
         if (name.endsWith(".jsonl")) {
-            raw = readJsonLines(file, text);
+            raw = readJsonLines(file);
         } else if (name.endsWith(".json")) {
-            raw = readJsonArray(file, text);
+            raw = readJsonArray(file, decodeUtf8(file));
         } else if (name.endsWith(".csv")) {
-            raw = readCsv(file, text, mapping);
+            raw = readCsv(file, decodeUtf8(file), mapping);
         } else {
             throw new DatasetException(file + ": unknown dataset format; the file name must end in .json (an array of objects), "
                     + ".jsonl (one object per line) or .csv (a header row, then one record per row)");
@@ -220,36 +239,96 @@ public final class InstructionDatasets {
         return records;
     }
 
-    private static List<RawRecord> readJsonLines(Path file, String text) {
+    /**
+     * Streams a .jsonl file: lines are split on the byte '\n' (which never occurs inside a UTF-8
+     * multi-byte sequence), each is bounded by {@link #MAX_RECORD_BYTES} before it is buffered
+     * whole, then decoded strictly and parsed.
+     */
+    private static List<RawRecord> readJsonLines(Path file) throws IOException {
         List<RawRecord> records = new ArrayList<>();
-        int lineNumber = 0;
-        int start = 0;
-        while (start <= text.length()) {
-            int end = text.indexOf('\n', start);
-            if (end < 0) {
-                end = text.length();
+        byte[] chunk = new byte[1 << 16];
+        byte[] line = new byte[1 << 12];
+        int length = 0;
+        long lineNumber = 1;
+        long lineStart = 0;
+        long offset = 0;
+        try (InputStream in = Files.newInputStream(file)) {
+            int n;
+            while ((n = in.read(chunk)) > 0) {
+                int from = 0;
+                for (int i = 0; i < n; i++) {
+                    if (chunk[i] != '\n') {
+                        continue;
+                    }
+                    line = append(file, lineNumber, line, length, chunk, from, i - from);
+                    length += i - from;
+                    addJsonLine(file, records, line, length, lineNumber, lineStart);
+                    length = 0;
+                    from = i + 1;
+                    lineNumber++;
+                    lineStart = offset + i + 1;
+                }
+                line = append(file, lineNumber, line, length, chunk, from, n - from);
+                length += n - from;
+                offset += n;
             }
-            lineNumber++;
-            String line = text.substring(start, end);
-            start = end + 1;
-            if (line.isBlank()) {
-                continue;
-            }
-            int index = records.size() + 1;
-            JsonNode node;
-            try {
-                node = JSON_LINE.readTree(line);
-            } catch (JsonProcessingException e) {
-                throw new DatasetException(file + " line " + lineNumber + " (record " + index + "): malformed JSON at column "
-                        + e.getLocation().getColumnNr() + ": " + jacksonMessage(e), e);
-            }
-            if (!node.isObject()) {
-                throw new DatasetException(file + " line " + lineNumber + " (record " + index + "): expected a JSON object but found "
-                        + node.getNodeType().toString().toLowerCase(Locale.ROOT) + "; a .jsonl file holds one {...} object per line");
-            }
-            records.add(new RawRecord((ObjectNode) node, index, lineNumber, true));
         }
+        addJsonLine(file, records, line, length, lineNumber, lineStart);
         return records;
+    }
+
+    /** line[0, length) + chunk[from, from + count), refusing a line longer than MAX_RECORD_BYTES. */
+    private static byte[] append(Path file, long lineNumber, byte[] line, int length, byte[] chunk, int from, int count) {
+        if ((long) length + count > MAX_RECORD_BYTES) {
+            throw new DatasetException(file + " line " + lineNumber + ": the line is longer than " + MAX_RECORD_BYTES
+                    + " bytes, the limit for one record (InstructionDatasets.MAX_RECORD_BYTES); a .jsonl file holds one"
+                    + " {...} object per line: check that the file has line breaks, or split the record");
+        }
+        if (length + count > line.length) {
+            line = java.util.Arrays.copyOf(line, (int) Math.min(MAX_RECORD_BYTES, Math.max(2L * line.length, length + count)));
+        }
+        System.arraycopy(chunk, from, line, length, count);
+        return line;
+    }
+
+    private static void addJsonLine(Path file, List<RawRecord> records, byte[] bytes, int length, long lineNumber,
+            long lineStart) {
+        int skip = lineNumber == 1 && length >= 3 && (bytes[0] & 0xFF) == 0xEF && (bytes[1] & 0xFF) == 0xBB
+                && (bytes[2] & 0xFF) == 0xBF ? 3 : 0; // a byte order mark is legal UTF-8 but not part of the data
+        CharsetDecoder decoder = StandardCharsets.UTF_8.newDecoder()
+                .onMalformedInput(CodingErrorAction.REPORT)
+                .onUnmappableCharacter(CodingErrorAction.REPORT);
+        ByteBuffer in = ByteBuffer.wrap(bytes, skip, length - skip);
+        CharBuffer out = CharBuffer.allocate(length - skip);
+        CoderResult result = decoder.decode(in, out, true);
+        if (!result.isError()) {
+            result = decoder.flush(out);
+        }
+        if (result.isError()) {
+            int at = in.position();
+            throw new DatasetException(String.format(Locale.ROOT,
+                    "%s: not valid UTF-8: byte 0x%02X at offset %d (line %d); save the file as UTF-8", file, bytes[at] & 0xFF,
+                    lineStart + at, lineNumber));
+        }
+        String line = out.flip().toString();
+        if (line.isBlank()) {
+            return;
+        }
+        int index = records.size() + 1;
+        JsonNode node;
+        try {
+            node = JSON_LINE.readTree(line);
+        } catch (JsonProcessingException e) {
+            JsonLocation location = e.getLocation();
+            String column = location == null || location.getColumnNr() < 0 ? "" : " at column " + location.getColumnNr();
+            throw new DatasetException(file + " line " + lineNumber + " (record " + index + "): malformed JSON" + column + ": "
+                    + jacksonMessage(e), e);
+        }
+        if (!node.isObject()) {
+            throw new DatasetException(file + " line " + lineNumber + " (record " + index + "): expected a JSON object but found "
+                    + node.getNodeType().toString().toLowerCase(Locale.ROOT) + "; a .jsonl file holds one {...} object per line");
+        }
+        records.add(new RawRecord((ObjectNode) node, index, lineNumber, true));
     }
 
     private static List<RawRecord> readCsv(Path file, String text, ColumnMapping mapping) throws IOException {
@@ -326,7 +405,7 @@ public final class InstructionDatasets {
 
     /** Jackson's own description, without its note that the source is not shown (we name the file). */
     private static String jacksonMessage(JsonProcessingException e) {
-        return e.getOriginalMessage().replaceAll("Source: REDACTED \\(`[A-Za-z_.]+` disabled\\); ", "");
+        return String.valueOf(e.getOriginalMessage()).replaceAll("Source: REDACTED \\(`[A-Za-z_.]+` disabled\\); ", "");
     }
 
     private static String describe(JsonToken token) {

@@ -105,9 +105,10 @@ final class TokenizerJsonReader {
                 while (parser.nextToken() == JsonToken.FIELD_NAME) {
                     String token = parser.currentName();
                     JsonToken id = parser.nextToken();
-                    if (id != JsonToken.VALUE_NUMBER_INT || parser.getLongValue() < 0 || parser.getLongValue() > Integer.MAX_VALUE) {
-                        throw error("model.vocab[\"" + token + "\"]", "is " + parser.readValueAsTree()
-                                + "; ids must be non-negative integers");
+                    if (id != JsonToken.VALUE_NUMBER_INT || parser.getNumberType() == JsonParser.NumberType.BIG_INTEGER
+                            || parser.getLongValue() < 0 || parser.getLongValue() > HfTokenizer.MAX_TOKEN_ID) {
+                        throw error("model.vocab[\"" + shorten(token) + "\"]", "is " + shorten(parser.getText())
+                                + "; ids must be integers in [0, " + HfTokenizer.MAX_TOKEN_ID + "] (HfTokenizer.MAX_TOKEN_ID)");
                     }
                     vocab.put(token, parser.getIntValue());
                 }
@@ -143,6 +144,11 @@ final class TokenizerJsonReader {
             }
         }
         throw error(path, "is not a merge; expected \"a b\" or [\"a\", \"b\"]");
+    }
+
+    /** A value cut to 80 characters for a message. */
+    static String shorten(String value) {
+        return value.length() <= 80 ? value : value.substring(0, 80) + "... (" + value.length() + " characters)";
     }
 
     private static boolean isAbsent(JsonNode node) {
@@ -187,9 +193,13 @@ final class TokenizerJsonReader {
         for (int i = 0; i < node.size(); i++) {
             String path = "added_tokens[" + i + "]";
             JsonNode t = node.get(i);
+            if (!t.isObject()) {
+                throw error(path, "is " + shorten(t.toString()) + "; expected an object {id, content, ...}");
+            }
             JsonNode id = t.get("id");
-            if (id == null || !id.canConvertToInt() || id.asInt() < 0) {
-                throw error(path + ".id", "is " + id + "; expected a non-negative integer");
+            if (id == null || !id.isIntegralNumber() || !id.canConvertToInt() || id.asInt() < 0 || id.asInt() > HfTokenizer.MAX_TOKEN_ID) {
+                throw error(path + ".id", "is " + id + "; expected an integer in [0, " + HfTokenizer.MAX_TOKEN_ID
+                        + "] (HfTokenizer.MAX_TOKEN_ID)");
             }
             String content = optionalText(t, "content", path);
             if (content == null) {
@@ -375,7 +385,8 @@ final class TokenizerJsonReader {
 
     private int tokenPairId(JsonNode node, String field, String path) {
         JsonNode pair = node.get(field);
-        if (pair == null || !pair.isArray() || pair.size() != 2 || !pair.get(1).canConvertToInt()) {
+        if (pair == null || !pair.isArray() || pair.size() != 2 || !pair.get(1).isIntegralNumber() || !pair.get(1).canConvertToInt()
+                || pair.get(1).asInt() < 0 || pair.get(1).asInt() > HfTokenizer.MAX_TOKEN_ID) {
             throw error(path + "." + field, "is " + pair + "; expected [token, id]");
         }
         return pair.get(1).asInt();
@@ -404,7 +415,12 @@ final class TokenizerJsonReader {
                 }
                 int[] ids = new int[special.get("ids").size()];
                 for (int k = 0; k < ids.length; k++) {
-                    ids[k] = special.get("ids").get(k).asInt();
+                    JsonNode id = special.get("ids").get(k);
+                    if (!id.isIntegralNumber() || !id.canConvertToInt() || id.asInt() < 0 || id.asInt() > HfTokenizer.MAX_TOKEN_ID) {
+                        throw error(path + ".special_tokens[\"" + shorten(name) + "\"].ids[" + k + "]", "is " + shorten(id.toString())
+                                + "; expected a token id in [0, " + HfTokenizer.MAX_TOKEN_ID + "]");
+                    }
+                    ids[k] = id.asInt();
                 }
                 items.add(ids);
             } else {

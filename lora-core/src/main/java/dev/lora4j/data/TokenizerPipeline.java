@@ -18,10 +18,12 @@ final class TokenizerPipeline {
     /**
      * Compiles a pattern written for Oniguruma (the regex engine of {@code tokenizers}). With
      * UNICODE_CHARACTER_CLASS, Java's {@code \s}, {@code \w}, {@code \d} and case folding are
-     * Unicode-aware as Oniguruma's are on UTF-8 text ({@code \s} = White_Space).
+     * Unicode-aware as Oniguruma's are on UTF-8 text ({@code \s} = White_Space). General-category
+     * classes ({@code \p{L}}, {@code \p{N}}, ...) are rewritten by {@link UnicodeCategories} to
+     * follow the committed Unicode table, not the running JDK's (JDK 17 knows only Unicode 13).
      */
     static Pattern compileOniguruma(String regex) {
-        return Pattern.compile(regex, Pattern.UNICODE_CHARACTER_CLASS);
+        return Pattern.compile(UnicodeCategories.rewrite(regex), Pattern.UNICODE_CHARACTER_CLASS);
     }
 
     /** GPT-2's pre-tokenization pattern, used by the ByteLevel pre-tokenizer with use_regex. */
@@ -196,24 +198,67 @@ final class TokenizerPipeline {
         return count + 1;
     }
 
-    /** Matches of a regex as [start, end) pairs; empty matches are skipped. */
-    static int[] regexMatches(Pattern pattern, String text, int[] countOut) {
-        int[] matches = new int[16];
-        int count = 0;
+    /** Most characters one {@link Matcher#find()} call sees, unless a match needs more (see {@link #forEachMatch}). */
+    static final int REGEX_WINDOW = 1 << 16;
+
+    /** Receives the [start, end) of each non-empty match. */
+    interface MatchSink {
+        void accept(int start, int end);
+    }
+
+    /**
+     * The non-empty matches of {@code pattern} in {@code text}, exactly as a plain
+     * {@code while (m.find())} loop finds them, but with each {@code find} confined to a region of
+     * {@code window} characters (transparent bounds, so lookaround still sees the whole text; no
+     * anchoring bounds, so ^ and $ only match at the text's ends). A find whose search reached
+     * the region's end ({@link Matcher#hitEnd()}: the result could depend on what follows, and
+     * also the case of no match in the region) is repeated on a region twice as long. A find
+     * that did not reach the end never looked past it, so its match is the one the whole text
+     * gives. The bound keeps one call's work proportional to the window for the dense splits of
+     * tokenizer regexes, whatever the text's length; results are unchanged by construction.
+     */
+    static void forEachMatch(Pattern pattern, String text, int window, MatchSink sink) {
         Matcher m = pattern.matcher(text);
-        while (m.find()) {
-            if (m.end() == m.start()) {
+        m.useTransparentBounds(true);
+        m.useAnchoringBounds(false);
+        int n = text.length();
+        int pos = 0;
+        long size = window;
+        while (pos <= n) {
+            int end = (int) Math.min(n, pos + size);
+            m.region(pos, end);
+            boolean found = m.find();
+            if (end < n && (m.hitEnd() || !found)) {
+                size *= 2;
                 continue;
             }
-            if (2 * count + 2 > matches.length) {
-                matches = java.util.Arrays.copyOf(matches, 2 * matches.length);
+            size = window;
+            if (!found) {
+                return;
             }
-            matches[2 * count] = m.start();
-            matches[2 * count + 1] = m.end();
-            count++;
+            if (m.end() > m.start()) {
+                sink.accept(m.start(), m.end());
+                pos = m.end();
+            } else {
+                pos = m.end() + 1; // as find() moves on after an empty match
+            }
         }
-        countOut[0] = count;
-        return matches;
+    }
+
+    /** Matches of a regex as [start, end) pairs; empty matches are skipped. */
+    static int[] regexMatches(Pattern pattern, String text, int[] countOut) {
+        int[][] matches = {new int[16]};
+        int[] count = {0};
+        forEachMatch(pattern, text, REGEX_WINDOW, (start, end) -> {
+            if (2 * count[0] + 2 > matches[0].length) {
+                matches[0] = java.util.Arrays.copyOf(matches[0], 2 * matches[0].length);
+            }
+            matches[0][2 * count[0]] = start;
+            matches[0][2 * count[0] + 1] = end;
+            count[0]++;
+        });
+        countOut[0] = count[0];
+        return matches[0];
     }
 
     /** Every code point satisfying {@code predicate} as its own match. */
@@ -257,22 +302,20 @@ final class TokenizerPipeline {
 
     /** Isolated split straight off the matcher: matches and the gaps between them. */
     static void isolate(Pattern pattern, String text, boolean atStart, PieceSink sink) {
-        Matcher m = pattern.matcher(text);
-        int previous = 0;
-        while (m.find()) {
-            int start = m.start();
-            int end = m.end();
-            if (start == end) {
-                continue;
-            }
-            if (start > previous) {
-                sink.accept(text.substring(previous, start), atStart && previous == 0);
+        isolate(pattern, text, atStart, REGEX_WINDOW, sink);
+    }
+
+    static void isolate(Pattern pattern, String text, boolean atStart, int window, PieceSink sink) {
+        int[] previous = {0};
+        forEachMatch(pattern, text, window, (start, end) -> {
+            if (start > previous[0]) {
+                sink.accept(text.substring(previous[0], start), atStart && previous[0] == 0);
             }
             sink.accept(text.substring(start, end), atStart && start == 0);
-            previous = end;
-        }
-        if (previous < text.length()) {
-            sink.accept(text.substring(previous), atStart && previous == 0);
+            previous[0] = end;
+        });
+        if (previous[0] < text.length()) {
+            sink.accept(text.substring(previous[0]), atStart && previous[0] == 0);
         }
     }
 
@@ -288,7 +331,7 @@ final class TokenizerPipeline {
     }
 
     static boolean isNumeric(int cp) {
-        int type = Character.getType(cp);
+        int type = UnicodeCategories.type(cp);
         return type == Character.DECIMAL_DIGIT_NUMBER || type == Character.LETTER_NUMBER
                 || type == Character.OTHER_NUMBER;
     }

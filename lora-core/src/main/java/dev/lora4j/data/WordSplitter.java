@@ -6,7 +6,8 @@ package dev.lora4j.data;
  * returns, for a start position, the end of the match that the regex's leftmost-first
  * alternation would find there; both regexes match at every position, so consecutive matches
  * tile the text. Classes: letters {@code \p{L}}, numbers {@code \p{N}}, whitespace {@code \s} =
- * Unicode White_Space (as in Oniguruma on UTF-8 text). Tested against the regexes themselves.
+ * Unicode White_Space (as in Oniguruma on UTF-8 text). Categories come from {@link UnicodeCategories}
+ * (the committed Unicode table), not the running JDK. Tested against the regexes themselves.
  */
 abstract class WordSplitter {
     static final String GPT2 = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
@@ -55,7 +56,7 @@ abstract class WordSplitter {
         if (HfTokenizer.isWhiteSpace(cp)) {
             return SPACE;
         }
-        return switch (Character.getType(cp)) {
+        return switch (UnicodeCategories.type(cp)) {
             case Character.UPPERCASE_LETTER, Character.LOWERCASE_LETTER, Character.TITLECASE_LETTER,
                     Character.MODIFIER_LETTER, Character.OTHER_LETTER -> LETTER;
             case Character.DECIMAL_DIGIT_NUMBER, Character.LETTER_NUMBER, Character.OTHER_NUMBER -> NUMBER;

@@ -197,8 +197,8 @@ public final class EvaluationReport {
         try {
             root = JSON.readTree(json);
         } catch (JsonProcessingException e) {
-            throw new IllegalArgumentException(source + ": not valid JSON at line " + e.getLocation().getLineNr() + ", column "
-                    + e.getLocation().getColumnNr() + " (" + e.getOriginalMessage() + "); expected an evaluation report "
+            throw new IllegalArgumentException(source + ": not valid JSON " + dev.lora4j.io.JsonLimits.describe(e)
+                    + "; expected an evaluation report "
                     + "{\"results\": {...}, \"config\": {...}}", e);
         }
         if (root == null || !root.isObject() || !root.path("results").isObject()) {

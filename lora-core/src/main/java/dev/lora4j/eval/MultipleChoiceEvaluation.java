@@ -187,7 +187,7 @@ public final class MultipleChoiceEvaluation {
     public static List<Item> read(Path file) throws IOException {
         JsonNode root;
         try {
-            root = new ObjectMapper().readTree(file.toFile());
+            root = dev.lora4j.io.JsonLimits.mapper().readTree(file.toFile());
         } catch (JsonProcessingException e) {
             JsonLocation at = e.getLocation();
             String where = at == null ? "" : " at line " + at.getLineNr() + ", column " + at.getColumnNr();

@@ -30,7 +30,9 @@ import org.slf4j.LoggerFactory;
  */
 public final class Checkpoint implements AutoCloseable {
     private static final Logger LOG = LoggerFactory.getLogger(Checkpoint.class);
-    private static final ObjectMapper JSON = new ObjectMapper();
+    /** Largest *.safetensors.index.json read (a 405B model's is about 200 kB). */
+    public static final long MAX_INDEX_BYTES = 64L << 20;
+    private static final ObjectMapper JSON = JsonLimits.mapper();
 
     private final Path folder;
     private final Path source;
@@ -92,8 +94,8 @@ public final class Checkpoint implements AutoCloseable {
         List<String> missing = new ArrayList<>();
         Path root = folder.toAbsolutePath().normalize();
         for (String shard : tensorsByShard.keySet()) {
-            Path shardPath = root.resolve(shard).normalize();
-            if (!shardPath.getParent().equals(root)) {
+            Path shardPath = isPlainFileName(shard) ? root.resolve(shard).normalize() : null;
+            if (shardPath == null || !root.equals(shardPath.getParent())) {
                 throw new IOException(index + ": shard '" + shard + "' is not a file name inside " + folder
                         + "; weight_map values must be plain file names");
             }
@@ -143,9 +145,9 @@ public final class Checkpoint implements AutoCloseable {
     private static Map<String, String> readWeightMap(Path index) throws IOException {
         JsonNode root;
         try {
-            root = JSON.readTree(Files.readString(index));
+            root = JSON.readTree(JsonLimits.readSmallFile(index, MAX_INDEX_BYTES, "safetensors index"));
         } catch (JsonProcessingException e) {
-            throw new IOException(index + ": not valid JSON: " + e.getOriginalMessage(), e);
+            throw new IOException(index + ": not valid JSON " + JsonLimits.describe(e), e);
         }
         JsonNode weightMap = root == null ? null : root.get("weight_map");
         if (weightMap == null || !weightMap.isObject()) {
@@ -163,6 +165,16 @@ public final class Checkpoint implements AutoCloseable {
             throw new IOException(index + ": weight_map is empty");
         }
         return result;
+    }
+
+    /**
+     * Whether a weight_map value is a file name with no directory part: not empty, not "." or
+     * "..", no separator of either platform, no NUL. (A value such as "/" would otherwise resolve
+     * to the file-system root, which has no parent.)
+     */
+    private static boolean isPlainFileName(String shard) {
+        return !shard.isEmpty() && !shard.equals(".") && !shard.equals("..") && shard.indexOf('/') < 0
+                && shard.indexOf('\\') < 0 && shard.indexOf('\0') < 0 && shard.indexOf(':') < 0;
     }
 
     private static Map<String, SafetensorsFile> byName(SafetensorsFile file) {

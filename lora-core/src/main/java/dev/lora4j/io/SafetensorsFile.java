@@ -57,7 +57,7 @@ public final class SafetensorsFile implements AutoCloseable {
     private static final Set<String> OTHER_SPEC_DTYPES = Set.of("U16", "U32", "U64", "F8_E5M2", "F8_E4M3",
             "F8_E8M0", "F8_E4M3FNUZ", "F8_E5M2FNUZ", "F6_E2M3", "F6_E3M2", "F4", "C64");
 
-    private static final JsonMapper JSON = JsonMapper.builder()
+    private static final JsonMapper JSON = JsonLimits.mapperBuilder()
             .enable(StreamReadFeature.STRICT_DUPLICATE_DETECTION)
             .enable(DeserializationFeature.FAIL_ON_TRAILING_TOKENS)
             .build();
@@ -309,7 +309,7 @@ public final class SafetensorsFile implements AutoCloseable {
         try {
             root = JSON.readTree(header);
         } catch (JsonProcessingException e) {
-            throw new IOException(path + ": header is not valid JSON: " + e.getOriginalMessage(), e);
+            throw new IOException(path + ": header is not valid JSON " + JsonLimits.describe(e), e);
         }
         if (root == null || !root.isObject()) {
             throw new IOException(path + ": header is not a JSON object");

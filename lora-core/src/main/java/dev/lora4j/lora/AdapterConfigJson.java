@@ -1,5 +1,6 @@
 package dev.lora4j.lora;
 
+import dev.lora4j.io.JsonLimits;
 import dev.lora4j.io.PythonJson;
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.core.json.JsonReadFeature;
@@ -69,7 +70,9 @@ public record AdapterConfigJson(LoraConfig lora, String baseModelNameOrPath, Str
     static final int KEY_COUNT = 40;
 
     private static final Logger LOG = LoggerFactory.getLogger(AdapterConfigJson.class);
-    private static final JsonMapper MAPPER = JsonMapper.builder()
+    /** Largest adapter_config.json read (PEFT's are about 1 kB; a long rank_pattern might be a few MB). */
+    public static final long MAX_FILE_BYTES = 16L << 20;
+    private static final JsonMapper MAPPER = JsonLimits.mapperBuilder()
             .enable(JsonReadFeature.ALLOW_NON_NUMERIC_NUMBERS) // Python's json.dumps writes NaN and Infinity
             .build();
 
@@ -138,7 +141,7 @@ public record AdapterConfigJson(LoraConfig lora, String baseModelNameOrPath, Str
             throw new IOException(file + ": no such file; a PEFT adapter directory holds " + FILE_NAME
                     + " next to adapter_model.safetensors");
         }
-        return parse(Files.readString(file, StandardCharsets.UTF_8), file.toString());
+        return parse(JsonLimits.readSmallFile(file, MAX_FILE_BYTES, FILE_NAME), file.toString());
     }
 
     /** Parses adapter_config.json text; {@code source} names it in error messages. */

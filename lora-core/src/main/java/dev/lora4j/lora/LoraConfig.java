@@ -13,9 +13,9 @@ import java.util.Optional;
 import java.util.OptionalInt;
 import java.util.SplittableRandom;
 import java.util.TreeSet;
-import java.util.regex.Matcher;
-import java.util.regex.Pattern;
-import java.util.regex.PatternSyntaxException;
+import com.google.re2j.Matcher;
+import com.google.re2j.Pattern;
+import com.google.re2j.PatternSyntaxException;
 
 /**
  * Immutable LoRA settings (Hu et al., "LoRA: Low-Rank Adaptation of Large Language Models",
@@ -52,8 +52,14 @@ import java.util.regex.PatternSyntaxException;
  *
  * <p>Module names are Hugging Face paths as {@code named_modules()} lists them for a
  * {@code LlamaForCausalLM}: {@code model.layers.3.self_attn.q_proj}, {@code lm_head}. Patterns are
- * Java regular expressions; the syntax PEFT users write (classes, groups, alternation, anchors)
- * means the same in both dialects.
+ * RE2 regular expressions (RE2/J), matched in time linear in the name's length, so a pattern with
+ * nested repetition such as {@code (([a-z_]|[a-z_.0-9])+)+X} cannot hang as it would under a
+ * backtracking engine; the syntax PEFT users write (classes, groups, alternation, anchors) means
+ * the same as in Python's {@code re}, and lookaround and backreferences are refused when the
+ * pattern is set. The matching rules are PEFT's: a {@link #targetPattern} must match the whole
+ * name ({@code re.fullmatch}); a target name matches the whole name or its end after a dot; a
+ * rank or alpha pattern key {@code k} matches a name when {@code (.*\.)?(k)$} matches from its
+ * start ({@code get_pattern_key}), and the first key in the map's order wins.
  *
  * <p>Equality and {@link #toString()} use effective values: a config whose alpha is derived as
  * 2 · 16 equals one given {@code alpha(32)} at rank 16.
@@ -620,9 +626,9 @@ public final class LoraConfig {
         try {
             Pattern.compile(regex);
         } catch (PatternSyntaxException e) {
-            throw new IllegalArgumentException(parameter + " must be a valid regular expression, was '" + shown
-                    + "' (" + e.getDescription() + " near index " + e.getIndex() + " of " + regex
-                    + "); escape literal characters such as ( [ . with a backslash", e);
+            throw new IllegalArgumentException(parameter + " must be a valid RE2 regular expression, was '" + shown
+                    + "' (" + e.getDescription() + " in " + regex + "); escape literal characters such as ( [ . with a"
+                    + " backslash; lookaround and backreferences are not supported (patterns are matched in linear time)", e);
         }
     }
 

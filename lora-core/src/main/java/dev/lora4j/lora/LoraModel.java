@@ -204,9 +204,23 @@ public final class LoraModel {
         ll.addAdapter(adapterName, new LoraAdapter(a, b, m.rank(), m.alpha(), m.scaling(), (float) m.dropout()));
     }
 
-    /** Writes the named adapter as PEFT does: adapter_config.json and adapter_model.safetensors (F32). */
+    /**
+     * Writes the named adapter as PEFT does: adapter_config.json and adapter_model.safetensors
+     * (F32). Both files are first written in full (and flushed) under temporary names in the
+     * folder, then renamed over the old ones, so that a full disk or an I/O error while writing
+     * leaves an adapter saved there before complete and loadable.
+     *
+     * @throws UncheckedIOException if writing fails; the message names the folder and the cause
+     *     and says that the previous adapter there, if any, is untouched
+     */
     public void saveAdapter(String name, Path dir) {
         LoraConfig config = config(name);
+        String suffix = "." + Long.toHexString(java.util.concurrent.ThreadLocalRandom.current().nextLong()) + ".tmp";
+        Path weights = dir.resolve("adapter_model.safetensors");
+        Path json = dir.resolve(AdapterConfigJson.FILE_NAME);
+        Path weightsTmp = dir.resolve("." + weights.getFileName() + suffix);
+        Path jsonTmp = dir.resolve("." + json.getFileName() + suffix);
+        boolean renamed = false;
         try {
             Files.createDirectories(dir);
             SafetensorsWriter writer = new SafetensorsWriter();
@@ -214,10 +228,38 @@ public final class LoraModel {
                 writer.add(e.getKey(), e.getValue(), DType.F32);
             }
             writer.metadata("format", "pt");
-            writer.write(dir.resolve("adapter_model.safetensors"));
-            AdapterConfigJson.of(config).withBaseModel(baseModelNameOrPath).writeTo(dir);
+            writer.write(weightsTmp);
+            try (java.nio.channels.FileChannel out = java.nio.channels.FileChannel.open(jsonTmp,
+                    java.nio.file.StandardOpenOption.CREATE_NEW, java.nio.file.StandardOpenOption.WRITE)) {
+                java.nio.ByteBuffer bytes = java.nio.ByteBuffer.wrap(
+                        AdapterConfigJson.of(config).withBaseModel(baseModelNameOrPath).toJson().getBytes(java.nio.charset.StandardCharsets.UTF_8));
+                while (bytes.hasRemaining()) {
+                    out.write(bytes);
+                }
+                out.force(true);
+            }
+            replace(weightsTmp, weights);
+            renamed = true;
+            replace(jsonTmp, json);
         } catch (IOException e) {
-            throw new UncheckedIOException("writing adapter folder " + dir + ": " + e.getMessage(), e);
+            throw new UncheckedIOException("writing adapter folder " + dir + " failed: " + e.getMessage() + (renamed
+                    ? "; " + weights.getFileName() + " is new but " + json.getFileName() + " could not be replaced: save again"
+                    : "; the adapter that was there before, if any, is untouched"), e);
+        } finally {
+            try {
+                Files.deleteIfExists(weightsTmp);
+                Files.deleteIfExists(jsonTmp);
+            } catch (IOException ignored) {
+                // a leftover hidden .tmp file is harmless: loading reads only the two names above
+            }
+        }
+    }
+
+    private static void replace(Path from, Path to) throws IOException {
+        try {
+            Files.move(from, to, java.nio.file.StandardCopyOption.ATOMIC_MOVE, java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+        } catch (java.nio.file.AtomicMoveNotSupportedException e) {
+            Files.move(from, to, java.nio.file.StandardCopyOption.REPLACE_EXISTING);
         }
     }
 

@@ -1,5 +1,6 @@
 package dev.lora4j.model;
 
+import dev.lora4j.io.JsonLimits;
 import dev.lora4j.io.PythonJson;
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.JsonNode;
@@ -44,7 +45,26 @@ public final class LlamaConfig {
     public static final List<String> SUPPORTED_MODEL_TYPES = List.of("llama", "mistral", "qwen2", "phi", "falcon", "phi3",
             "gemma2", "gemma3_text", "qwen3");
 
-    private static final ObjectMapper JSON = new ObjectMapper();
+    private static final ObjectMapper JSON = JsonLimits.mapper();
+
+    /*
+     * Sane upper bounds, checked before anything is sized from a config: each is far above every
+     * published model (largest today: vocab 262,144, hidden 16,384 and 126 layers for Llama 3.1
+     * 405B, intermediate 53,248, head_dim 256), and low enough that a hostile config cannot make
+     * inspect or a model constructor allocate per-layer objects or tables by the billion.
+     */
+    /** Upper bound of {@code vocab_size}. */
+    public static final int MAX_VOCAB_SIZE = 1 << 24;
+    /** Upper bound of {@code hidden_size}. */
+    public static final int MAX_HIDDEN_SIZE = 1 << 16;
+    /** Upper bound of {@code intermediate_size}. */
+    public static final int MAX_INTERMEDIATE_SIZE = 1 << 20;
+    /** Upper bound of {@code num_hidden_layers}. */
+    public static final int MAX_LAYERS = 1024;
+    /** Upper bound of {@code num_attention_heads}, {@code num_key_value_heads} and {@code head_dim}. */
+    public static final int MAX_HEADS = 1024;
+    /** Largest config.json read. */
+    public static final long MAX_FILE_BYTES = 64L << 20;
 
     /**
      * RoPE frequency scaling. {@code linear} divides positions by {@code factor}; {@code llama3}
@@ -117,11 +137,18 @@ public final class LlamaConfig {
         positive(src, "num_hidden_layers", b.numHiddenLayers);
         positive(src, "num_attention_heads", b.numAttentionHeads);
         positive(src, "max_position_embeddings", b.maxPositionEmbeddings);
+        atMost(src, "vocab_size", b.vocabSize, MAX_VOCAB_SIZE);
+        atMost(src, "hidden_size", b.hiddenSize, MAX_HIDDEN_SIZE);
+        atMost(src, "intermediate_size", b.intermediateSize, MAX_INTERMEDIATE_SIZE);
+        atMost(src, "num_hidden_layers", b.numHiddenLayers, MAX_LAYERS);
+        atMost(src, "num_attention_heads", b.numAttentionHeads, MAX_HEADS);
         if (b.numKeyValueHeads != null) {
             positive(src, "num_key_value_heads", b.numKeyValueHeads);
+            atMost(src, "num_key_value_heads", b.numKeyValueHeads, MAX_HEADS);
         }
         if (b.headDim != null) {
             positive(src, "head_dim", b.headDim);
+            atMost(src, "head_dim", b.headDim, MAX_HEADS);
         } else if (b.hiddenSize % b.numAttentionHeads != 0) {
             throw new IllegalArgumentException(src + ": hidden_size (" + b.hiddenSize
                     + ") must be divisible by num_attention_heads (" + b.numAttentionHeads + ") when head_dim is absent");
@@ -236,6 +263,23 @@ public final class LlamaConfig {
         }
     }
 
+    private static void atMost(String src, String key, int value, int bound) {
+        if (value > bound) {
+            throw new IllegalArgumentException(src + ": " + key + " is " + value + ", above lora4j's bound of " + bound
+                    + " (LlamaConfig.MAX_" + boundName(key) + ", far above any published model); the config is damaged");
+        }
+    }
+
+    private static String boundName(String key) {
+        return switch (key) {
+            case "vocab_size" -> "VOCAB_SIZE";
+            case "hidden_size" -> "HIDDEN_SIZE";
+            case "intermediate_size" -> "INTERMEDIATE_SIZE";
+            case "num_hidden_layers" -> "LAYERS";
+            default -> "HEADS";
+        };
+    }
+
     private static void validateRopeScaling(String src, RopeScaling s) {
         if (s.type() == null || !RopeScaling.SUPPORTED_TYPES.contains(s.type())) {
             throw new IllegalArgumentException(src + ": rope_scaling type '" + s.type() + "' is not supported; supported: "
@@ -278,7 +322,7 @@ public final class LlamaConfig {
 
     /** Reads and validates a Hugging Face config.json; errors name the file. */
     public static LlamaConfig read(Path configJson) throws IOException {
-        return parse(Files.readString(configJson), configJson.toString());
+        return parse(JsonLimits.readSmallFile(configJson, MAX_FILE_BYTES, "config.json"), configJson.toString());
     }
 
     /**
@@ -291,7 +335,7 @@ public final class LlamaConfig {
         try {
             root = JSON.readTree(json);
         } catch (JsonProcessingException e) {
-            throw new IllegalArgumentException(sourceName + ": not valid JSON: " + e.getOriginalMessage(), e);
+            throw new IllegalArgumentException(sourceName + ": not valid JSON " + JsonLimits.describe(e), e);
         }
         if (root == null || !root.isObject()) {
             throw new IllegalArgumentException(sourceName + ": expected a JSON object");

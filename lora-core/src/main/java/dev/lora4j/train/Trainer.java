@@ -223,6 +223,7 @@ public final class Trainer {
                 count(parameters), parameters.size(), total, run.step > 0 ? " from step " + run.step : "", accumulation,
                 config.microBatchSize, optimizer);
         model.activationCheckpointing(config.activationCheckpointing);
+        NonFiniteGuard guard = new NonFiniteGuard(config.onNonFinite, config.checkpointDir);
         for (long step = run.step; step < stopAt; step++) {
             double lr = schedule.at(step);
             optimizer.setLearningRate(lr);
@@ -230,6 +231,7 @@ public final class Trainer {
                 ll.seedDropout(derive(config.seed, DROPOUT_STREAM, step, ll.name().hashCode()));
             }
             double stepLoss = 0;
+            NonFiniteGuard.Problem problem = null;
             for (int micro = 0; micro < accumulation; micro++) {
                 List<Example> examples = new ArrayList<>(config.microBatchSize);
                 for (int i = 0; i < config.microBatchSize; i++) {
@@ -240,18 +242,23 @@ public final class Trainer {
                 try (Arena arena = model.embedTokens().backend().openArena()) {
                     Tensor loss = CausalLmLoss.loss(model, batch);
                     float value = loss.toFloatArray()[0];
-                    if (Float.isNaN(value)) {
-                        throw new IllegalStateException("loss is NaN at step " + step + " (micro-batch " + micro + "); a "
-                                + "micro-batch with every label masked gives NaN: check the prompt masking and max length");
+                    if (problem == null) {
+                        problem = NonFiniteGuard.loss(value, step, micro);
                     }
                     stepLoss += value / accumulation;
                     Elementwise.scale(loss, 1f / accumulation).backward();
                 }
                 run.tokens += batch.realTokens();
             }
-            double norm = config.maxGradNorm > 0 ? GradientClipping.clip(parameters, config.maxGradNorm)
-                    : GradientClipping.globalNorm(parameters);
-            optimizer.step();
+            problem = problem != null ? problem : NonFiniteGuard.gradients(parameters, this::parameterNames, step);
+            double norm = Double.NaN;
+            if (problem != null) {
+                guard.handle(problem, step); // throws for STOP; for SKIP the gradients are dropped below
+            } else {
+                norm = config.maxGradNorm > 0 ? GradientClipping.clip(parameters, config.maxGradNorm)
+                        : GradientClipping.globalNorm(parameters);
+                optimizer.step();
+            }
             optimizer.zeroGrad();
             run.losses[(int) step] = stepLoss;
             run.step = step + 1;
@@ -595,6 +602,7 @@ public final class Trainer {
         private Path resumeFrom;
         private long stopAfterSteps;
         private TrainingCheckpoints.WriteHook checkpointHook = TrainingCheckpoints.WriteHook.NONE;
+        private OnNonFinite onNonFinite = OnNonFinite.STOP;
 
         private Builder(LlamaModel model) {
             if (model == null) {
@@ -820,6 +828,16 @@ public final class Trainer {
         }
 
         /** Test hook: runs after each file of a checkpoint is flushed, before the folder is renamed. */
+        /**
+         * What a NaN or infinite loss or gradient does: {@link OnNonFinite#STOP} (the default)
+         * ends the run with a {@link NonFiniteException} naming the step and the tensor, the last
+         * checkpoint intact; {@link OnNonFinite#SKIP} drops that step's update and goes on.
+         */
+        public Builder onNonFinite(OnNonFinite value) {
+            onNonFinite = Objects.requireNonNull(value, "onNonFinite must be STOP or SKIP");
+            return this;
+        }
+
         Builder checkpointWriteHook(TrainingCheckpoints.WriteHook hook) {
             checkpointHook = Objects.requireNonNull(hook, "hook");
             return this;
@@ -902,6 +920,7 @@ public final class Trainer {
             b.resumeFrom = resumeFrom;
             b.stopAfterSteps = stopAfterSteps;
             b.checkpointHook = checkpointHook;
+            b.onNonFinite = onNonFinite;
             return b;
         }
 

@@ -117,11 +117,11 @@ class LoraConfigTest {
         assertTrue(message(() -> LoraConfig.defaults().targetModules("q_proj", " "))
                 .startsWith("targetModules must be one or more non-blank module names, was ['q_proj', ' ']"));
         assertTrue(message(() -> LoraConfig.defaults().targetPattern("(q_proj"))
-                .startsWith("targetPattern must be a valid regular expression, was '(q_proj' (Unclosed group"));
+                .startsWith("targetPattern must be a valid RE2 regular expression, was '(q_proj' (missing closing )"));
         assertEquals("rankPattern value for 'q_proj' must be >= 1, was 0; use a positive rank",
                 message(() -> LoraConfig.defaults().rankPattern(Map.of("q_proj", 0))));
         assertTrue(message(() -> LoraConfig.defaults().rankPattern(Map.of("q_proj[", 4)))
-                .startsWith("rankPattern key must be a valid regular expression, was 'q_proj['"));
+                .startsWith("rankPattern key must be a valid RE2 regular expression, was 'q_proj['"));
         assertTrue(message(() -> LoraConfig.defaults().alphaPattern(Map.of("v_proj", Double.POSITIVE_INFINITY)))
                 .startsWith("alphaPattern value for 'v_proj' must be a finite number > 0, was Infinity"));
         assertEquals("layersToTransform must be >= 0, was -1; layer indices count from 0",

@@ -48,7 +48,8 @@ final class BnbFormat {
             "nested_dtype", "nested_offset");
     /** A quant_state JSON is a few hundred bytes; anything far larger is not one. */
     private static final long MAX_JSON_BYTES = 1 << 16;
-    private static final JsonMapper JSON = JsonMapper.builder().enable(StreamReadFeature.STRICT_DUPLICATE_DETECTION).build();
+    private static final JsonMapper JSON = dev.lora4j.io.JsonLimits.mapperBuilder()
+            .enable(StreamReadFeature.STRICT_DUPLICATE_DETECTION).build();
 
     private BnbFormat() {
     }
