@@ -7,8 +7,8 @@ import java.util.Arrays;
  * of a sequence sits at position {@code queryOffset + i}; key j is visible to it when
  * <ul>
  *   <li>{@code causal}: j ≤ queryOffset + i;</li>
- *   <li>{@code window} > 0 (sliding window, Mistral/Gemma 2): queryOffset + i − j < window;</li>
- *   <li>{@code keyLengths} not null (right padding): j < keyLengths[b] for batch row b.</li>
+ *   <li>{@code window} > 0 (sliding window, Mistral/Gemma 2): queryOffset + i − j &lt; window;</li>
+ *   <li>{@code keyLengths} not null (right padding): j &lt; keyLengths[b] for batch row b.</li>
  * </ul>
  * Scores are {@code scale·q·k}, then, when {@code softCap} > 0 (Gemma 2), {@code softCap·tanh(s / softCap)}.
  * A query that sees no key gets a zero output and no gradient.

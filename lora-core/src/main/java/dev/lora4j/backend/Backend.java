@@ -244,7 +244,7 @@ public interface Backend {
 
     /**
      * Rotary position embedding, Hugging Face's rotate-half layout, on the first {@code rotary}
-     * dimensions of each head (the rest are copied): for i < rotary/2,
+     * dimensions of each head (the rest are copied): for i &lt; rotary/2,
      * out[i] = x[i]·cos − x[i + rotary/2]·sin, out[i + rotary/2] = x[i + rotary/2]·cos + x[i]·sin,
      * with cos/sin of position {@code positionOffset + t} from tables [P, rotary/2] and the sine's
      * sign flipped when {@code inverse} (the backward, a rotation by −θ). x, out [B, T, H, D].

@@ -52,7 +52,7 @@ public final class Exp {
         return y * Float.intBitsToFloat((n1 + 127) << 23) * Float.intBitsToFloat((n - n1 + 127) << 23);
     }
 
-    /** {@code dst[dstOffset + i] = e^(src[srcOffset + i])} for i < n (src and dst may be the same array). */
+    /** {@code dst[dstOffset + i] = e^(src[srcOffset + i])} for i &lt; n (src and dst may be the same array). */
     public static void exp(float[] src, int srcOffset, float[] dst, int dstOffset, int n) {
         ScalarBackend.checkRange("exp", "src", src, srcOffset, n);
         ScalarBackend.checkRange("exp", "dst", dst, dstOffset, n);
@@ -62,7 +62,7 @@ public final class Exp {
     }
 
     /**
-     * The softmax numerator: {@code dst[dstOffset + i] = e^(src[srcOffset + i] - shift)} for i < n,
+     * The softmax numerator: {@code dst[dstOffset + i] = e^(src[srcOffset + i] - shift)} for i &lt; n,
      * returning their sum (accumulated in float in index order). With shift = the row's maximum,
      * every term is at most 1 and the sum at least 1.
      */
