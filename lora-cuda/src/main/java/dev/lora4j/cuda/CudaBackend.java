@@ -2,6 +2,7 @@ package dev.lora4j.cuda;
 
 import dev.lora4j.backend.Backend;
 import dev.lora4j.backend.Backends;
+import dev.lora4j.backend.CpuBackend;
 import dev.lora4j.quant.QuantizedStorage;
 import dev.lora4j.tensor.FloatStorage;
 import dev.lora4j.tensor.Storage;
@@ -22,10 +23,13 @@ import org.slf4j.LoggerFactory;
  * cheaper to compute than to copy), run on the CPU backend. The F32 product runs on lora4j's
  * tiled kernel or cuBLAS ({@code cublasGemmEx}), whichever was faster in a measurement at start-up.
  *
- * <p>The op-level, device-resident SPI (issue 9) will replace the copies: {@link Kernels} already
+ * <p>Its storages live on the host ({@link #device()} is the CPU): it extends {@link CpuBackend},
+ * whose reference operations call {@link #gemm} for every product, so the large products of a step
+ * (linear layers forward and backward) run on the GPU and everything else on the CPU. Implementing
+ * the op-level SPI with device-resident storages replaces the copies: {@link Kernels} already
  * describes every forward and backward operation of a training step as device launches.
  */
-public final class CudaBackend implements Backend, AutoCloseable {
+public final class CudaBackend extends CpuBackend implements AutoCloseable {
     /** Products smaller than this (m·n·k) stay on the CPU: the copies would cost more than the math. */
     public static final long DEVICE_MIN_MACS = 1L << 22;
     private static final Logger LOG = LoggerFactory.getLogger(CudaBackend.class);
