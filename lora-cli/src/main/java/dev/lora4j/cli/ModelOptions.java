@@ -100,8 +100,9 @@ public final class ModelOptions {
         }
         if (Files.isRegularFile(folder)) {
             if (!GgufModel.isGguf(folder)) {
-                throw OptionErrors.invalid(spec, "MODEL", folder, "is " + describeFile(folder) + ", not a model folder"
-                        + " or a GGUF model (a GGUF file starts with \"GGUF\"); " + MODEL_FOLDER_NEEDS + ", or a .gguf file");
+                throw OptionErrors.invalid(spec, "MODEL", folder, "is " + describeFile(folder) + ", not a model folder,"
+                        + " and not a GGUF model (a GGUF file starts with \"GGUF\"); " + MODEL_FOLDER_NEEDS
+                        + ", or a .gguf file");
             }
             return folder;
         }

@@ -65,8 +65,9 @@ class InspectCommandTest {
         CliRun run = CliRun.of("inspect", "llama2-7b", "--targets", "qproj");
         assertEquals(2, run.exitCode(), run::toString);
         assertTrue(run.err().contains("'qproj' is not a LoRA target; valid names are presets and groups: all, all-linear, "
-                + "head, key, mlp, projection, query, value; module names: down_proj, gate_proj, k_proj, lm_head, o_proj, "
-                + "q_proj, up_proj, v_proj"), run::toString);
+                + "attention, head, key, mlp, projection, query, value; module names: dense, dense_4h_to_h, dense_h_to_4h, "
+                + "down_proj, fc1, fc2, gate_proj, gate_up_proj, k_proj, lm_head, o_proj, q_proj, qkv_proj, query_key_value, "
+                + "up_proj, v_proj"), run::toString);
     }
 
     @Test
