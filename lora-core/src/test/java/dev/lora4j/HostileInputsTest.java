@@ -294,6 +294,25 @@ class HostileInputsTest {
     }
 
     @Test
+    void savingAnAdapterWhosePatternOrderTheFileCannotKeepIsRefused() {
+        Map<String, Integer> ranks = new LinkedHashMap<>();
+        ranks.put("q_proj", 2);
+        ranks.put("layers\\.0\\.self_attn\\.q_proj", 3); // sorts first in adapter_config.json
+        dev.lora4j.lora.LoraModel lora = dev.lora4j.lora.LoraModel.wrap(TinyModels.model(5),
+                LoraConfig.rank(4).targets(dev.lora4j.lora.Target.QUERY).rankPattern(ranks));
+        IllegalStateException e = assertThrows(IllegalStateException.class, () -> lora.saveAdapter(dir.resolve("a")));
+        assertTrue(e.getMessage().contains("overlap on module model.layers.0.self_attn.q_proj"), e.getMessage());
+        Map<String, Integer> sorted = new LinkedHashMap<>();
+        sorted.put("layers\\.0\\.self_attn\\.q_proj", 3);
+        sorted.put("q_proj", 2);
+        dev.lora4j.lora.LoraModel ok = dev.lora4j.lora.LoraModel.wrap(TinyModels.model(5),
+                LoraConfig.rank(4).targets(dev.lora4j.lora.Target.QUERY).rankPattern(sorted));
+        ok.saveAdapter(dir.resolve("b"));
+        assertEquals(3, dev.lora4j.lora.LoraModel.load(TinyModels.model(5), dir.resolve("b"))
+                .config(dev.lora4j.lora.LoraModel.DEFAULT_ADAPTER).resolve("model.layers.0.self_attn.q_proj").orElseThrow().rank());
+    }
+
+    @Test
     void patternsKeepPeftSemantics() {
         LoraConfig full = LoraConfig.defaults().targetPattern(".*\\.(q|v)_proj");
         assertTrue(full.isTargeted("model.layers.0.self_attn.q_proj"));
