@@ -9,7 +9,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import dev.lora4j.autograd.Autograd;
 import dev.lora4j.autograd.Rope;
 import dev.lora4j.data.DatasetException;
-import dev.lora4j.data.HfTokenizer;
+import dev.lora4j.tokenizer.HfTokenizer;
 import dev.lora4j.data.InstructionDatasets;
 import dev.lora4j.io.Checkpoint;
 import dev.lora4j.lora.AdapterConfigJson;
@@ -251,7 +251,7 @@ class HostileInputsTest {
                 e.getMessage());
         Path config = dir.resolve("tokenizer_config.json");
         Files.writeString(config, "{\"chat_template\": " + "[".repeat(5000));
-        e = assertThrows(IllegalArgumentException.class, () -> dev.lora4j.data.ChatTemplate.fromTokenizerConfig(config));
+        e = assertThrows(IllegalArgumentException.class, () -> dev.lora4j.tokenizer.ChatTemplate.fromTokenizerConfig(config));
         assertTrue(e.getMessage().startsWith(config + ": not valid JSON") && e.getMessage().contains("nesting depth"),
                 e.getMessage());
         Path items = dir.resolve("mc.json");

@@ -2,7 +2,7 @@ package dev.lora4j.cli;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import dev.lora4j.data.HfTokenizer;
+import dev.lora4j.tokenizer.HfTokenizer;
 import dev.lora4j.lora.AdapterConfigJson;
 import dev.lora4j.lora.LoraModel;
 import dev.lora4j.model.LlamaModel;
