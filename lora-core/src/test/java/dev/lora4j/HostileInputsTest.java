@@ -9,7 +9,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import dev.lora4j.autograd.Autograd;
 import dev.lora4j.autograd.Rope;
 import dev.lora4j.data.DatasetException;
-import dev.lora4j.data.HfTokenizer;
+import dev.lora4j.tokenizer.HfTokenizer;
 import dev.lora4j.data.InstructionDatasets;
 import dev.lora4j.io.Checkpoint;
 import dev.lora4j.lora.AdapterConfigJson;
@@ -251,7 +251,7 @@ class HostileInputsTest {
                 e.getMessage());
         Path config = dir.resolve("tokenizer_config.json");
         Files.writeString(config, "{\"chat_template\": " + "[".repeat(5000));
-        e = assertThrows(IllegalArgumentException.class, () -> dev.lora4j.data.ChatTemplate.fromTokenizerConfig(config));
+        e = assertThrows(IllegalArgumentException.class, () -> dev.lora4j.tokenizer.ChatTemplate.fromTokenizerConfig(config));
         assertTrue(e.getMessage().startsWith(config + ": not valid JSON") && e.getMessage().contains("nesting depth"),
                 e.getMessage());
         Path items = dir.resolve("mc.json");
@@ -291,6 +291,25 @@ class HostileInputsTest {
         assertEquals(LoraConfig.defaults().alpha(), LoraConfig.defaults().alphaPattern(alphas)
                 .resolve("model.layers.31.self_attn.q_proj_aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa").map(m -> m.alpha())
                 .orElse(LoraConfig.defaults().alpha()));
+    }
+
+    @Test
+    void savingAnAdapterWhosePatternOrderTheFileCannotKeepIsRefused() {
+        Map<String, Integer> ranks = new LinkedHashMap<>();
+        ranks.put("q_proj", 2);
+        ranks.put("layers\\.0\\.self_attn\\.q_proj", 3); // sorts first in adapter_config.json
+        dev.lora4j.lora.LoraModel lora = dev.lora4j.lora.LoraModel.wrap(TinyModels.model(5),
+                LoraConfig.rank(4).targets(dev.lora4j.lora.Target.QUERY).rankPattern(ranks));
+        IllegalStateException e = assertThrows(IllegalStateException.class, () -> lora.saveAdapter(dir.resolve("a")));
+        assertTrue(e.getMessage().contains("overlap on module model.layers.0.self_attn.q_proj"), e.getMessage());
+        Map<String, Integer> sorted = new LinkedHashMap<>();
+        sorted.put("layers\\.0\\.self_attn\\.q_proj", 3);
+        sorted.put("q_proj", 2);
+        dev.lora4j.lora.LoraModel ok = dev.lora4j.lora.LoraModel.wrap(TinyModels.model(5),
+                LoraConfig.rank(4).targets(dev.lora4j.lora.Target.QUERY).rankPattern(sorted));
+        ok.saveAdapter(dir.resolve("b"));
+        assertEquals(3, dev.lora4j.lora.LoraModel.load(TinyModels.model(5), dir.resolve("b"))
+                .config(dev.lora4j.lora.LoraModel.DEFAULT_ADAPTER).resolve("model.layers.0.self_attn.q_proj").orElseThrow().rank());
     }
 
     @Test

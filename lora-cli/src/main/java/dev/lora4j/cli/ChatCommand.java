@@ -1,8 +1,8 @@
 package dev.lora4j.cli;
 
-import dev.lora4j.data.ChatMessage;
-import dev.lora4j.data.ChatTemplate;
-import dev.lora4j.data.HfTokenizer;
+import dev.lora4j.tokenizer.ChatMessage;
+import dev.lora4j.tokenizer.ChatTemplate;
+import dev.lora4j.tokenizer.HfTokenizer;
 import dev.lora4j.model.Generator;
 import java.io.BufferedReader;
 import java.io.IOException;

@@ -9,7 +9,7 @@ import dev.lora4j.data.InstructionDatasets;
 import dev.lora4j.data.InstructionRecord;
 import dev.lora4j.data.Packing;
 import dev.lora4j.data.PromptStyle;
-import dev.lora4j.data.Tokenizer;
+import dev.lora4j.tokenizer.Tokenizer;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;

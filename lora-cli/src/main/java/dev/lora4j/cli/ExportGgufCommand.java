@@ -2,7 +2,7 @@ package dev.lora4j.cli;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import dev.lora4j.data.HfTokenizer;
+import dev.lora4j.tokenizer.HfTokenizer;
 import dev.lora4j.gguf.GgmlType;
 import dev.lora4j.gguf.GgufExport;
 import dev.lora4j.gguf.OllamaModelfile;

@@ -3,7 +3,7 @@ package dev.lora4j.cli;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.SerializationFeature;
-import dev.lora4j.data.HfTokenizer;
+import dev.lora4j.tokenizer.HfTokenizer;
 import dev.lora4j.data.PromptStyle;
 import dev.lora4j.lora.LoraConfig;
 import dev.lora4j.lora.LoraModel;

@@ -1,6 +1,6 @@
 package dev.lora4j.cli;
 
-import dev.lora4j.data.HfTokenizer;
+import dev.lora4j.tokenizer.HfTokenizer;
 import dev.lora4j.model.Generator;
 import java.io.IOException;
 import java.io.PrintWriter;

@@ -2,8 +2,8 @@ package dev.lora4j.cli;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import dev.lora4j.data.ChatTemplate;
-import dev.lora4j.data.HfTokenizer;
+import dev.lora4j.tokenizer.ChatTemplate;
+import dev.lora4j.tokenizer.HfTokenizer;
 import dev.lora4j.gguf.GgufFile;
 import dev.lora4j.gguf.GgufModel;
 import dev.lora4j.gguf.GgufTokenizer;

@@ -3,9 +3,9 @@ package dev.lora4j.cli;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import dev.lora4j.data.ChatMessage;
-import dev.lora4j.data.ChatTemplate;
-import dev.lora4j.data.HfTokenizer;
+import dev.lora4j.tokenizer.ChatMessage;
+import dev.lora4j.tokenizer.ChatTemplate;
+import dev.lora4j.tokenizer.HfTokenizer;
 import dev.lora4j.model.Generator;
 import dev.lora4j.model.LlamaModel;
 import dev.lora4j.model.ModelLoader;

@@ -9,7 +9,7 @@ import dev.lora4j.data.ArithmeticTasks;
 import dev.lora4j.data.ColumnMapping;
 import dev.lora4j.data.DataSplit;
 import dev.lora4j.data.Example;
-import dev.lora4j.data.HfTokenizer;
+import dev.lora4j.tokenizer.HfTokenizer;
 import dev.lora4j.data.InstructionDataset;
 import dev.lora4j.data.InstructionDatasets;
 import dev.lora4j.data.InstructionRecord;

@@ -177,4 +177,15 @@ class InspectCommandTest {
         assertEquals(1, verbose.exitCode(), verbose::toString);
         assertTrue(verbose.err().contains("\tat "), verbose::toString);
     }
+
+    @Test
+    void configWithBillionsOfLayersIsRefusedByName(@TempDir Path dir) throws Exception {
+        Path config = dir.resolve("config.json");
+        Files.writeString(config, "{\"model_type\":\"llama\",\"vocab_size\":32000,\"hidden_size\":64,\"intermediate_size\":128,"
+                + "\"num_hidden_layers\":2147483647,\"num_attention_heads\":4,\"max_position_embeddings\":2147483647,"
+                + "\"rms_norm_eps\":1e-5}");
+        CliRun run = CliRun.of("inspect", dir.toString());
+        assertTrue(run.exitCode() != 0, run::toString);
+        assertTrue(run.err().contains(config + ": num_hidden_layers is 2147483647, above lora4j's bound of 1024"), run::toString);
+    }
 }

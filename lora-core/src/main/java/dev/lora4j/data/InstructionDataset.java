@@ -1,5 +1,6 @@
 package dev.lora4j.data;
 
+import dev.lora4j.tokenizer.Tokenizer;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;

@@ -2,7 +2,7 @@ package dev.lora4j.eval;
 
 import dev.lora4j.data.ArithmeticTasks;
 import dev.lora4j.data.ArithmeticTasks.Problem;
-import dev.lora4j.data.Tokenizer;
+import dev.lora4j.tokenizer.Tokenizer;
 import dev.lora4j.model.Generator;
 import dev.lora4j.model.LlamaModel;
 import java.util.ArrayList;

@@ -1,7 +1,7 @@
 package dev.lora4j.eval;
 
 import dev.lora4j.autograd.Autograd;
-import dev.lora4j.data.Tokenizer;
+import dev.lora4j.tokenizer.Tokenizer;
 import dev.lora4j.model.LlamaModel;
 import java.util.ArrayList;
 import java.util.Arrays;

@@ -4,7 +4,7 @@ import com.fasterxml.jackson.core.JsonLocation;
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import dev.lora4j.data.Tokenizer;
+import dev.lora4j.tokenizer.Tokenizer;
 import dev.lora4j.model.LlamaModel;
 import java.io.IOException;
 import java.nio.file.Files;

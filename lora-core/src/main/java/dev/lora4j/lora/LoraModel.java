@@ -215,6 +215,7 @@ public final class LoraModel {
      */
     public void saveAdapter(String name, Path dir) {
         LoraConfig config = config(name);
+        checkPatternOrderSurvives(name, config);
         String suffix = "." + Long.toHexString(java.util.concurrent.ThreadLocalRandom.current().nextLong()) + ".tmp";
         Path weights = dir.resolve("adapter_model.safetensors");
         Path json = dir.resolve(AdapterConfigJson.FILE_NAME);
@@ -251,6 +252,32 @@ public final class LoraModel {
                 Files.deleteIfExists(jsonTmp);
             } catch (IOException ignored) {
                 // a leftover hidden .tmp file is harmless: loading reads only the two names above
+            }
+        }
+    }
+
+    /**
+     * adapter_config.json lists rank_pattern and alpha_pattern keys sorted (PEFT writes it with
+     * {@code sort_keys=True}) while the first matching key wins; if two keys match one adapted
+     * module and sorting changes which comes first, the saved file would describe other ranks
+     * than the adapter has, and loading it would fail. Found by fuzzing; refused here by name.
+     */
+    private void checkPatternOrderSurvives(String name, LoraConfig config) {
+        if (config.rankPattern().size() + config.alphaPattern().size() < 2) {
+            return;
+        }
+        LoraConfig reread = AdapterConfigJson.parse(AdapterConfigJson.of(config).toJson(), AdapterConfigJson.FILE_NAME).lora();
+        for (Linear lin : model.linears().values()) {
+            if (lin instanceof LoraLinear ll && ll.adapters().containsKey(name)) {
+                java.util.Optional<ModuleLora> now = config.resolve(lin.name());
+                java.util.Optional<ModuleLora> saved = reread.resolve(lin.name());
+                if (!now.equals(saved)) {
+                    throw new IllegalStateException("saveAdapter: rank_pattern / alpha_pattern keys " + config.rankPattern().keySet()
+                            + " / " + config.alphaPattern().keySet() + " overlap on module " + lin.name() + ": in the given order it"
+                            + " gets " + now.map(Object::toString).orElse("no adapter") + ", but adapter_config.json lists the keys"
+                            + " sorted (as PEFT writes them) and would give it " + saved.map(Object::toString).orElse("no adapter")
+                            + "; make the keys match disjoint modules or give them in sorted order");
+                }
             }
         }
     }

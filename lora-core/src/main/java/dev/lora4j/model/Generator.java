@@ -1,7 +1,7 @@
 package dev.lora4j.model;
 
 import dev.lora4j.autograd.Autograd;
-import dev.lora4j.data.Tokenizer;
+import dev.lora4j.tokenizer.Tokenizer;
 import dev.lora4j.nn.KvCache;
 import dev.lora4j.tensor.Tensor;
 import java.util.ArrayList;

@@ -250,7 +250,9 @@ public final class Trainer {
                 }
                 run.tokens += batch.realTokens();
             }
-            problem = problem != null ? problem : NonFiniteGuard.gradients(parameters, this::parameterNames, step);
+            if (problem == null && !Double.isFinite(GradientClipping.globalNorm(parameters))) {
+                problem = NonFiniteGuard.gradients(parameters, this::parameterNames, step);
+            }
             double norm = Double.NaN;
             if (problem != null) {
                 guard.handle(problem, step); // throws for STOP; for SKIP the gradients are dropped below

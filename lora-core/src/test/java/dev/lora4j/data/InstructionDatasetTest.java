@@ -1,5 +1,7 @@
 package dev.lora4j.data;
 
+import dev.lora4j.tokenizer.HfTokenizer;
+import dev.lora4j.tokenizer.Tokenizer;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;

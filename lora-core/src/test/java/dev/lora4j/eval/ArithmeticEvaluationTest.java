@@ -8,7 +8,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.lora4j.data.ArithmeticTasks;
 import dev.lora4j.data.ArithmeticTasks.Problem;
-import dev.lora4j.data.HfTokenizer;
+import dev.lora4j.tokenizer.HfTokenizer;
 import dev.lora4j.eval.ArithmeticEvaluation.Task;
 import dev.lora4j.model.Generator;
 import dev.lora4j.model.LlamaModel;

@@ -6,7 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import dev.lora4j.data.HfTokenizer;
+import dev.lora4j.tokenizer.HfTokenizer;
 import dev.lora4j.model.Generator;
 import dev.lora4j.model.LlamaModel;
 import dev.lora4j.testing.Fixtures;

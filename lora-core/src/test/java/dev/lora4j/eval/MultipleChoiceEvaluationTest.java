@@ -5,7 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import dev.lora4j.data.HfTokenizer;
+import dev.lora4j.tokenizer.HfTokenizer;
 import dev.lora4j.eval.MultipleChoiceEvaluation.Item;
 import dev.lora4j.eval.MultipleChoiceEvaluation.Targets;
 import dev.lora4j.model.LlamaModel;

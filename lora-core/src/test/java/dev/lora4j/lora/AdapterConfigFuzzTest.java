@@ -26,9 +26,11 @@ class AdapterConfigFuzzTest {
         for (String module : MODULES) {
             config.lora().resolve(module);
         }
+        // The file lists rank_pattern / alpha_pattern keys sorted, as PEFT's json.dumps(sort_keys=True) does, so a
+        // round trip may reorder them (a fuzzing finding, PEFT-compatible); what is written must read back the same.
         AdapterConfigJson back = AdapterConfigJson.parse(config.toJson(), "round trip");
-        if (!back.lora().equals(config.lora())) {
-            throw new AssertionError("adapter_config.json round trip changed " + config.lora() + " into " + back.lora());
+        if (!back.toJson().equals(config.toJson())) {
+            throw new AssertionError("adapter_config.json round trip changed " + config.toJson() + " into " + back.toJson());
         }
     }
 }

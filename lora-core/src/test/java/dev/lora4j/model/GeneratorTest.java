@@ -172,7 +172,7 @@ class GeneratorTest {
      * byte, so generated text is full of two-byte characters split across tokens (and of U+FFFD
      * where bytes do not pair up).
      */
-    private static final class SplitUtf8Tokenizer implements dev.lora4j.data.Tokenizer {
+    private static final class SplitUtf8Tokenizer implements dev.lora4j.tokenizer.Tokenizer {
         static byte byteOf(int id) {
             return (byte) (id % 2 == 0 ? 0xC3 : 0xA0 + (id % 16));
         }

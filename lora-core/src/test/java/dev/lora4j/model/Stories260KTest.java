@@ -8,7 +8,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.lora4j.autograd.Autograd;
 import dev.lora4j.data.Example;
-import dev.lora4j.data.HfTokenizer;
+import dev.lora4j.tokenizer.HfTokenizer;
 import dev.lora4j.tensor.DType;
 import dev.lora4j.testing.Fixtures;
 import dev.lora4j.train.CausalLmLoss;

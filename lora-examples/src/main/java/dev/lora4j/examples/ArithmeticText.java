@@ -4,7 +4,7 @@ import dev.lora4j.data.ArithmeticTasks.Problem;
 import dev.lora4j.data.Example;
 import dev.lora4j.data.InstructionRecord;
 import dev.lora4j.data.PromptStyle;
-import dev.lora4j.data.Tokenizer;
+import dev.lora4j.tokenizer.Tokenizer;
 import java.util.ArrayList;
 import java.util.HashSet;
 import java.util.List;

@@ -1,7 +1,7 @@
 package dev.lora4j.examples;
 
-import dev.lora4j.data.TokenizerJsonWriter;
-import dev.lora4j.data.TokenizerJsonWriter.Merge;
+import dev.lora4j.tokenizer.TokenizerJsonWriter;
+import dev.lora4j.tokenizer.TokenizerJsonWriter.Merge;
 import java.io.IOException;
 import java.nio.file.Path;
 import java.util.ArrayList;

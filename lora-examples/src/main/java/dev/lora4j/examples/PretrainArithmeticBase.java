@@ -2,8 +2,8 @@ package dev.lora4j.examples;
 
 import dev.lora4j.data.ArithmeticTasks.Problem;
 import dev.lora4j.data.Example;
-import dev.lora4j.data.HfTokenizer;
-import dev.lora4j.data.Tokenizer;
+import dev.lora4j.tokenizer.HfTokenizer;
+import dev.lora4j.tokenizer.Tokenizer;
 import dev.lora4j.model.Generator;
 import dev.lora4j.model.LlamaConfig;
 import dev.lora4j.model.LlamaModel;

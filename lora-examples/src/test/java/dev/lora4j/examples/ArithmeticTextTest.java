@@ -5,7 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 
 import dev.lora4j.data.ArithmeticTasks.Problem;
 import dev.lora4j.data.Example;
-import dev.lora4j.data.HfTokenizer;
+import dev.lora4j.tokenizer.HfTokenizer;
 import dev.lora4j.data.InstructionDataset;
 import java.nio.file.Path;
 import java.util.List;

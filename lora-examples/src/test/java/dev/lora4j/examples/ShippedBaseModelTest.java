@@ -5,7 +5,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.lora4j.data.ArithmeticTasks;
 import dev.lora4j.data.ArithmeticTasks.Problem;
-import dev.lora4j.data.HfTokenizer;
+import dev.lora4j.tokenizer.HfTokenizer;
 import dev.lora4j.data.InstructionDataset;
 import dev.lora4j.eval.ResponseEvaluation;
 import dev.lora4j.model.Generator;

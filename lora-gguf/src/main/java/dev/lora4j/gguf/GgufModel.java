@@ -1,7 +1,7 @@
 package dev.lora4j.gguf;
 
-import dev.lora4j.data.ChatTemplate;
-import dev.lora4j.data.HfTokenizer;
+import dev.lora4j.tokenizer.ChatTemplate;
+import dev.lora4j.tokenizer.HfTokenizer;
 import dev.lora4j.model.LlamaConfig;
 import dev.lora4j.model.LlamaModel;
 import dev.lora4j.tensor.Storage;

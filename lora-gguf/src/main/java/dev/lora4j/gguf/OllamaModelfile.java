@@ -1,6 +1,6 @@
 package dev.lora4j.gguf;
 
-import dev.lora4j.data.HfTokenizer;
+import dev.lora4j.tokenizer.HfTokenizer;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;

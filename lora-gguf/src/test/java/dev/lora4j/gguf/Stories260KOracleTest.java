@@ -3,7 +3,7 @@ package dev.lora4j.gguf;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import dev.lora4j.data.HfTokenizer;
+import dev.lora4j.tokenizer.HfTokenizer;
 import dev.lora4j.model.Generator;
 import dev.lora4j.model.LlamaModel;
 import java.nio.file.Path;

@@ -1,12 +1,12 @@
-package dev.lora4j.data;
+package dev.lora4j.tokenizer;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
-import dev.lora4j.data.TokenizerPipeline.Behavior;
-import dev.lora4j.data.TokenizerPipeline.PrependScheme;
+import dev.lora4j.tokenizer.TokenizerPipeline.Behavior;
+import dev.lora4j.tokenizer.TokenizerPipeline.PrependScheme;
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;

@@ -1,4 +1,4 @@
-package dev.lora4j.data;
+package dev.lora4j.tokenizer;
 
 import com.fasterxml.jackson.core.JsonParser;
 import com.fasterxml.jackson.core.JsonToken;
@@ -6,12 +6,12 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.node.JsonNodeFactory;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.io.IOException;
-import dev.lora4j.data.TokenizerPipeline.Behavior;
-import dev.lora4j.data.TokenizerPipeline.Decoder;
-import dev.lora4j.data.TokenizerPipeline.Normalizer;
-import dev.lora4j.data.TokenizerPipeline.PostProcessor;
-import dev.lora4j.data.TokenizerPipeline.PreTokenizer;
-import dev.lora4j.data.TokenizerPipeline.PrependScheme;
+import dev.lora4j.tokenizer.TokenizerPipeline.Behavior;
+import dev.lora4j.tokenizer.TokenizerPipeline.Decoder;
+import dev.lora4j.tokenizer.TokenizerPipeline.Normalizer;
+import dev.lora4j.tokenizer.TokenizerPipeline.PostProcessor;
+import dev.lora4j.tokenizer.TokenizerPipeline.PreTokenizer;
+import dev.lora4j.tokenizer.TokenizerPipeline.PrependScheme;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;

@@ -1,9 +1,9 @@
-package dev.lora4j.data;
+package dev.lora4j.tokenizer;
 
-import static dev.lora4j.data.HfTokenizerLlama2Test.quote;
-import static dev.lora4j.data.TokenizerFixtures.ints;
-import static dev.lora4j.data.TokenizerFixtures.strings;
-import static dev.lora4j.data.TokenizerFixtures.tokens;
+import static dev.lora4j.tokenizer.HfTokenizerLlama2Test.quote;
+import static dev.lora4j.tokenizer.TokenizerFixtures.ints;
+import static dev.lora4j.tokenizer.TokenizerFixtures.strings;
+import static dev.lora4j.tokenizer.TokenizerFixtures.tokens;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;

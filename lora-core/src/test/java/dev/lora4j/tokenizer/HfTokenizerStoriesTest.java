@@ -1,6 +1,6 @@
-package dev.lora4j.data;
+package dev.lora4j.tokenizer;
 
-import static dev.lora4j.data.TokenizerFixtures.ints;
+import static dev.lora4j.tokenizer.TokenizerFixtures.ints;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;

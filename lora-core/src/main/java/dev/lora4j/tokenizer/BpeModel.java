@@ -1,4 +1,4 @@
-package dev.lora4j.data;
+package dev.lora4j.tokenizer;
 
 import java.util.Arrays;
 import java.util.List;

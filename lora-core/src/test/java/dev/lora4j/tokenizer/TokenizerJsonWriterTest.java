@@ -1,4 +1,4 @@
-package dev.lora4j.data;
+package dev.lora4j.tokenizer;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
@@ -7,7 +7,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import dev.lora4j.data.TokenizerJsonWriter.Merge;
+import dev.lora4j.tokenizer.TokenizerJsonWriter.Merge;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;

@@ -1,14 +1,14 @@
-package dev.lora4j.data;
+package dev.lora4j.tokenizer;
 
 import com.fasterxml.jackson.core.JsonParser;
 import com.fasterxml.jackson.core.JsonProcessingException;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
-import dev.lora4j.data.TokenizerJsonReader.AddedToken;
-import dev.lora4j.data.TokenizerPipeline.Decoder;
-import dev.lora4j.data.TokenizerPipeline.Normalizer;
-import dev.lora4j.data.TokenizerPipeline.PostProcessor;
-import dev.lora4j.data.TokenizerPipeline.PreTokenizer;
+import dev.lora4j.tokenizer.TokenizerJsonReader.AddedToken;
+import dev.lora4j.tokenizer.TokenizerPipeline.Decoder;
+import dev.lora4j.tokenizer.TokenizerPipeline.Normalizer;
+import dev.lora4j.tokenizer.TokenizerPipeline.PostProcessor;
+import dev.lora4j.tokenizer.TokenizerPipeline.PreTokenizer;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.NoSuchFileException;

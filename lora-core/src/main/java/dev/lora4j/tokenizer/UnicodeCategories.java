@@ -1,4 +1,4 @@
-package dev.lora4j.data;
+package dev.lora4j.tokenizer;
 
 import java.io.BufferedReader;
 import java.io.IOException;
@@ -63,7 +63,7 @@ final class UnicodeCategories {
             int jdk = 0;
             try (InputStream in = UnicodeCategories.class.getResourceAsStream(RESOURCE)) {
                 if (in == null) {
-                    throw new IllegalStateException("lora4j: resource dev/lora4j/data/" + RESOURCE
+                    throw new IllegalStateException("lora4j: resource dev/lora4j/tokenizer/" + RESOURCE
                             + " is missing from the class path; the lora-core jar is incomplete");
                 }
                 BufferedReader reader = new BufferedReader(new InputStreamReader(in, StandardCharsets.US_ASCII));

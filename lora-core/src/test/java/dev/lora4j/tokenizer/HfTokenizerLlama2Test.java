@@ -1,8 +1,8 @@
-package dev.lora4j.data;
+package dev.lora4j.tokenizer;
 
-import static dev.lora4j.data.TokenizerFixtures.ints;
-import static dev.lora4j.data.TokenizerFixtures.strings;
-import static dev.lora4j.data.TokenizerFixtures.tokens;
+import static dev.lora4j.tokenizer.TokenizerFixtures.ints;
+import static dev.lora4j.tokenizer.TokenizerFixtures.strings;
+import static dev.lora4j.tokenizer.TokenizerFixtures.tokens;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;

@@ -1,4 +1,4 @@
-package dev.lora4j.data;
+package dev.lora4j.tokenizer;
 
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;

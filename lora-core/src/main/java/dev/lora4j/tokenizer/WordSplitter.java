@@ -1,4 +1,4 @@
-package dev.lora4j.data;
+package dev.lora4j.tokenizer;
 
 /**
  * Hand-written matchers for the pre-tokenization regexes of GPT-2 and of Llama-3 (and its

@@ -1,4 +1,4 @@
-package dev.lora4j.data;
+package dev.lora4j.tokenizer;
 
 /**
  * UTF-8 helpers matching Rust's {@code str} semantics used by Hugging Face {@code tokenizers}, and

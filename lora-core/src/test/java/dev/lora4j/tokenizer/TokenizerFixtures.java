@@ -1,4 +1,4 @@
-package dev.lora4j.data;
+package dev.lora4j.tokenizer;
 
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
