@@ -40,7 +40,21 @@ import java.util.regex.Pattern;
  *       role.</li>
  *   <li>{@code phi3} (Phi-3.5-mini, Phi-3-mini-4k): {@code <|user|>\n...<|end|>\n}; without the generation prompt
  *       the text ends with the EOS token.</li>
+ *   <li>{@code gemma3} (Gemma 3 instruction-tuned, e.g. gemma-3-1b-it): as {@code gemma}, but a leading system
+ *       message is written into the first user turn, followed by a blank line (its content is not trimmed,
+ *       the turns' contents are). Text contents only; the template's image items are not supported.</li>
+ *   <li>{@code qwen3} (Qwen3, e.g. Qwen3-0.6B): ChatML without a default system message, with the template's
+ *       thinking mode: an assistant message's {@code <think>...</think>} part is dropped from turns before
+ *       the last user message and kept, re-formatted as {@code <think>\nREASONING\n</think>\n\n}, after
+ *       it (the final assistant turn always gets a think block, empty when it had none, as the template
+ *       does); {@link #withEnableThinking(boolean) withEnableThinking(false)} makes the generation prompt end
+ *       with an empty think block, as {@code enable_thinking=False} does. Tools, tool calls, tool responses
+ *       and a separate {@code reasoning_content} field are not supported.</li>
  * </ul>
+ *
+ * <p>Base models without a chat template (phi-1.5, Falcon-7B, Gemma and Qwen base checkpoints) are
+ * refused by {@link #fromTokenizerConfig}; choose a format with {@link #named(String)} when
+ * fine-tuning one of them on chat data.
  *
  * <p><b>BOS.</b> Most templates write the BOS token's text themselves ({@link #rendersBos()}); such text
  * must be encoded without the tokenizer adding another BOS. {@link #encode} does that, and for templates
@@ -54,14 +68,14 @@ public final class ChatTemplate {
 
     /** The names {@link #named(String)} accepts. */
     public static final List<String> NAMES = List.of("llama2", "llama3", "llama3.1", "chatml", "qwen2", "qwen2.5",
-            "smollm2", "mistral-v0.1", "mistral-v0.2", "zephyr", "gemma", "phi3");
+            "smollm2", "mistral-v0.1", "mistral-v0.2", "zephyr", "gemma", "phi3", "gemma3", "qwen3");
 
     private static final String QWEN2_SYSTEM = "You are a helpful assistant.";
     private static final String QWEN25_SYSTEM = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.";
     private static final String SMOLLM2_SYSTEM = "You are a helpful AI assistant named SmolLM, trained by Hugging Face";
     private static final String LLAMA31_DATE = "26 Jul 2024";
 
-    private enum Family { LLAMA2, LLAMA3, LLAMA31, CHATML, MISTRAL, ZEPHYR, GEMMA, PHI3 }
+    private enum Family { LLAMA2, LLAMA3, LLAMA31, CHATML, MISTRAL, ZEPHYR, GEMMA, PHI3, GEMMA3, QWEN3 }
 
     private final String name;
     private final Family family;
@@ -79,10 +93,19 @@ public final class ChatTemplate {
     private final boolean spaceAfterEos;
     /** phi3: a system message with empty content is left out (Phi-3.5) rather than rendered empty. */
     private final boolean skipEmptySystem;
+    /** qwen3: Jinja's {@code enable_thinking} (true when undefined, as in the template). */
+    private final boolean enableThinking;
 
     private ChatTemplate(String name, Family family, String bosToken, String eosToken, boolean stripContent,
                          String defaultSystem, boolean leadingBos, String dateString, boolean spaceAfterEos,
                          boolean skipEmptySystem) {
+        this(name, family, bosToken, eosToken, stripContent, defaultSystem, leadingBos, dateString, spaceAfterEos,
+                skipEmptySystem, true);
+    }
+
+    private ChatTemplate(String name, Family family, String bosToken, String eosToken, boolean stripContent,
+                         String defaultSystem, boolean leadingBos, String dateString, boolean spaceAfterEos,
+                         boolean skipEmptySystem, boolean enableThinking) {
         this.name = name;
         this.family = family;
         this.bosToken = bosToken == null ? "" : bosToken;
@@ -93,6 +116,7 @@ public final class ChatTemplate {
         this.dateString = dateString;
         this.spaceAfterEos = spaceAfterEos;
         this.skipEmptySystem = skipEmptySystem;
+        this.enableThinking = enableThinking;
     }
 
     /**
@@ -119,6 +143,10 @@ public final class ChatTemplate {
             case "gemma" -> new ChatTemplate(name, Family.GEMMA, "<bos>", "<eos>", false, null, false, null, false, false);
             case "phi3" -> new ChatTemplate(name, Family.PHI3, "<s>", "<|endoftext|>", false, null, false, null, false,
                     true);
+            case "gemma3" -> new ChatTemplate(name, Family.GEMMA3, "<bos>", "<eos>", false, null, false, null, false,
+                    false);
+            case "qwen3" -> new ChatTemplate(name, Family.QWEN3, null, "<|im_end|>", false, null, false, null, false,
+                    false);
             default -> throw new IllegalArgumentException("ChatTemplate.named: unknown template \"" + name
                     + "\"; the supported ones are " + NAMES);
         };
@@ -209,6 +237,17 @@ public final class ChatTemplate {
         } else if (code.contains("'<|start_header_id|>'+message['role']+'<|end_header_id|>\\n\\n'+message['content']|trim+'<|eot_id|>'")
                 && code.contains("bos_token+content")) {
             found = new ChatTemplate("llama3", Family.LLAMA3, bosToken, eosToken, false, null, false, null, false, false);
+        } else if (code.contains(QWEN3_THINK_TURN) && code.contains("enable_thinkingisdefinedandenable_thinkingisfalse")
+                && code.contains("{{-'<think>\\n\\n</think>\\n\\n'}}")) {
+            if (!code.contains("{%-ifloop.index0>ns.last_query_index%}")
+                    || !code.contains("'<|im_start|>'+message.role+'\\n'+message.content+'<|im_end|>'+'\\n'")) {
+                throw new IllegalArgumentException(source + ": chat_template is a Qwen3-style thinking template that "
+                        + "differs from Qwen3-0.6B's in which past assistant turns keep their <think> part or in how "
+                        + "contents are read; lora4j renders only Qwen3-0.6B's. If the differences do not matter "
+                        + "for your conversations, choose it explicitly with ChatTemplate.named(\"qwen3\") and check "
+                        + "the rendered text");
+            }
+            found = new ChatTemplate("qwen3", Family.QWEN3, bosToken, eosToken, false, null, false, null, false, false);
         } else if (code.contains("'<|im_start|>'+message['role']+'\\n'+message['content']+'<|im_end|>'+'\\n'")
                 || code.contains("'<|im_start|>'+message.role+'\\n'+message.content+'<|im_end|>'+'\\n'")) {
             String system = defaultChatmlSystem(template);
@@ -226,6 +265,11 @@ public final class ChatTemplate {
                 found = new ChatTemplate("mistral-v0.2", Family.MISTRAL, bosToken, eosToken, false, null, false, null,
                         false, false);
             }
+        } else if (code.contains("'<start_of_turn>'+role+'\\n'+(first_user_prefixifloop.firstelse'')")
+                && code.contains("first_user_prefix=messages[0]['content']+'\\n\\n'")
+                && code.contains("{{message['content']|trim}}") && code.contains("{{'<end_of_turn>\\n'}}")
+                && code.contains("{{'<start_of_turn>model\\n'}}") && leadingBos) {
+            found = new ChatTemplate("gemma3", Family.GEMMA3, bosToken, eosToken, false, null, false, null, false, false);
         } else if (code.contains("'<start_of_turn>'+role+'\\n'+message['content']|trim+'<end_of_turn>\\n'") && leadingBos) {
             found = new ChatTemplate("gemma", Family.GEMMA, bosToken, eosToken, false, null, false, null, false, false);
         } else if (code.contains("'<|assistant|>\\n'+message['content']+'<|end|>\\n'")
@@ -243,12 +287,16 @@ public final class ChatTemplate {
         if (found == null) {
             throw new IllegalArgumentException(source + ": chat_template is not one of the families lora4j renders "
                     + "without a Jinja engine (Llama-2, Llama-3, Llama-3.1/3.2, ChatML incl. Qwen2/Qwen2.5/SmolLM2, "
-                    + "Mistral-Instruct v0.1/v0.2, Zephyr/TinyLlama-Chat, Gemma, Phi-3.5); its start is \""
+                    + "Mistral-Instruct v0.1/v0.2, Zephyr/TinyLlama-Chat, Gemma, Gemma 3, Phi-3.5, Qwen3); its start is \""
                     + abbreviate(template) + "\". If it formats like one of them, choose it explicitly with "
                     + "ChatTemplate.named(name) for a name in " + NAMES + ", and check the rendered text");
         }
         return found;
     }
+
+    /** Qwen3's assistant turn after the last user message, in {@link #normalize normalized} form. */
+    private static final String QWEN3_THINK_TURN =
+            "'<|im_start|>'+message.role+'\\n<think>\\n'+reasoning_content.strip('\\n')+'\\n</think>\\n\\n'+content.lstrip('\\n')";
 
     private static String abbreviate(String s) {
         String oneLine = s.replace("\n", "\\n");
@@ -297,7 +345,7 @@ public final class ChatTemplate {
     /** The same format with other BOS/EOS token texts (null: none). */
     public ChatTemplate withSpecialTokens(String bos, String eos) {
         return new ChatTemplate(name, family, bos, eos, stripContent, defaultSystem, leadingBos, dateString,
-                spaceAfterEos, skipEmptySystem);
+                spaceAfterEos, skipEmptySystem, enableThinking);
     }
 
     /** Llama 3.1/3.2 only: the "Today Date" of the system block, e.g. {@code "26 Jul 2024"}. */
@@ -307,7 +355,24 @@ public final class ChatTemplate {
             throw new IllegalStateException("withDateString: template " + name + " has no date; only llama3.1/llama3.2 do");
         }
         return new ChatTemplate(name, family, bosToken, eosToken, stripContent, defaultSystem, leadingBos, date,
-                spaceAfterEos, skipEmptySystem);
+                spaceAfterEos, skipEmptySystem, enableThinking);
+    }
+
+    /**
+     * Qwen3 only: the template's {@code enable_thinking} (default true). With false the generation
+     * prompt ends with an empty {@code <think>\n\n</think>\n\n}, so the model answers without reasoning.
+     */
+    public ChatTemplate withEnableThinking(boolean enable) {
+        if (family != Family.QWEN3) {
+            throw new IllegalStateException("withEnableThinking: template " + name + " has no thinking switch; only qwen3 has");
+        }
+        return new ChatTemplate(name, family, bosToken, eosToken, stripContent, defaultSystem, leadingBos, dateString,
+                spaceAfterEos, skipEmptySystem, enable);
+    }
+
+    /** Qwen3: whether thinking is enabled (true for every other template, which has no switch). */
+    public boolean enableThinking() {
+        return enableThinking;
     }
 
     public String name() {
@@ -325,9 +390,9 @@ public final class ChatTemplate {
     /** True when the rendered text contains the BOS token's text, so it must be encoded without adding BOS. */
     public boolean rendersBos() {
         return !bosToken.isEmpty() && switch (family) {
-            case LLAMA2, LLAMA3, LLAMA31, MISTRAL, GEMMA -> true;
+            case LLAMA2, LLAMA3, LLAMA31, MISTRAL, GEMMA, GEMMA3 -> true;
             case CHATML, PHI3 -> leadingBos;
-            case ZEPHYR -> false;
+            case ZEPHYR, QWEN3 -> false;
         };
     }
 
@@ -340,8 +405,8 @@ public final class ChatTemplate {
             case LLAMA2, MISTRAL, ZEPHYR -> List.of(eosToken);
             case LLAMA3 -> List.of("<|eot_id|>");
             case LLAMA31 -> List.of("<|eot_id|>", "<|eom_id|>");
-            case CHATML -> List.of("<|im_end|>");
-            case GEMMA -> List.of("<end_of_turn>");
+            case CHATML, QWEN3 -> List.of("<|im_end|>");
+            case GEMMA, GEMMA3 -> List.of("<end_of_turn>");
             case PHI3 -> List.of("<|end|>");
         };
     }
@@ -446,8 +511,90 @@ public final class ChatTemplate {
                 }
                 out.append(addGenerationPrompt ? "<|assistant|>\n" : eosToken);
             }
+            case GEMMA3 -> {
+                boolean hasSystem = messages.get(0).role().equals("system");
+                int first = hasSystem ? 1 : 0;
+                requireAlternating(messages, first, "Gemma 3 takes one system message, first (it is written into "
+                        + "the first user turn)");
+                out.append(bosToken);
+                for (int i = first; i < messages.size(); i++) {
+                    ChatMessage m = messages.get(i);
+                    out.append("<start_of_turn>").append(m.role().equals("assistant") ? "model" : "user").append('\n');
+                    if (i == first && hasSystem) {
+                        out.append(messages.get(0).content()).append("\n\n");
+                    }
+                    out.append(pythonStrip(m.content())).append("<end_of_turn>\n");
+                }
+                if (addGenerationPrompt) {
+                    out.append("<start_of_turn>model\n");
+                }
+            }
+            case QWEN3 -> renderQwen3(messages, addGenerationPrompt, out);
         }
         return out.toString();
+    }
+
+    /**
+     * Qwen3-0.6B's template for system/user/assistant messages: the system message first, if any;
+     * assistant turns split at {@code </think>} into reasoning and answer; turns after the last user
+     * message (one not wrapped in {@code <tool_response>...</tool_response>}) carry their reasoning
+     * (the last turn always, even empty), earlier ones only their answer.
+     */
+    private void renderQwen3(List<ChatMessage> messages, boolean addGenerationPrompt, StringBuilder out) {
+        if (messages.get(0).role().equals("system")) {
+            out.append("<|im_start|>system\n").append(messages.get(0).content()).append("<|im_end|>\n");
+        }
+        int lastQuery = messages.size() - 1;
+        for (int i = messages.size() - 1; i >= 0; i--) {
+            String content = messages.get(i).content();
+            if (messages.get(i).role().equals("user")
+                    && !(content.startsWith("<tool_response>") && content.endsWith("</tool_response>"))) {
+                lastQuery = i;
+                break;
+            }
+        }
+        for (int i = 0; i < messages.size(); i++) {
+            ChatMessage m = messages.get(i);
+            if (m.role().equals("user") || (m.role().equals("system") && i > 0)) {
+                out.append("<|im_start|>").append(m.role()).append('\n').append(m.content()).append("<|im_end|>\n");
+            } else if (m.role().equals("assistant")) {
+                String content = m.content();
+                String reasoning = "";
+                int close = content.indexOf("</think>");
+                if (close >= 0) {
+                    // Python: split('</think>')[-1].lstrip('\n') and split('</think>')[0].rstrip('\n').split('<think>')[-1].lstrip('\n')
+                    String before = stripNewlines(content.substring(0, close), false, true);
+                    int open = before.lastIndexOf("<think>");
+                    reasoning = stripNewlines(open >= 0 ? before.substring(open + "<think>".length()) : before, true, false);
+                    content = stripNewlines(content.substring(content.lastIndexOf("</think>") + "</think>".length()),
+                            true, false);
+                }
+                out.append("<|im_start|>assistant\n");
+                if (i > lastQuery && (i == messages.size() - 1 || !reasoning.isEmpty())) {
+                    out.append("<think>\n").append(stripNewlines(reasoning, true, true)).append("\n</think>\n\n")
+                            .append(stripNewlines(content, true, false));
+                } else {
+                    out.append(content);
+                }
+                out.append("<|im_end|>\n");
+            }
+        }
+        if (addGenerationPrompt) {
+            out.append("<|im_start|>assistant\n").append(enableThinking ? "" : "<think>\n\n</think>\n\n");
+        }
+    }
+
+    /** Python's {@code lstrip('\n')} / {@code rstrip('\n')}: newlines only. */
+    private static String stripNewlines(String s, boolean leading, boolean trailing) {
+        int start = 0;
+        int end = s.length();
+        while (leading && start < end && s.charAt(start) == '\n') {
+            start++;
+        }
+        while (trailing && end > start && s.charAt(end - 1) == '\n') {
+            end--;
+        }
+        return s.substring(start, end);
     }
 
     private void renderLlama2(List<ChatMessage> messages, StringBuilder out) {
@@ -521,6 +668,7 @@ public final class ChatTemplate {
         return "ChatTemplate{name=" + name + ", bos=" + bosToken + ", eos=" + eosToken + ", rendersBos=" + rendersBos()
                 + (defaultSystem != null ? ", defaultSystem=" + defaultSystem : "")
                 + (family == Family.LLAMA31 ? ", date=" + (dateString == null ? "today" : dateString) : "")
+                + (family == Family.QWEN3 ? ", enableThinking=" + enableThinking : "")
                 + ", stopStrings=" + stopStrings() + "}";
     }
 }

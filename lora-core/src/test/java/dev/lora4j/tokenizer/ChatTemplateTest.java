@@ -23,8 +23,9 @@ import org.junit.jupiter.api.io.TempDir;
 
 /**
  * Rendering against goldens: chat_templates.json holds each family's real chat_template text and
- * what jinja2 (configured as transformers' apply_chat_template) renders for two conversations,
- * with and without the generation prompt; chat_templates.py beside it produced the file.
+ * what jinja2 (configured as transformers' apply_chat_template) renders for four conversations,
+ * with and without the generation prompt (and for Qwen3 with enable_thinking=False);
+ * chat_templates.py beside it produced the file.
  */
 class ChatTemplateTest {
     private static final ObjectMapper JSON = new ObjectMapper();
@@ -72,7 +73,10 @@ class ChatTemplateTest {
                 String[] key = r.getKey().split("\\+");
                 List<ChatMessage> messages = conversations.get(key[0]);
                 boolean generationPrompt = key.length > 1;
-                for (ChatTemplate template : List.of(detected, named)) {
+                boolean noThinking = key.length > 2 && key[2].equals("enable_thinking=false");
+                assertEquals(key.length > 2, noThinking, r.getKey());
+                for (ChatTemplate base : List.of(detected, named)) {
+                    ChatTemplate template = noThinking ? base.withEnableThinking(false) : base;
                     String what = name + " " + r.getKey();
                     if (r.getValue().isObject()) {
                         IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
@@ -85,7 +89,9 @@ class ChatTemplateTest {
                 }
             }
         }
-        assertEquals(12 * 4 * 2, compared);
+        // 14 families x 4 conversations x (without, with generation prompt), plus qwen3's 4 renderings
+        // with enable_thinking=false; each through detection and named()
+        assertEquals((14 * 4 * 2 + 4) * 2, compared);
     }
 
     @Test
@@ -160,8 +166,43 @@ class ChatTemplateTest {
         assertTrue(t.render(chat, true).contains("Today Date: " + today + "\n"));
     }
 
+    /** Templates that are not Qwen3-0.6B's thinking template must not be taken for plain ChatML. */
+    @Test
+    void qwen3VariantsAreRefusedNotRenderedAsChatml() {
+        String qwen3 = family("qwen3").path("chat_template").asText();
+        String variant = qwen3.replace("{%- if loop.index0 > ns.last_query_index %}",
+                "{%- if loop.index0 > ns.last_query_index or reasoning_content %}");
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> ChatTemplate.fromTemplateText(variant, null, "<|im_end|>", "Qwen3-variant/tokenizer_config.json"));
+        assertTrue(e.getMessage().contains("Qwen3-variant/tokenizer_config.json") && e.getMessage().contains("named(\"qwen3\")"),
+                e.getMessage());
+        assertThrows(IllegalStateException.class, () -> ChatTemplate.named("gemma3").withEnableThinking(false));
+        ChatTemplate off = ChatTemplate.named("qwen3").withEnableThinking(false);
+        assertFalse(off.enableThinking());
+        assertFalse(off.withSpecialTokens(null, "<|im_end|>").enableThinking(), "withSpecialTokens keeps the switch");
+        assertTrue(off.toString().contains("enableThinking=false"), off.toString());
+    }
+
+    /**
+     * A user message that is a wrapped tool response is not the last query (Qwen3's multi-step rule);
+     * the expected text is jinja2's rendering of the real template for these messages.
+     */
+    @Test
+    void qwen3ToolResponseIsNotTheLastQuery() {
+        List<ChatMessage> chat = List.of(ChatMessage.user("Q"), ChatMessage.assistant("<think>r</think>A"),
+                ChatMessage.user("<tool_response>x</tool_response>"), ChatMessage.assistant("B"));
+        assertEquals("<|im_start|>user\nQ<|im_end|>\n<|im_start|>assistant\n<think>\nr\n</think>\n\nA<|im_end|>\n"
+                        + "<|im_start|>user\n<tool_response>x</tool_response><|im_end|>\n"
+                        + "<|im_start|>assistant\n<think>\n\n</think>\n\nB<|im_end|>\n",
+                ChatTemplate.named("qwen3").render(chat, false));
+    }
+
     @Test
     void stopStringsAndBos() {
+        assertEquals(List.of("<|im_end|>"), ChatTemplate.named("qwen3").stopStrings());
+        assertEquals(List.of("<end_of_turn>"), ChatTemplate.named("gemma3").stopStrings());
+        assertTrue(ChatTemplate.named("gemma3").rendersBos());
+        assertFalse(ChatTemplate.named("qwen3").rendersBos());
         assertEquals(List.of("<|im_end|>"), ChatTemplate.named("qwen2.5").stopStrings());
         assertEquals(List.of("<|eot_id|>", "<|eom_id|>"), ChatTemplate.named("llama3.1").stopStrings());
         assertEquals(List.of("</s>"), ChatTemplate.named("llama2").stopStrings());

@@ -2,7 +2,8 @@
 
 Renders each model's real chat template (tokenizer_config.json "chat_template") with jinja2 the
 way transformers' apply_chat_template does (sandboxed, trim_blocks, lstrip_blocks, loopcontrols,
-raise_exception), for fixed conversations, with and without the generation prompt.
+raise_exception), for fixed conversations, with and without the generation prompt (Qwen3 also
+with enable_thinking=False). Last run with jinja2 3.1.6.
 Run: python3 chat_templates.py > chat_templates.json
 """
 import json
@@ -35,6 +36,12 @@ GEMMA = "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_excepti
 
 PHI35 = "{% for message in messages %}{% if message['role'] == 'system' and message['content'] %}{{'<|system|>\n' + message['content'] + '<|end|>\n'}}{% elif message['role'] == 'user' %}{{'<|user|>\n' + message['content'] + '<|end|>\n'}}{% elif message['role'] == 'assistant' %}{{'<|assistant|>\n' + message['content'] + '<|end|>\n'}}{% endif %}{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% else %}{{ eos_token }}{% endif %}"
 
+# google/gemma-3-1b-it: as stored in ggml-org/gemma-3-1b-it-GGUF (tokenizer.chat_template, the HF API's "gguf" field)
+GEMMA3 = "{{ bos_token }}\n{%- if messages[0]['role'] == 'system' -%}\n    {%- if messages[0]['content'] is string -%}\n        {%- set first_user_prefix = messages[0]['content'] + '\n\n' -%}\n    {%- else -%}\n        {%- set first_user_prefix = messages[0]['content'][0]['text'] + '\n\n' -%}\n    {%- endif -%}\n    {%- set loop_messages = messages[1:] -%}\n{%- else -%}\n    {%- set first_user_prefix = \"\" -%}\n    {%- set loop_messages = messages -%}\n{%- endif -%}\n{%- for message in loop_messages -%}\n    {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}\n        {{ raise_exception(\"Conversation roles must alternate user/assistant/user/assistant/...\") }}\n    {%- endif -%}\n    {%- if (message['role'] == 'assistant') -%}\n        {%- set role = \"model\" -%}\n    {%- else -%}\n        {%- set role = message['role'] -%}\n    {%- endif -%}\n    {{ '<start_of_turn>' + role + '\n' + (first_user_prefix if loop.first else \"\") }}\n    {%- if message['content'] is string -%}\n        {{ message['content'] | trim }}\n    {%- elif message['content'] is iterable -%}\n        {%- for item in message['content'] -%}\n            {%- if item['type'] == 'image' -%}\n                {{ '<start_of_image>' }}\n            {%- elif item['type'] == 'text' -%}\n                {{ item['text'] | trim }}\n            {%- endif -%}\n        {%- endfor -%}\n    {%- else -%}\n        {{ raise_exception(\"Invalid content type\") }}\n    {%- endif -%}\n    {{ '<end_of_turn>\n' }}\n{%- endfor -%}\n{%- if add_generation_prompt -%}\n    {{'<start_of_turn>model\n'}}\n{%- endif -%}\n"
+
+# Qwen/Qwen3-0.6B: llama.cpp models/templates/Qwen-Qwen3-0.6B.jinja (added in ggml-org/llama.cpp#13771, commit e121edc4)
+QWEN3 = "{%- if tools %}\n    {{- '<|im_start|>system\\n' }}\n    {%- if messages[0].role == 'system' %}\n        {{- messages[0].content + '\\n\\n' }}\n    {%- endif %}\n    {{- \"# Tools\\n\\nYou may call one or more functions to assist with the user query.\\n\\nYou are provided with function signatures within <tools></tools> XML tags:\\n<tools>\" }}\n    {%- for tool in tools %}\n        {{- \"\\n\" }}\n        {{- tool | tojson }}\n    {%- endfor %}\n    {{- \"\\n</tools>\\n\\nFor each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:\\n<tool_call>\\n{\\\"name\\\": <function-name>, \\\"arguments\\\": <args-json-object>}\\n</tool_call><|im_end|>\\n\" }}\n{%- else %}\n    {%- if messages[0].role == 'system' %}\n        {{- '<|im_start|>system\\n' + messages[0].content + '<|im_end|>\\n' }}\n    {%- endif %}\n{%- endif %}\n{%- set ns = namespace(multi_step_tool=true, last_query_index=messages|length - 1) %}\n{%- for message in messages[::-1] %}\n    {%- set index = (messages|length - 1) - loop.index0 %}\n    {%- if ns.multi_step_tool and message.role == \"user\" and not(message.content.startswith('<tool_response>') and message.content.endswith('</tool_response>')) %}\n        {%- set ns.multi_step_tool = false %}\n        {%- set ns.last_query_index = index %}\n    {%- endif %}\n{%- endfor %}\n{%- for message in messages %}\n    {%- if (message.role == \"user\") or (message.role == \"system\" and not loop.first) %}\n        {{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>' + '\\n' }}\n    {%- elif message.role == \"assistant\" %}\n        {%- set content = message.content %}\n        {%- set reasoning_content = '' %}\n        {%- if message.reasoning_content is defined and message.reasoning_content is not none %}\n            {%- set reasoning_content = message.reasoning_content %}\n        {%- else %}\n            {%- if '</think>' in message.content %}\n                {%- set content = message.content.split('</think>')[-1].lstrip('\\n') %}\n                {%- set reasoning_content = message.content.split('</think>')[0].rstrip('\\n').split('<think>')[-1].lstrip('\\n') %}\n            {%- endif %}\n        {%- endif %}\n        {%- if loop.index0 > ns.last_query_index %}\n            {%- if loop.last or (not loop.last and reasoning_content) %}\n                {{- '<|im_start|>' + message.role + '\\n<think>\\n' + reasoning_content.strip('\\n') + '\\n</think>\\n\\n' + content.lstrip('\\n') }}\n            {%- else %}\n                {{- '<|im_start|>' + message.role + '\\n' + content }}\n            {%- endif %}\n        {%- else %}\n            {{- '<|im_start|>' + message.role + '\\n' + content }}\n        {%- endif %}\n        {%- if message.tool_calls %}\n            {%- for tool_call in message.tool_calls %}\n                {%- if (loop.first and content) or (not loop.first) %}\n                    {{- '\\n' }}\n                {%- endif %}\n                {%- if tool_call.function %}\n                    {%- set tool_call = tool_call.function %}\n                {%- endif %}\n                {{- '<tool_call>\\n{\"name\": \"' }}\n                {{- tool_call.name }}\n                {{- '\", \"arguments\": ' }}\n                {%- if tool_call.arguments is string %}\n                    {{- tool_call.arguments }}\n                {%- else %}\n                    {{- tool_call.arguments | tojson }}\n                {%- endif %}\n                {{- '}\\n</tool_call>' }}\n            {%- endfor %}\n        {%- endif %}\n        {{- '<|im_end|>\\n' }}\n    {%- elif message.role == \"tool\" %}\n        {%- if loop.first or (messages[loop.index0 - 1].role != \"tool\") %}\n            {{- '<|im_start|>user' }}\n        {%- endif %}\n        {{- '\\n<tool_response>\\n' }}\n        {{- message.content }}\n        {{- '\\n</tool_response>' }}\n        {%- if loop.last or (messages[loop.index0 + 1].role != \"tool\") %}\n            {{- '<|im_end|>\\n' }}\n        {%- endif %}\n    {%- endif %}\n{%- endfor %}\n{%- if add_generation_prompt %}\n    {{- '<|im_start|>assistant\\n' }}\n    {%- if enable_thinking is defined and enable_thinking is false %}\n        {{- '<think>\\n\\n</think>\\n\\n' }}\n    {%- endif %}\n{%- endif %}"
+
 TEMPLATES = [
     # name, source model, template, bos_token, eos_token
     ("llama2", "meta-llama/Llama-2-7b-chat-hf", LLAMA2, "<s>", "</s>"),
@@ -49,7 +56,14 @@ TEMPLATES = [
     ("zephyr", "TinyLlama/TinyLlama-1.1B-Chat-v1.0", ZEPHYR, "<s>", "</s>"),
     ("gemma", "google/gemma-7b-it", GEMMA, "<bos>", "<eos>"),
     ("phi3", "microsoft/Phi-3.5-mini-instruct", PHI35, "<s>", "<|endoftext|>"),
+    ("gemma3", "google/gemma-3-1b-it", GEMMA3, "<bos>", "<eos>"),
+    ("qwen3", "Qwen/Qwen3-0.6B", QWEN3, None, "<|im_end|>"),
 ]
+
+# extra render variables per template: key suffix -> variables (rendered with the generation prompt)
+VARIANTS = {
+    "qwen3": {"enable_thinking=false": {"enable_thinking": False}},
+}
 
 CONVERSATIONS = {
     "with_system": [
@@ -62,6 +76,17 @@ CONVERSATIONS = {
         {"role": "user", "content": "What is 2+2?"},
         {"role": "assistant", "content": "  It is 4.  "},
         {"role": "user", "content": "And 3+3?\nAnswer briefly."},
+    ],
+    "ends_with_assistant": [
+        {"role": "system", "content": "You are a concise assistant."},
+        {"role": "user", "content": "What is 2+2?"},
+        {"role": "assistant", "content": "\nIt is 4.\n"},
+    ],
+    "thinking_history": [
+        {"role": "user", "content": "What is 2+2?"},
+        {"role": "assistant", "content": "<think>\nAdd them.\n</think>\n\nIt is 4."},
+        {"role": "user", "content": "And 3+3?"},
+        {"role": "assistant", "content": "<think>\n\n3+3 is 6.\n\n</think>\n\n\nIt is 6."},
     ],
 }
 
@@ -86,5 +111,9 @@ for name, model, template, bos, eos in TEMPLATES:
                     messages=messages, add_generation_prompt=gen, bos_token=bos or "", eos_token=eos or "")
             except TemplateError as e:
                 entry["rendered"][key] = {"error": str(e)}
+        for suffix, variables in VARIANTS.get(name, {}).items():
+            key = conversation + "+generation_prompt+" + suffix
+            entry["rendered"][key] = compiled.render(
+                messages=messages, add_generation_prompt=True, bos_token=bos or "", eos_token=eos or "", **variables)
     out["templates"].append(entry)
 print(json.dumps(out, indent=1, ensure_ascii=False))
