@@ -3,6 +3,7 @@ package dev.lora4j.backend;
 import dev.lora4j.tensor.BufferStorage;
 import dev.lora4j.tensor.DType;
 import dev.lora4j.tensor.Storage;
+import dev.lora4j.tensor.Tensor;
 import java.nio.FloatBuffer;
 import java.nio.ShortBuffer;
 import java.util.Locale;
@@ -457,17 +458,9 @@ public class VectorBackend extends ScalarBackend {
 
     // ---------------------------------------------------------------- fused row kernels (norms, rope, activations, loss, AdamW)
 
-    /**
-     * The exponential of every softmax, cross-entropy and activation kernel of this backend, in
-     * place over {@code x[off .. off + n)}, in one place so that a vectorised exp can be swapped in.
-     * Lane by lane with Math.exp for now: the Vector API's {@code EXP} may use a different
-     * implementation compiled than interpreted, and results must not depend on JIT state.
-     */
-    private static void exp(float[] x, int off, int n) {
-        for (int i = off; i < off + n; i++) {
-            x[i] = (float) Math.exp(x[i]);
-        }
-    }
+    // Every exponential below is VectorExp's, inlined into loops over the constant species F (a
+    // vector passed through a call that is not inlined would be boxed), with Exp's scalar twin for
+    // the tails: per element the same bits as the scalar backend, whatever the JIT state.
 
     private final ThreadLocal<float[]> rowScratch = ThreadLocal.withInitial(() -> new float[0]);
 
@@ -480,9 +473,20 @@ public class VectorBackend extends ScalarBackend {
         return a;
     }
 
-    /** y = (x·inv)·w, the scalar kernel's order of operations, so both backends give the same bits. */
+    /** y = (x·inv)·(w + off), the scalar kernel's order of operations, so both backends give the same bits. */
     @Override
-    void rmsNormRow(float[] y, int yo, float[] x, int xo, float[] w, int wo, float inv, int c) {
+    void rmsNormRow(float[] y, int yo, float[] x, int xo, float[] w, int wo, float off, float inv, int c) {
+        if (off != 0f) {
+            int i = 0;
+            for (int bound = F.loopBound(c); i < bound; i += L) {
+                FloatVector.fromArray(F, x, xo + i).mul(inv).mul(FloatVector.fromArray(F, w, wo + i).add(off))
+                        .intoArray(y, yo + i);
+            }
+            for (; i < c; i++) {
+                y[yo + i] = x[xo + i] * inv * (w[wo + i] + off);
+            }
+            return;
+        }
         int i = 0;
         for (int bound = F.loopBound(c); i < bound; i += L) {
             FloatVector.fromArray(F, x, xo + i).mul(inv).mul(FloatVector.fromArray(F, w, wo + i)).intoArray(y, yo + i);
@@ -514,18 +518,17 @@ public class VectorBackend extends ScalarBackend {
         }
     }
 
-    /** Σ exp(x − max) over a chunk: shifted with vectors, exponentiated by {@link #exp}, summed in double in order. */
+    /** Σ exp(x − max) over a chunk: the terms with vectors, summed in double in index order as the scalar kernel sums. */
     @Override
     double sumExp(float[] x, int o, int n, float max) {
         float[] t = rowScratch(n);
         int i = 0;
         for (int bound = F.loopBound(n); i < bound; i += L) {
-            FloatVector.fromArray(F, x, o + i).sub(max).intoArray(t, i);
+            VectorExp.exp(FloatVector.fromArray(F, x, o + i).sub(max)).intoArray(t, i);
         }
         for (; i < n; i++) {
-            t[i] = x[o + i] - max;
+            t[i] = Exp.exp(x[o + i] - max);
         }
-        exp(t, 0, n);
         double s = 0;
         for (int j = 0; j < n; j++) {
             s += t[j];
@@ -536,27 +539,19 @@ public class VectorBackend extends ScalarBackend {
     /** dz += g·exp(z − lse) for one row of logits. */
     @Override
     void crossEntropyRow(float[] dz, int dzo, float[] z, int zo, float lse, float g, int v) {
-        float[] t = rowScratch(v);
         int i = 0;
         for (int bound = F.loopBound(v); i < bound; i += L) {
-            FloatVector.fromArray(F, z, zo + i).sub(lse).intoArray(t, i);
+            VectorExp.exp(FloatVector.fromArray(F, z, zo + i).sub(lse)).mul(g).add(FloatVector.fromArray(F, dz, dzo + i))
+                    .intoArray(dz, dzo + i);
         }
         for (; i < v; i++) {
-            t[i] = z[zo + i] - lse;
-        }
-        exp(t, 0, v);
-        i = 0;
-        for (int bound = F.loopBound(v); i < bound; i += L) {
-            FloatVector.fromArray(F, t, i).mul(g).add(FloatVector.fromArray(F, dz, dzo + i)).intoArray(dz, dzo + i);
-        }
-        for (; i < v; i++) {
-            dz[dzo + i] += g * t[i];
+            dz[dzo + i] += g * Exp.exp(z[zo + i] - lse);
         }
     }
 
-    /** h = gate·σ(gate)·up with σ(x) = 1 / (1 + exp(−x)), the exponentials from {@link #exp}. */
+    /** h = gate / (1 + exp(−gate))·up, as the scalar kernel computes it. */
     @Override
-    public void swiglu(dev.lora4j.tensor.Tensor h, dev.lora4j.tensor.Tensor gate, dev.lora4j.tensor.Tensor up) {
+    public void swiglu(Tensor h, Tensor gate, Tensor up) {
         int n = Math.toIntExact(h.numel());
         if (gate.numel() != n || up.numel() != n) {
             super.swiglu(h, gate, up);
@@ -567,24 +562,174 @@ public class VectorBackend extends ScalarBackend {
         float[] u = array(up);
         int ho = h.intOffset(), go = gate.intOffset(), uo = up.intOffset();
         Parallel.forRange(n, 1 << 14, (i0, i1) -> {
-            int len = i1 - i0;
-            float[] t = rowScratch(len);
-            int i = 0;
-            for (int bound = F.loopBound(len); i < bound; i += L) {
-                FloatVector.fromArray(F, g, go + i0 + i).neg().intoArray(t, i);
+            int i = i0;
+            for (int bound = i0 + F.loopBound(i1 - i0); i < bound; i += L) {
+                FloatVector gv = FloatVector.fromArray(F, g, go + i);
+                gv.div(VectorExp.exp(gv.neg()).add(1f)).mul(FloatVector.fromArray(F, u, uo + i)).intoArray(hs, ho + i);
             }
-            for (; i < len; i++) {
-                t[i] = -g[go + i0 + i];
+            for (; i < i1; i++) {
+                float v = g[go + i];
+                hs[ho + i] = v / (1f + Exp.exp(-v)) * u[uo + i];
             }
-            exp(t, 0, len);
-            i = 0;
-            for (int bound = F.loopBound(len); i < bound; i += L) {
-                FloatVector gv = FloatVector.fromArray(F, g, go + i0 + i);
-                FloatVector sig = FloatVector.fromArray(F, t, i).add(1f);
-                gv.div(sig).mul(FloatVector.fromArray(F, u, uo + i0 + i)).intoArray(hs, ho + i0 + i);
+        });
+    }
+
+    /** The scalar kernel's swigluBackward with σ from {@link VectorExp}, in its order of operations. */
+    @Override
+    public void swigluBackward(Tensor dGate, Tensor dUp, Tensor dH, Tensor gate, Tensor up) {
+        int n = Math.toIntExact(dH.numel());
+        if (gate.numel() != n || up.numel() != n || dGate == null || dUp == null || dGate.numel() != n
+                || dUp.numel() != n) {
+            super.swigluBackward(dGate, dUp, dH, gate, up);
+            return;
+        }
+        float[] d = array(dH);
+        float[] g = array(gate);
+        float[] u = array(up);
+        float[] dg = array(dGate);
+        float[] du = array(dUp);
+        int dOff = dH.intOffset(), go = gate.intOffset(), uo = up.intOffset(), dgo = dGate.intOffset();
+        int duo = dUp.intOffset();
+        Parallel.forRange(n, 1 << 14, (i0, i1) -> {
+            FloatVector one = FloatVector.broadcast(F, 1f);
+            int i = i0;
+            for (int bound = i0 + F.loopBound(i1 - i0); i < bound; i += L) {
+                FloatVector gv = FloatVector.fromArray(F, g, go + i);
+                FloatVector s = one.div(VectorExp.exp(gv.neg()).add(1f));
+                FloatVector dv = FloatVector.fromArray(F, d, dOff + i);
+                dv.mul(gv).mul(s).add(FloatVector.fromArray(F, du, duo + i)).intoArray(du, duo + i);
+                dv.mul(FloatVector.fromArray(F, u, uo + i)).mul(s).mul(one.sub(s).mul(gv).add(1f))
+                        .add(FloatVector.fromArray(F, dg, dgo + i)).intoArray(dg, dgo + i);
             }
-            for (; i < len; i++) {
-                hs[ho + i0 + i] = g[go + i0 + i] / (1f + t[i]) * u[uo + i0 + i];
+            for (; i < i1; i++) {
+                float gv = g[go + i];
+                float s = sigmoid(gv);
+                float dv = d[dOff + i];
+                du[duo + i] += dv * gv * s;
+                dg[dgo + i] += dv * u[uo + i] * s * (1f + gv * (1f - s));
+            }
+        });
+    }
+
+    private static final float GELU_2C = 2f * GELU_C;
+    private static final float GELU_3CUBIC = 3f * GELU_CUBIC;
+
+    /** σ(2u) of GELU's tanh form, lane by lane as {@link CpuBackend#geluTanhGate} computes it. */
+    private static FloatVector geluTanhGate(FloatVector x, FloatVector one) {
+        FloatVector u2 = x.mul(x).mul(x).mul(GELU_CUBIC).add(x).mul(GELU_2C);
+        return one.div(VectorExp.exp(u2.neg()).add(1f));
+    }
+
+    /** gelu'(x) from the gate s, lane by lane as {@link CpuBackend#geluTanhSlope} computes it. */
+    private static FloatVector geluTanhSlope(FloatVector x, FloatVector s, FloatVector one) {
+        FloatVector k = x.mul(x).mul(GELU_3CUBIC).add(1f).mul(GELU_2C);
+        return s.add(x.mul(one.sub(s).mul(s)).mul(k));
+    }
+
+    @Override
+    public void gelu(Tensor out, Tensor x, Gelu kind) {
+        int n = Math.toIntExact(out.numel());
+        if (kind != Gelu.TANH || x.numel() != n) {
+            super.gelu(out, x, kind);
+            return;
+        }
+        float[] o = array(out);
+        float[] xs = array(x);
+        int oo = out.intOffset(), xo = x.intOffset();
+        Parallel.forRange(n, 1 << 14, (i0, i1) -> {
+            FloatVector one = FloatVector.broadcast(F, 1f);
+            int i = i0;
+            for (int bound = i0 + F.loopBound(i1 - i0); i < bound; i += L) {
+                FloatVector xv = FloatVector.fromArray(F, xs, xo + i);
+                xv.mul(geluTanhGate(xv, one)).intoArray(o, oo + i);
+            }
+            for (; i < i1; i++) {
+                o[oo + i] = geluValue(xs[xo + i], kind);
+            }
+        });
+    }
+
+    @Override
+    public void geluBackward(Tensor dX, Tensor dY, Tensor x, Gelu kind) {
+        int n = Math.toIntExact(dX.numel());
+        if (kind != Gelu.TANH || dY.numel() != n || x.numel() != n) {
+            super.geluBackward(dX, dY, x, kind);
+            return;
+        }
+        float[] dx = array(dX);
+        float[] dy = array(dY);
+        float[] xs = array(x);
+        int dxo = dX.intOffset(), dyo = dY.intOffset(), xo = x.intOffset();
+        Parallel.forRange(n, 1 << 14, (i0, i1) -> {
+            FloatVector one = FloatVector.broadcast(F, 1f);
+            int i = i0;
+            for (int bound = i0 + F.loopBound(i1 - i0); i < bound; i += L) {
+                FloatVector xv = FloatVector.fromArray(F, xs, xo + i);
+                FloatVector slope = geluTanhSlope(xv, geluTanhGate(xv, one), one);
+                FloatVector.fromArray(F, dy, dyo + i).mul(slope).add(FloatVector.fromArray(F, dx, dxo + i))
+                        .intoArray(dx, dxo + i);
+            }
+            for (; i < i1; i++) {
+                dx[dxo + i] += dy[dyo + i] * geluDerivative(xs[xo + i], kind);
+            }
+        });
+    }
+
+    @Override
+    public void geglu(Tensor h, Tensor gate, Tensor up, Gelu kind) {
+        int n = Math.toIntExact(h.numel());
+        if (kind != Gelu.TANH || gate.numel() != n || up.numel() != n) {
+            super.geglu(h, gate, up, kind);
+            return;
+        }
+        float[] hs = array(h);
+        float[] g = array(gate);
+        float[] u = array(up);
+        int ho = h.intOffset(), go = gate.intOffset(), uo = up.intOffset();
+        Parallel.forRange(n, 1 << 14, (i0, i1) -> {
+            FloatVector one = FloatVector.broadcast(F, 1f);
+            int i = i0;
+            for (int bound = i0 + F.loopBound(i1 - i0); i < bound; i += L) {
+                FloatVector xv = FloatVector.fromArray(F, g, go + i);
+                xv.mul(geluTanhGate(xv, one)).mul(FloatVector.fromArray(F, u, uo + i)).intoArray(hs, ho + i);
+            }
+            for (; i < i1; i++) {
+                hs[ho + i] = geluValue(g[go + i], kind) * u[uo + i];
+            }
+        });
+    }
+
+    @Override
+    public void gegluBackward(Tensor dGate, Tensor dUp, Tensor dH, Tensor gate, Tensor up, Gelu kind) {
+        int n = Math.toIntExact(dH.numel());
+        if (kind != Gelu.TANH || gate.numel() != n || up.numel() != n || dGate == null || dUp == null
+                || dGate.numel() != n || dUp.numel() != n) {
+            super.gegluBackward(dGate, dUp, dH, gate, up, kind);
+            return;
+        }
+        float[] d = array(dH);
+        float[] g = array(gate);
+        float[] u = array(up);
+        float[] dg = array(dGate);
+        float[] du = array(dUp);
+        int dOff = dH.intOffset(), go = gate.intOffset(), uo = up.intOffset(), dgo = dGate.intOffset();
+        int duo = dUp.intOffset();
+        Parallel.forRange(n, 1 << 14, (i0, i1) -> {
+            FloatVector one = FloatVector.broadcast(F, 1f);
+            int i = i0;
+            for (int bound = i0 + F.loopBound(i1 - i0); i < bound; i += L) {
+                FloatVector xv = FloatVector.fromArray(F, g, go + i);
+                FloatVector s = geluTanhGate(xv, one);
+                FloatVector dv = FloatVector.fromArray(F, d, dOff + i);
+                dv.mul(xv.mul(s)).add(FloatVector.fromArray(F, du, duo + i)).intoArray(du, duo + i);
+                dv.mul(FloatVector.fromArray(F, u, uo + i)).mul(geluTanhSlope(xv, s, one))
+                        .add(FloatVector.fromArray(F, dg, dgo + i)).intoArray(dg, dgo + i);
+            }
+            for (; i < i1; i++) {
+                float x = g[go + i];
+                float dv = d[dOff + i];
+                du[duo + i] += dv * geluValue(x, kind);
+                dg[dgo + i] += dv * u[uo + i] * geluDerivative(x, kind);
             }
         });
     }
