@@ -1,5 +1,6 @@
 package dev.lora4j.autograd;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
 import dev.lora4j.backend.Gelu;
@@ -61,8 +62,25 @@ class FamilyOpsGradientTest {
 
     @Test
     void geglu() {
-        GradCheck.check("geglu", List.of(rand(3, 6), rand(3, 6)),
-                in -> project(Activations.geglu(in.get(0), in.get(1), Gelu.TANH)));
+        for (Gelu kind : Gelu.values()) {
+            GradCheck.check("geglu " + kind, List.of(rand(3, 6), rand(3, 6)),
+                    in -> project(Activations.geglu(in.get(0), in.get(1), kind)));
+        }
+    }
+
+    @Test
+    void rmsNormWithTheOnePlusWeightOfGemma() {
+        // trainable w: the offset is inside the kernel, so the gradient reaches w itself
+        GradCheck.check("rmsNorm (1 + w)", List.of(rand(2, 3, 7), rand(7)),
+                in -> project(RmsNorm.apply(in.get(0), in.get(1), 1f, 1e-6f)));
+        Tensor x = rand(4, 9);
+        Tensor w = rand(9);
+        float[] onePlus = w.toFloatArray();
+        for (int i = 0; i < onePlus.length; i++) {
+            onePlus[i] += 1f;
+        }
+        assertArrayEquals(RmsNorm.apply(x, Tensor.of(onePlus, 9), 1e-6f).toFloatArray(),
+                RmsNorm.apply(x, w, 1f, 1e-6f).toFloatArray(), 0f, "x·r·(1 + w) equals x·r·w' with w' = 1 + w formed first");
     }
 
     @Test
