@@ -1,12 +1,8 @@
 package dev.lora4j.backend;
 
-import dev.lora4j.tensor.BufferStorage;
 import dev.lora4j.tensor.DType;
 import dev.lora4j.tensor.Storage;
 import dev.lora4j.tensor.Tensor;
-import java.nio.FloatBuffer;
-import java.nio.ShortBuffer;
-import java.util.Locale;
 import jdk.incubator.vector.DoubleVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
@@ -17,11 +13,11 @@ import jdk.incubator.vector.VectorSpecies;
 
 /**
  * CPU kernels on the Vector API ({@code jdk.incubator.vector}, JEP 338 and successors), using the
- * platform's preferred vector width. It keeps {@link ScalarBackend}'s blocking, packing and
- * threading and replaces the inner loops: a register-blocked gemm micro-kernel of
- * {@code MR x 2} vectors built on lane-wise fused multiply-add (8 rows when the ISA has 32 vector
- * registers, as AVX-512 and AArch64 do, else 6), vectorized BF16/F16 widening of B panels, and
- * vector dot / axpy / sum of squares.
+ * platform's preferred vector width. Matrix products go to {@link VectorGemm} (packed panels, a
+ * register-blocked fused multiply-add micro-kernel, vectorized BF16/F16 widening); the row and
+ * element kernels of {@link CpuBackend} that pay for it are replaced with vector loops (dot, axpy,
+ * sum of squares, RMSNorm rows, RoPE, SwiGLU, GELU/GeGLU, the softmax and cross-entropy
+ * exponentials through {@link VectorExp}, AdamW); everything else is inherited.
  *
  * <p>This class is compiled separately with {@code --add-modules jdk.incubator.vector} and is only
  * ever loaded by name ({@link Backends}), so the rest of lora4j runs without the module. Every
@@ -46,35 +42,26 @@ public class VectorBackend extends ScalarBackend {
      * it), C2 inlines that method bimorphically wherever the receiver's exact class is unknown to
      * it, which is the case for loop-carried accumulators. The species is then no longer a
      * constant, the store intrinsic fails ("missing constant" under -XX:+PrintIntrinsics) and the
-     * accumulators of {@link #rowKernel} are boxed on the heap: 5.1 GB instead of 166 MB allocated
+     * loop-carried accumulators (those of the former gemm row kernel here) are boxed on the heap: 5.1 GB instead of 166 MB allocated
      * per step of the benchmark LoraTrainingStep (F32 base, rank 8), about 4 times the time, in a
      * JVM run or not depending on what the profile had seen when C2 compiled the kernel.
      */
     private static final VectorSpecies<Double> D = DoubleVector.SPECIES_PREFERRED;
-
-    private final boolean eightRows;
 
     /**
      * @throws UnsupportedOperationException when the preferred vector holds fewer than 4 floats,
      *     where the scalar backend is as fast
      */
     public VectorBackend() {
-        this(KC, MC, NC);
+        requireUsefulWidth();
     }
 
-    /** With explicit cache blocking, for tuning experiments. */
-    VectorBackend(int kc, int mc, int nc) {
-        super(thirtyTwoRegisters() ? 8 : 6, 2 * requireUsefulWidth(), kc, mc, nc);
-        this.eightRows = thirtyTwoRegisters();
-    }
-
-    private static int requireUsefulWidth() {
+    private static void requireUsefulWidth() {
         if (L < 4 || S == null || D.length() * 2 != L) {
             throw new UnsupportedOperationException("the preferred vector species " + F + " holds " + L
                     + " floats; the vector backend needs at least 4, with a matching short shape and a preferred"
                     + " double shape of half as many lanes (" + D + "), to pay off");
         }
-        return L;
     }
 
     private static <E> VectorSpecies<E> speciesOrNull(Class<E> type, int bits) {
@@ -85,12 +72,6 @@ public class VectorBackend extends ScalarBackend {
         }
     }
 
-    /** 16 accumulators + 3 operands fit in 32 registers (AVX-512, AArch64), not in 16 (AVX2). */
-    private static boolean thirtyTwoRegisters() {
-        String arch = System.getProperty("os.arch", "").toLowerCase(Locale.ROOT);
-        return F.vectorBitSize() >= 512 || arch.equals("aarch64") || arch.equals("arm64");
-    }
-
     @Override
     public String name() {
         return "vector";
@@ -98,8 +79,8 @@ public class VectorBackend extends ScalarBackend {
 
     @Override
     public String toString() {
-        return name() + " backend (" + F.vectorBitSize() + "-bit vectors, " + microTileRows() + "x"
-                + microTileColumns() + " micro-tiles)";
+        return name() + " backend (" + F.vectorBitSize() + "-bit vectors, gemm: "
+                + (GEMM == null ? "the scalar backend's packed product" : GEMM) + ")";
     }
 
     // ---------------------------------------------------------------- gemm
@@ -110,7 +91,10 @@ public class VectorBackend extends ScalarBackend {
         default -> null;
     };
 
-    /** Delegates to {@link VectorGemm}; the inherited packed product is the fallback for other widths. */
+    /**
+     * Delegates to {@link VectorGemm}; the inherited scalar packed product is the fallback for
+     * widths it has no kernel for (wider than 512 bits).
+     */
     @Override
     public void gemm(boolean transA, boolean transB, int m, int n, int k, float alpha,
                      Storage a, long aOffset, int lda,
@@ -121,223 +105,6 @@ public class VectorBackend extends ScalarBackend {
         } else {
             GEMM.gemm(transA, transB, m, n, k, alpha, a, aOffset, lda, b, bOffset, ldb, beta, c, cOffset, ldc);
         }
-    }
-
-    @Override
-    void microKernel(int kc, float[] a, int aIndex, float[] b, int bIndex, float[] c, int cIndex, int ldc,
-                               float alpha) {
-        if (eightRows) {
-            kernel8x2(kc, a, aIndex, b, bIndex, c, cIndex, ldc, alpha);
-        } else {
-            kernel6x2(kc, a, aIndex, b, bIndex, c, cIndex, ldc, alpha);
-        }
-    }
-
-    @Override
-    float accumulate(float c, float alpha, float sum) {
-        return Math.fma(alpha, sum, c); // what the kernels' tile updates do lane by lane
-    }
-
-    @Override
-    boolean hasRowKernel() {
-        return eightRows;
-    }
-
-    /** {@link #kernel8x2} with the broadcast operand read from eight rows in place. */
-    @Override
-    void rowKernel(int kc, float[] w, int[] starts, float[] b, int bi, float[] out) {
-        int r0 = starts[0], r1 = starts[1], r2 = starts[2], r3 = starts[3];
-        int r4 = starts[4], r5 = starts[5], r6 = starts[6], r7 = starts[7];
-        FloatVector c00 = FloatVector.zero(F), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
-        FloatVector c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-        FloatVector c60 = c00, c61 = c00, c70 = c00, c71 = c00;
-        for (int p = 0; p < kc; p++, bi += 2 * L) {
-            FloatVector b0 = FloatVector.fromArray(F, b, bi);
-            FloatVector b1 = FloatVector.fromArray(F, b, bi + L);
-            FloatVector x = FloatVector.broadcast(F, w[r0 + p]);
-            c00 = x.fma(b0, c00);
-            c01 = x.fma(b1, c01);
-            x = FloatVector.broadcast(F, w[r1 + p]);
-            c10 = x.fma(b0, c10);
-            c11 = x.fma(b1, c11);
-            x = FloatVector.broadcast(F, w[r2 + p]);
-            c20 = x.fma(b0, c20);
-            c21 = x.fma(b1, c21);
-            x = FloatVector.broadcast(F, w[r3 + p]);
-            c30 = x.fma(b0, c30);
-            c31 = x.fma(b1, c31);
-            x = FloatVector.broadcast(F, w[r4 + p]);
-            c40 = x.fma(b0, c40);
-            c41 = x.fma(b1, c41);
-            x = FloatVector.broadcast(F, w[r5 + p]);
-            c50 = x.fma(b0, c50);
-            c51 = x.fma(b1, c51);
-            x = FloatVector.broadcast(F, w[r6 + p]);
-            c60 = x.fma(b0, c60);
-            c61 = x.fma(b1, c61);
-            x = FloatVector.broadcast(F, w[r7 + p]);
-            c70 = x.fma(b0, c70);
-            c71 = x.fma(b1, c71);
-        }
-        c00.intoArray(out, 0);
-        c01.intoArray(out, L);
-        c10.intoArray(out, 2 * L);
-        c11.intoArray(out, 3 * L);
-        c20.intoArray(out, 4 * L);
-        c21.intoArray(out, 5 * L);
-        c30.intoArray(out, 6 * L);
-        c31.intoArray(out, 7 * L);
-        c40.intoArray(out, 8 * L);
-        c41.intoArray(out, 9 * L);
-        c50.intoArray(out, 10 * L);
-        c51.intoArray(out, 11 * L);
-        c60.intoArray(out, 12 * L);
-        c61.intoArray(out, 13 * L);
-        c70.intoArray(out, 14 * L);
-        c71.intoArray(out, 15 * L);
-    }
-
-    /*
-     * The tile updates at the end of kernel8x2 and kernel6x2, c = fma(sum, alpha, c) per vector, are
-     * written out in place on purpose. As calls of a small static helper (sum and alpha as
-     * arguments), C1 refuses to inline it ("callee uses too much stack") and C2's compiled kernel
-     * still allocated about 770 bytes per tile, boxed vectors (98 KB per 512 x 64 x 8 product, the
-     * shape of attention scores with a head size of 8); written out, 88 bytes per call and 40% less
-     * time for that product.
-     */
-    private static void kernel8x2(int kc, float[] a, int ai, float[] b, int bi, float[] c, int ci, int ldc,
-                                  float alpha) {
-        FloatVector c00 = FloatVector.zero(F), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
-        FloatVector c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-        FloatVector c60 = c00, c61 = c00, c70 = c00, c71 = c00;
-        for (int p = 0; p < kc; p++, ai += 8, bi += 2 * L) {
-            FloatVector b0 = FloatVector.fromArray(F, b, bi);
-            FloatVector b1 = FloatVector.fromArray(F, b, bi + L);
-            FloatVector x = FloatVector.broadcast(F, a[ai]);
-            c00 = x.fma(b0, c00);
-            c01 = x.fma(b1, c01);
-            x = FloatVector.broadcast(F, a[ai + 1]);
-            c10 = x.fma(b0, c10);
-            c11 = x.fma(b1, c11);
-            x = FloatVector.broadcast(F, a[ai + 2]);
-            c20 = x.fma(b0, c20);
-            c21 = x.fma(b1, c21);
-            x = FloatVector.broadcast(F, a[ai + 3]);
-            c30 = x.fma(b0, c30);
-            c31 = x.fma(b1, c31);
-            x = FloatVector.broadcast(F, a[ai + 4]);
-            c40 = x.fma(b0, c40);
-            c41 = x.fma(b1, c41);
-            x = FloatVector.broadcast(F, a[ai + 5]);
-            c50 = x.fma(b0, c50);
-            c51 = x.fma(b1, c51);
-            x = FloatVector.broadcast(F, a[ai + 6]);
-            c60 = x.fma(b0, c60);
-            c61 = x.fma(b1, c61);
-            x = FloatVector.broadcast(F, a[ai + 7]);
-            c70 = x.fma(b0, c70);
-            c71 = x.fma(b1, c71);
-        }
-        FloatVector al = FloatVector.broadcast(F, alpha);
-        c00.fma(al, FloatVector.fromArray(F, c, ci)).intoArray(c, ci);
-        c01.fma(al, FloatVector.fromArray(F, c, ci + L)).intoArray(c, ci + L);
-        ci += ldc;
-        c10.fma(al, FloatVector.fromArray(F, c, ci)).intoArray(c, ci);
-        c11.fma(al, FloatVector.fromArray(F, c, ci + L)).intoArray(c, ci + L);
-        ci += ldc;
-        c20.fma(al, FloatVector.fromArray(F, c, ci)).intoArray(c, ci);
-        c21.fma(al, FloatVector.fromArray(F, c, ci + L)).intoArray(c, ci + L);
-        ci += ldc;
-        c30.fma(al, FloatVector.fromArray(F, c, ci)).intoArray(c, ci);
-        c31.fma(al, FloatVector.fromArray(F, c, ci + L)).intoArray(c, ci + L);
-        ci += ldc;
-        c40.fma(al, FloatVector.fromArray(F, c, ci)).intoArray(c, ci);
-        c41.fma(al, FloatVector.fromArray(F, c, ci + L)).intoArray(c, ci + L);
-        ci += ldc;
-        c50.fma(al, FloatVector.fromArray(F, c, ci)).intoArray(c, ci);
-        c51.fma(al, FloatVector.fromArray(F, c, ci + L)).intoArray(c, ci + L);
-        ci += ldc;
-        c60.fma(al, FloatVector.fromArray(F, c, ci)).intoArray(c, ci);
-        c61.fma(al, FloatVector.fromArray(F, c, ci + L)).intoArray(c, ci + L);
-        ci += ldc;
-        c70.fma(al, FloatVector.fromArray(F, c, ci)).intoArray(c, ci);
-        c71.fma(al, FloatVector.fromArray(F, c, ci + L)).intoArray(c, ci + L);
-    }
-
-    private static void kernel6x2(int kc, float[] a, int ai, float[] b, int bi, float[] c, int ci, int ldc,
-                                  float alpha) {
-        FloatVector c00 = FloatVector.zero(F), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
-        FloatVector c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-        for (int p = 0; p < kc; p++, ai += 6, bi += 2 * L) {
-            FloatVector b0 = FloatVector.fromArray(F, b, bi);
-            FloatVector b1 = FloatVector.fromArray(F, b, bi + L);
-            FloatVector x = FloatVector.broadcast(F, a[ai]);
-            c00 = x.fma(b0, c00);
-            c01 = x.fma(b1, c01);
-            x = FloatVector.broadcast(F, a[ai + 1]);
-            c10 = x.fma(b0, c10);
-            c11 = x.fma(b1, c11);
-            x = FloatVector.broadcast(F, a[ai + 2]);
-            c20 = x.fma(b0, c20);
-            c21 = x.fma(b1, c21);
-            x = FloatVector.broadcast(F, a[ai + 3]);
-            c30 = x.fma(b0, c30);
-            c31 = x.fma(b1, c31);
-            x = FloatVector.broadcast(F, a[ai + 4]);
-            c40 = x.fma(b0, c40);
-            c41 = x.fma(b1, c41);
-            x = FloatVector.broadcast(F, a[ai + 5]);
-            c50 = x.fma(b0, c50);
-            c51 = x.fma(b1, c51);
-        }
-        FloatVector al = FloatVector.broadcast(F, alpha);
-        c00.fma(al, FloatVector.fromArray(F, c, ci)).intoArray(c, ci);
-        c01.fma(al, FloatVector.fromArray(F, c, ci + L)).intoArray(c, ci + L);
-        ci += ldc;
-        c10.fma(al, FloatVector.fromArray(F, c, ci)).intoArray(c, ci);
-        c11.fma(al, FloatVector.fromArray(F, c, ci + L)).intoArray(c, ci + L);
-        ci += ldc;
-        c20.fma(al, FloatVector.fromArray(F, c, ci)).intoArray(c, ci);
-        c21.fma(al, FloatVector.fromArray(F, c, ci + L)).intoArray(c, ci + L);
-        ci += ldc;
-        c30.fma(al, FloatVector.fromArray(F, c, ci)).intoArray(c, ci);
-        c31.fma(al, FloatVector.fromArray(F, c, ci + L)).intoArray(c, ci + L);
-        ci += ldc;
-        c40.fma(al, FloatVector.fromArray(F, c, ci)).intoArray(c, ci);
-        c41.fma(al, FloatVector.fromArray(F, c, ci + L)).intoArray(c, ci + L);
-        ci += ldc;
-        c50.fma(al, FloatVector.fromArray(F, c, ci)).intoArray(c, ci);
-        c51.fma(al, FloatVector.fromArray(F, c, ci + L)).intoArray(c, ci + L);
-    }
-
-    /** BF16, F16 and F32 buffers are copied in bulk and widened with vector ops; others decode. */
-    @Override
-    Widener widener(Storage b) {
-        if (b instanceof BufferStorage buffer && buffer.dtype() == DType.F32) {
-            FloatBuffer floats = buffer.bytes().asFloatBuffer();
-            return (start, count, dst, dstOffset) -> floats.get(Math.toIntExact(start), dst, dstOffset, count);
-        }
-        if (b instanceof BufferStorage buffer && (buffer.dtype() == DType.BF16 || buffer.dtype() == DType.F16)) {
-            ShortBuffer shorts = buffer.bytes().asShortBuffer();
-            boolean bf16 = buffer.dtype() == DType.BF16;
-            return new Widener() {
-                private short[] raw = new short[0];
-
-                @Override
-                public void widen(long start, int count, float[] dst, int dstOffset) {
-                    if (raw.length < count) {
-                        raw = new short[count];
-                    }
-                    shorts.get(Math.toIntExact(start), raw, 0, count);
-                    if (bf16) {
-                        widenBf16(raw, count, dst, dstOffset);
-                    } else {
-                        widenF16(raw, count, dst, dstOffset);
-                    }
-                }
-            };
-        }
-        return super.widener(b);
     }
 
     private static IntVector intLanes(short[] src, int i) {
