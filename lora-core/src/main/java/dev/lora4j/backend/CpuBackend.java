@@ -887,6 +887,16 @@ public abstract class CpuBackend implements Backend {
         return exp(x);
     }
 
+    /**
+     * x[off + i] = exp(x[off + i] − shift) for i &lt; n, in place (attention's probabilities); the
+     * Vector API backend computes the same bits with {@code VectorExp}.
+     */
+    void expShifted(float[] x, int off, int n, float shift) {
+        for (int i = off; i < off + n; i++) {
+            x[i] = exp(x[i] - shift);
+        }
+    }
+
     @Override
     public void softmax(Tensor y, Tensor x) {
         int v = x.dim(-1);

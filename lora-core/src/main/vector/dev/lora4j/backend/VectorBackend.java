@@ -285,6 +285,17 @@ public class VectorBackend extends ScalarBackend {
         }
     }
 
+    @Override
+    void expShifted(float[] x, int off, int n, float shift) {
+        int i = 0;
+        for (int bound = F.loopBound(n); i < bound; i += L) {
+            VectorExp.exp(FloatVector.fromArray(F, x, off + i).sub(shift)).intoArray(x, off + i);
+        }
+        for (; i < n; i++) {
+            x[off + i] = Exp.exp(x[off + i] - shift);
+        }
+    }
+
     /** Σ exp(x − max) over a chunk: the terms with vectors, summed in double in index order as the scalar kernel sums. */
     @Override
     double sumExp(float[] x, int o, int n, float max) {
