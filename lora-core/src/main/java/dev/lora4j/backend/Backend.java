@@ -196,14 +196,29 @@ public interface Backend {
     /** dGate += dH ⊙ up ⊙ silu'(gate), dUp += dH ⊙ silu(gate); either may be null. */
     void swigluBackward(Tensor dGate, Tensor dUp, Tensor dH, Tensor gate, Tensor up);
 
+    /** out = gelu(x) in the given form (see {@link Gelu}); out may be x. */
+    void gelu(Tensor out, Tensor x, Gelu kind);
+
+    /** dX += dY ⊙ gelu'(x). */
+    void geluBackward(Tensor dX, Tensor dY, Tensor x, Gelu kind);
+
     /**
-     * h = gelu(gate) ⊙ up (GeGLU, Shazeer 2020), with GELU's tanh approximation
-     * 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))) as Gemma's {@code gelu_pytorch_tanh}.
+     * h = gelu(gate) ⊙ up (GeGLU, Shazeer 2020); Gemma's is the tanh form
+     * ({@code gelu_pytorch_tanh}).
      */
-    void geglu(Tensor h, Tensor gate, Tensor up);
+    void geglu(Tensor h, Tensor gate, Tensor up, Gelu kind);
 
     /** dGate += dH ⊙ up ⊙ gelu'(gate), dUp += dH ⊙ gelu(gate); either may be null. */
-    void gegluBackward(Tensor dGate, Tensor dUp, Tensor dH, Tensor gate, Tensor up);
+    void gegluBackward(Tensor dGate, Tensor dUp, Tensor dH, Tensor gate, Tensor up, Gelu kind);
+
+    /**
+     * Soft-capping (Gemma 2's final logits): y = cap·tanh(x/cap), cap a finite number &gt; 0; y may
+     * be x.
+     */
+    void softCap(Tensor y, Tensor x, float cap);
+
+    /** dX += dY ⊙ (1 − (y/cap)²), from the saved output y of {@link #softCap}. */
+    void softCapBackward(Tensor dX, Tensor dY, Tensor y, float cap);
 
     /**
      * Inverted dropout with a counter-based mask: element i is kept when
@@ -217,16 +232,29 @@ public interface Backend {
     // ---------------------------------------------------------------- normalization
 
     /**
-     * RMSNorm over the last dimension: y = x·r·w, r = 1/√(mean(x²) + eps) per row, saved in
-     * rstd [N]. x, y [N, C], w [C].
+     * RMSNorm over the last dimension: y = x·r·(w + weightOffset), r = 1/√(mean(x²) + eps) per
+     * row, saved in rstd [N]. x, y [N, C], w [C]. The offset is 0 for Llama and 1 for Gemma's
+     * x·(1 + w): added inside the kernel, so no (1 + w) tensor is formed per forward and a trained
+     * w is always read as it is now.
      */
-    void rmsNorm(Tensor y, Tensor rstd, Tensor x, Tensor w, float eps);
+    void rmsNorm(Tensor y, Tensor rstd, Tensor x, Tensor w, float weightOffset, float eps);
+
+    /** {@link #rmsNorm(Tensor, Tensor, Tensor, Tensor, float, float)} with weight offset 0: y = x·r·w. */
+    default void rmsNorm(Tensor y, Tensor rstd, Tensor x, Tensor w, float eps) {
+        rmsNorm(y, rstd, x, w, 0f, eps);
+    }
 
     /**
-     * Backward of {@link #rmsNorm}, with g = dY ⊙ w per row: dX += r·g − x·r³·mean(g ⊙ x),
-     * dW += Σ_rows dY ⊙ x·r. dX or dW may be null.
+     * Backward of {@link #rmsNorm}, with w' = w + weightOffset and g = dY ⊙ w' per row:
+     * dX += r·g − x·r³·mean(g ⊙ x), dW += Σ_rows dY ⊙ x·r (the offset's derivative is 1). dX or
+     * dW may be null.
      */
-    void rmsNormBackward(Tensor dX, Tensor dW, Tensor dY, Tensor x, Tensor w, Tensor rstd);
+    void rmsNormBackward(Tensor dX, Tensor dW, Tensor dY, Tensor x, Tensor w, float weightOffset, Tensor rstd);
+
+    /** {@link #rmsNormBackward(Tensor, Tensor, Tensor, Tensor, Tensor, float, Tensor)} with weight offset 0. */
+    default void rmsNormBackward(Tensor dX, Tensor dW, Tensor dY, Tensor x, Tensor w, Tensor rstd) {
+        rmsNormBackward(dX, dW, dY, x, w, 0f, rstd);
+    }
 
     /**
      * LayerNorm over the last dimension: y = (x − μ)·r·w + b, r = 1/√(var(x) + eps) (biased

@@ -336,11 +336,10 @@ final class CpuAttention {
             scores[j - lo] = sc;
             max = Math.max(max, sc);
         }
+        be.expShifted(scores, 0, Math.max(0, end - lo), max);
         double sum = 0;
         for (int j = lo; j < end; j++) {
-            float e = be.expf(scores[j - lo] - max);
-            scores[j - lo] = e;
-            sum += e;
+            sum += scores[j - lo];
         }
         Arrays.fill(out, oo, oo + d, 0f);
         if (sum == 0) {
@@ -440,9 +439,12 @@ final class CpuAttention {
                 end = first;
             }
             Arrays.fill(p, row, row + first, 0f);
-            for (int j = row + first; j < row + end; j++) {
-                p[j] = be.expf(capped(p[j]) - l);
+            if (cap > 0) {
+                for (int j = row + first; j < row + end; j++) {
+                    p[j] = capped(p[j]);
+                }
             }
+            be.expShifted(p, row + first, end - first, l);
             Arrays.fill(p, row + end, row + keys, 0f);
         }
         // dVᵀ += dOᵀ·P

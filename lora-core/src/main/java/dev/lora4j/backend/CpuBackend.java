@@ -398,7 +398,7 @@ public abstract class CpuBackend implements Backend {
         Parallel.forRange(n, 1 << 14, (i0, i1) -> {
             for (int i = i0; i < i1; i++) {
                 float v = g[go + i];
-                hs[ho + i] = v * sigmoid(v) * u[uo + i];
+                hs[ho + i] = v / (1f + Exp.exp(-v)) * u[uo + i]; // the vector kernel's operations, in its order
             }
         });
     }
@@ -431,23 +431,87 @@ public abstract class CpuBackend implements Backend {
 
     /** √(2/π), the constant of GELU's tanh approximation. */
     static final float GELU_C = 0.7978845608028654f;
+    /** The cubic coefficient of GELU's tanh approximation. */
+    static final float GELU_CUBIC = 0.044715f;
+    private static final double INV_SQRT_2 = 1.0 / Math.sqrt(2.0);
+    private static final double INV_SQRT_2PI = 1.0 / Math.sqrt(2.0 * Math.PI);
+
+    /**
+     * σ(2u) = ½(1 + tanh u) of GELU's tanh form, u = √(2/π)(x + 0.044715x³), as 1/(1 + e^(−2u))
+     * with {@link Exp}: no cancellation near 0, and 0 or 1 (never NaN) when e^(−2u) overflows or
+     * vanishes. The Vector API backend performs the same float operations in the same order.
+     */
+    static float geluTanhGate(float x) {
+        float u2 = (2f * GELU_C) * (x + GELU_CUBIC * (x * x * x));
+        return 1f / (1f + Exp.exp(-u2));
+    }
+
+    /** gelu'(x) of the tanh form from s = {@link #geluTanhGate}(x): s + x·s(1 − s)·2√(2/π)(1 + 3·0.044715x²). */
+    static float geluTanhSlope(float x, float s) {
+        return s + x * (s * (1f - s)) * ((2f * GELU_C) * (1f + (3f * GELU_CUBIC) * (x * x)));
+    }
+
+    /** gelu(x) in the given form; the erf form in double (commons-math's erf), rounded once. */
+    static float geluValue(float x, Gelu kind) {
+        if (kind == Gelu.TANH) {
+            return x * geluTanhGate(x);
+        }
+        return (float) (0.5 * x * (1 + org.apache.commons.math3.special.Erf.erf(x * INV_SQRT_2)));
+    }
+
+    /** gelu'(x) in the given form. */
+    static float geluDerivative(float x, Gelu kind) {
+        if (kind == Gelu.TANH) {
+            return geluTanhSlope(x, geluTanhGate(x));
+        }
+        double xd = x;
+        return (float) (0.5 * (1 + org.apache.commons.math3.special.Erf.erf(xd * INV_SQRT_2))
+                + xd * INV_SQRT_2PI * Math.exp(-0.5 * xd * xd));
+    }
 
     @Override
-    public void geglu(Tensor h, Tensor gate, Tensor up) {
+    public void gelu(Tensor out, Tensor x, Gelu kind) {
+        int n = sameNumel("gelu", out, x);
+        float[] o = array(out);
+        float[] xs = array(x);
+        int oo = out.intOffset(), xo = x.intOffset();
+        Parallel.forRange(n, 1 << 14, (i0, i1) -> {
+            for (int i = i0; i < i1; i++) {
+                o[oo + i] = geluValue(xs[xo + i], kind);
+            }
+        });
+    }
+
+    @Override
+    public void geluBackward(Tensor dX, Tensor dY, Tensor x, Gelu kind) {
+        int n = sameNumel("geluBackward", dX, dY, x);
+        float[] dx = array(dX);
+        float[] dy = array(dY);
+        float[] xs = array(x);
+        int dxo = dX.intOffset(), dyo = dY.intOffset(), xo = x.intOffset();
+        Parallel.forRange(n, 1 << 14, (i0, i1) -> {
+            for (int i = i0; i < i1; i++) {
+                dx[dxo + i] += dy[dyo + i] * geluDerivative(xs[xo + i], kind);
+            }
+        });
+    }
+
+    @Override
+    public void geglu(Tensor h, Tensor gate, Tensor up, Gelu kind) {
         int n = sameNumel("geglu", h, gate, up);
         float[] hs = array(h);
         float[] g = array(gate);
         float[] u = array(up);
         int ho = h.intOffset(), go = gate.intOffset(), uo = up.intOffset();
-        for (int i = 0; i < n; i++) {
-            float x = g[go + i];
-            float t = (float) Math.tanh(GELU_C * (x + 0.044715f * x * x * x));
-            hs[ho + i] = 0.5f * x * (1f + t) * u[uo + i];
-        }
+        Parallel.forRange(n, 1 << 14, (i0, i1) -> {
+            for (int i = i0; i < i1; i++) {
+                hs[ho + i] = geluValue(g[go + i], kind) * u[uo + i];
+            }
+        });
     }
 
     @Override
-    public void gegluBackward(Tensor dGate, Tensor dUp, Tensor dH, Tensor gate, Tensor up) {
+    public void gegluBackward(Tensor dGate, Tensor dUp, Tensor dH, Tensor gate, Tensor up, Gelu kind) {
         int n = sameNumel("gegluBackward", dH, gate, up);
         float[] d = array(dH);
         float[] g = array(gate);
@@ -457,18 +521,55 @@ public abstract class CpuBackend implements Backend {
         int dOff = dH.intOffset(), go = gate.intOffset(), uo = up.intOffset();
         int dgo = dGate == null ? 0 : dGate.intOffset();
         int duo = dUp == null ? 0 : dUp.intOffset();
-        for (int i = 0; i < n; i++) {
-            float x = g[go + i];
-            float t = (float) Math.tanh(GELU_C * (x + 0.044715f * x * x * x));
-            float dv = d[dOff + i];
-            if (du != null) {
-                du[duo + i] += dv * 0.5f * x * (1f + t);
+        Parallel.forRange(n, 1 << 14, (i0, i1) -> {
+            for (int i = i0; i < i1; i++) {
+                float x = g[go + i];
+                float dv = d[dOff + i];
+                if (du != null) {
+                    du[duo + i] += dv * geluValue(x, kind);
+                }
+                if (dg != null) {
+                    dg[dgo + i] += dv * u[uo + i] * geluDerivative(x, kind);
+                }
             }
-            if (dg != null) {
-                // d/dx 0.5·x·(1 + t) = 0.5·(1 + t) + 0.5·x·(1 − t²)·√(2/π)·(1 + 3·0.044715·x²)
-                float dgelu = 0.5f * (1f + t) + 0.5f * x * (1f - t * t) * GELU_C * (1f + 3f * 0.044715f * x * x);
-                dg[dgo + i] += dv * u[uo + i] * dgelu;
+        });
+    }
+
+    @Override
+    public void softCap(Tensor y, Tensor x, float cap) {
+        checkCap("softCap", cap);
+        int n = sameNumel("softCap", y, x);
+        float[] ys = array(y);
+        float[] xs = array(x);
+        int yo = y.intOffset(), xo = x.intOffset();
+        double c = cap;
+        Parallel.forRange(n, 1 << 14, (i0, i1) -> {
+            for (int i = i0; i < i1; i++) {
+                ys[yo + i] = (float) (c * Math.tanh(xs[xo + i] / c));
             }
+        });
+    }
+
+    @Override
+    public void softCapBackward(Tensor dX, Tensor dY, Tensor y, float cap) {
+        checkCap("softCapBackward", cap);
+        int n = sameNumel("softCapBackward", dX, dY, y);
+        float[] dx = array(dX);
+        float[] dy = array(dY);
+        float[] ys = array(y);
+        int dxo = dX.intOffset(), dyo = dY.intOffset(), yo = y.intOffset();
+        double c = cap;
+        Parallel.forRange(n, 1 << 14, (i0, i1) -> {
+            for (int i = i0; i < i1; i++) {
+                double t = ys[yo + i] / c;
+                dx[dxo + i] += (float) (dy[dyo + i] * (1 - t * t));
+            }
+        });
+    }
+
+    private static void checkCap(String op, float cap) {
+        if (!(cap > 0) || Float.isInfinite(cap)) {
+            throw new IllegalArgumentException(op + ": cap must be a finite number > 0, was " + cap);
         }
     }
 
@@ -498,14 +599,15 @@ public abstract class CpuBackend implements Backend {
         return (z >>> 40) * 0x1p-24f;
     }
 
+    /** σ(x) = 1/(1 + e^(−x)) with {@link Exp}, as the Vector API backend computes it lane by lane. */
     static float sigmoid(float x) {
-        return (float) (1.0 / (1.0 + Math.exp(-x)));
+        return 1f / (1f + Exp.exp(-x));
     }
 
     // ---------------------------------------------------------------- normalization
 
     @Override
-    public void rmsNorm(Tensor y, Tensor rstd, Tensor x, Tensor w, float eps) {
+    public void rmsNorm(Tensor y, Tensor rstd, Tensor x, Tensor w, float weightOffset, float eps) {
         int c = Math.toIntExact(w.numel());
         int rows = rows(x, c);
         float[] xs = array(x);
@@ -519,20 +621,26 @@ public abstract class CpuBackend implements Backend {
                 int o = r * c;
                 float inv = (float) (1.0 / Math.sqrt(sumOfSquares(xs, xo + o, c) / c + eps));
                 rs[ro + r] = inv;
-                rmsNormRow(ys, yo + o, xs, xo + o, ws, wo, inv, c);
+                rmsNormRow(ys, yo + o, xs, xo + o, ws, wo, weightOffset, inv, c);
             }
         });
     }
 
-    /** y[i] = x[i]·inv·w[i] for one row. */
-    void rmsNormRow(float[] y, int yo, float[] x, int xo, float[] w, int wo, float inv, int c) {
-        for (int i = 0; i < c; i++) {
-            y[yo + i] = x[xo + i] * inv * w[wo + i];
+    /** y[i] = x[i]·inv·(w[i] + off) for one row (w[i] itself when off is 0, so a −0 weight stays −0). */
+    void rmsNormRow(float[] y, int yo, float[] x, int xo, float[] w, int wo, float off, float inv, int c) {
+        if (off == 0f) {
+            for (int i = 0; i < c; i++) {
+                y[yo + i] = x[xo + i] * inv * w[wo + i];
+            }
+        } else {
+            for (int i = 0; i < c; i++) {
+                y[yo + i] = x[xo + i] * inv * (w[wo + i] + off);
+            }
         }
     }
 
     @Override
-    public void rmsNormBackward(Tensor dX, Tensor dW, Tensor dY, Tensor x, Tensor w, Tensor rstd) {
+    public void rmsNormBackward(Tensor dX, Tensor dW, Tensor dY, Tensor x, Tensor w, float weightOffset, Tensor rstd) {
         int c = Math.toIntExact(w.numel());
         int rows = rows(x, c);
         float[] xs = array(x);
@@ -550,11 +658,11 @@ public abstract class CpuBackend implements Backend {
                     float inv = rs[ro + r];
                     double gx = 0;
                     for (int i = 0; i < c; i++) {
-                        gx += (double) dy[dyo + o + i] * ws[wo + i] * xs[xo + o + i];
+                        gx += (double) dy[dyo + o + i] * (ws[wo + i] + weightOffset) * xs[xo + o + i];
                     }
                     float k = (float) (gx / c) * inv * inv * inv;
                     for (int i = 0; i < c; i++) {
-                        dx[dxo + o + i] += dy[dyo + o + i] * ws[wo + i] * inv - xs[xo + o + i] * k;
+                        dx[dxo + o + i] += dy[dyo + o + i] * (ws[wo + i] + weightOffset) * inv - xs[xo + o + i] * k;
                     }
                 }
             });
@@ -768,15 +876,25 @@ public abstract class CpuBackend implements Backend {
 
     /**
      * The exponential of every softmax, attention and cross-entropy kernel of the plain-Java
-     * path, in one place so that a faster one can be swapped in.
+     * path: {@link Exp}, whose vector twin gives the Vector API backend the same bits per element.
      */
     private static float exp(float x) {
-        return (float) Math.exp(x);
+        return Exp.exp(x);
     }
 
     /** exp for the kernels that this class shares with its subclasses (attention). */
     float expf(float x) {
         return exp(x);
+    }
+
+    /**
+     * x[off + i] = exp(x[off + i] − shift) for i &lt; n, in place (attention's probabilities); the
+     * Vector API backend computes the same bits with {@code VectorExp}.
+     */
+    void expShifted(float[] x, int off, int n, float shift) {
+        for (int i = off; i < off + n; i++) {
+            x[i] = exp(x[i] - shift);
+        }
     }
 
     @Override

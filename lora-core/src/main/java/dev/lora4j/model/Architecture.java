@@ -1,6 +1,6 @@
 package dev.lora4j.model;
 
-import dev.lora4j.autograd.Activations;
+import dev.lora4j.backend.Gelu;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -115,19 +115,19 @@ public record Architecture(String embedName, String layerPrefix, String attentio
     /** The MLP activation, with the hidden_act names transformers gives it. */
     public enum Activation {
         SILU(null, "silu"),
-        GELU_TANH(Activations.Gelu.TANH, "gelu_new", "gelu_pytorch_tanh", "gelu_fast"),
-        GELU_ERF(Activations.Gelu.ERF, "gelu");
+        GELU_TANH(Gelu.TANH, "gelu_new", "gelu_pytorch_tanh", "gelu_fast"),
+        GELU_ERF(Gelu.ERF, "gelu");
 
-        private final Activations.Gelu gelu;
+        private final Gelu gelu;
         private final List<String> hfNames;
 
-        Activation(Activations.Gelu gelu, String... hfNames) {
+        Activation(Gelu gelu, String... hfNames) {
             this.gelu = gelu;
             this.hfNames = List.of(hfNames);
         }
 
         /** The GELU form, null for SiLU. */
-        public Activations.Gelu gelu() {
+        public Gelu gelu() {
             return gelu;
         }
 

@@ -370,7 +370,7 @@ public final class LlamaModel {
         float eps = (float) config.rmsNormEps();
         return switch (arch.norm()) {
             case RMS -> RmsNorm.apply(x, weight, eps);
-            case RMS_ONE_PLUS -> RmsNorm.apply(x, Elementwise.add(weight, Tensor.full(1f, weight.shape())), eps);
+            case RMS_ONE_PLUS -> RmsNorm.apply(x, weight, 1f, eps);
             case LAYER_NORM -> LayerNorm.apply(x, weight, bias, eps);
         };
     }

@@ -1,11 +1,8 @@
 package dev.lora4j.backend;
 
-import dev.lora4j.tensor.BufferStorage;
 import dev.lora4j.tensor.DType;
 import dev.lora4j.tensor.Storage;
-import java.nio.FloatBuffer;
-import java.nio.ShortBuffer;
-import java.util.Locale;
+import dev.lora4j.tensor.Tensor;
 import jdk.incubator.vector.DoubleVector;
 import jdk.incubator.vector.FloatVector;
 import jdk.incubator.vector.IntVector;
@@ -16,11 +13,11 @@ import jdk.incubator.vector.VectorSpecies;
 
 /**
  * CPU kernels on the Vector API ({@code jdk.incubator.vector}, JEP 338 and successors), using the
- * platform's preferred vector width. It keeps {@link ScalarBackend}'s blocking, packing and
- * threading and replaces the inner loops: a register-blocked gemm micro-kernel of
- * {@code MR x 2} vectors built on lane-wise fused multiply-add (8 rows when the ISA has 32 vector
- * registers, as AVX-512 and AArch64 do, else 6), vectorized BF16/F16 widening of B panels, and
- * vector dot / axpy / sum of squares.
+ * platform's preferred vector width. Matrix products go to {@link VectorGemm} (packed panels, a
+ * register-blocked fused multiply-add micro-kernel, vectorized BF16/F16 widening); the row and
+ * element kernels of {@link CpuBackend} that pay for it are replaced with vector loops (dot, axpy,
+ * sum of squares, RMSNorm rows, RoPE, SwiGLU, GELU/GeGLU, the softmax and cross-entropy
+ * exponentials through {@link VectorExp}, AdamW); everything else is inherited.
  *
  * <p>This class is compiled separately with {@code --add-modules jdk.incubator.vector} and is only
  * ever loaded by name ({@link Backends}), so the rest of lora4j runs without the module. Every
@@ -45,35 +42,26 @@ public class VectorBackend extends ScalarBackend {
      * it), C2 inlines that method bimorphically wherever the receiver's exact class is unknown to
      * it, which is the case for loop-carried accumulators. The species is then no longer a
      * constant, the store intrinsic fails ("missing constant" under -XX:+PrintIntrinsics) and the
-     * accumulators of {@link #rowKernel} are boxed on the heap: 5.1 GB instead of 166 MB allocated
+     * loop-carried accumulators (those of the former gemm row kernel here) are boxed on the heap: 5.1 GB instead of 166 MB allocated
      * per step of the benchmark LoraTrainingStep (F32 base, rank 8), about 4 times the time, in a
      * JVM run or not depending on what the profile had seen when C2 compiled the kernel.
      */
     private static final VectorSpecies<Double> D = DoubleVector.SPECIES_PREFERRED;
-
-    private final boolean eightRows;
 
     /**
      * @throws UnsupportedOperationException when the preferred vector holds fewer than 4 floats,
      *     where the scalar backend is as fast
      */
     public VectorBackend() {
-        this(KC, MC, NC);
+        requireUsefulWidth();
     }
 
-    /** With explicit cache blocking, for tuning experiments. */
-    VectorBackend(int kc, int mc, int nc) {
-        super(thirtyTwoRegisters() ? 8 : 6, 2 * requireUsefulWidth(), kc, mc, nc);
-        this.eightRows = thirtyTwoRegisters();
-    }
-
-    private static int requireUsefulWidth() {
+    private static void requireUsefulWidth() {
         if (L < 4 || S == null || D.length() * 2 != L) {
             throw new UnsupportedOperationException("the preferred vector species " + F + " holds " + L
                     + " floats; the vector backend needs at least 4, with a matching short shape and a preferred"
                     + " double shape of half as many lanes (" + D + "), to pay off");
         }
-        return L;
     }
 
     private static <E> VectorSpecies<E> speciesOrNull(Class<E> type, int bits) {
@@ -84,12 +72,6 @@ public class VectorBackend extends ScalarBackend {
         }
     }
 
-    /** 16 accumulators + 3 operands fit in 32 registers (AVX-512, AArch64), not in 16 (AVX2). */
-    private static boolean thirtyTwoRegisters() {
-        String arch = System.getProperty("os.arch", "").toLowerCase(Locale.ROOT);
-        return F.vectorBitSize() >= 512 || arch.equals("aarch64") || arch.equals("arm64");
-    }
-
     @Override
     public String name() {
         return "vector";
@@ -97,8 +79,8 @@ public class VectorBackend extends ScalarBackend {
 
     @Override
     public String toString() {
-        return name() + " backend (" + F.vectorBitSize() + "-bit vectors, " + microTileRows() + "x"
-                + microTileColumns() + " micro-tiles)";
+        return name() + " backend (" + F.vectorBitSize() + "-bit vectors, gemm: "
+                + (GEMM == null ? "the scalar backend's packed product" : GEMM) + ")";
     }
 
     // ---------------------------------------------------------------- gemm
@@ -109,7 +91,10 @@ public class VectorBackend extends ScalarBackend {
         default -> null;
     };
 
-    /** Delegates to {@link VectorGemm}; the inherited packed product is the fallback for other widths. */
+    /**
+     * Delegates to {@link VectorGemm}; the inherited scalar packed product is the fallback for
+     * widths it has no kernel for (wider than 512 bits).
+     */
     @Override
     public void gemm(boolean transA, boolean transB, int m, int n, int k, float alpha,
                      Storage a, long aOffset, int lda,
@@ -120,223 +105,6 @@ public class VectorBackend extends ScalarBackend {
         } else {
             GEMM.gemm(transA, transB, m, n, k, alpha, a, aOffset, lda, b, bOffset, ldb, beta, c, cOffset, ldc);
         }
-    }
-
-    @Override
-    void microKernel(int kc, float[] a, int aIndex, float[] b, int bIndex, float[] c, int cIndex, int ldc,
-                               float alpha) {
-        if (eightRows) {
-            kernel8x2(kc, a, aIndex, b, bIndex, c, cIndex, ldc, alpha);
-        } else {
-            kernel6x2(kc, a, aIndex, b, bIndex, c, cIndex, ldc, alpha);
-        }
-    }
-
-    @Override
-    float accumulate(float c, float alpha, float sum) {
-        return Math.fma(alpha, sum, c); // what the kernels' tile updates do lane by lane
-    }
-
-    @Override
-    boolean hasRowKernel() {
-        return eightRows;
-    }
-
-    /** {@link #kernel8x2} with the broadcast operand read from eight rows in place. */
-    @Override
-    void rowKernel(int kc, float[] w, int[] starts, float[] b, int bi, float[] out) {
-        int r0 = starts[0], r1 = starts[1], r2 = starts[2], r3 = starts[3];
-        int r4 = starts[4], r5 = starts[5], r6 = starts[6], r7 = starts[7];
-        FloatVector c00 = FloatVector.zero(F), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
-        FloatVector c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-        FloatVector c60 = c00, c61 = c00, c70 = c00, c71 = c00;
-        for (int p = 0; p < kc; p++, bi += 2 * L) {
-            FloatVector b0 = FloatVector.fromArray(F, b, bi);
-            FloatVector b1 = FloatVector.fromArray(F, b, bi + L);
-            FloatVector x = FloatVector.broadcast(F, w[r0 + p]);
-            c00 = x.fma(b0, c00);
-            c01 = x.fma(b1, c01);
-            x = FloatVector.broadcast(F, w[r1 + p]);
-            c10 = x.fma(b0, c10);
-            c11 = x.fma(b1, c11);
-            x = FloatVector.broadcast(F, w[r2 + p]);
-            c20 = x.fma(b0, c20);
-            c21 = x.fma(b1, c21);
-            x = FloatVector.broadcast(F, w[r3 + p]);
-            c30 = x.fma(b0, c30);
-            c31 = x.fma(b1, c31);
-            x = FloatVector.broadcast(F, w[r4 + p]);
-            c40 = x.fma(b0, c40);
-            c41 = x.fma(b1, c41);
-            x = FloatVector.broadcast(F, w[r5 + p]);
-            c50 = x.fma(b0, c50);
-            c51 = x.fma(b1, c51);
-            x = FloatVector.broadcast(F, w[r6 + p]);
-            c60 = x.fma(b0, c60);
-            c61 = x.fma(b1, c61);
-            x = FloatVector.broadcast(F, w[r7 + p]);
-            c70 = x.fma(b0, c70);
-            c71 = x.fma(b1, c71);
-        }
-        c00.intoArray(out, 0);
-        c01.intoArray(out, L);
-        c10.intoArray(out, 2 * L);
-        c11.intoArray(out, 3 * L);
-        c20.intoArray(out, 4 * L);
-        c21.intoArray(out, 5 * L);
-        c30.intoArray(out, 6 * L);
-        c31.intoArray(out, 7 * L);
-        c40.intoArray(out, 8 * L);
-        c41.intoArray(out, 9 * L);
-        c50.intoArray(out, 10 * L);
-        c51.intoArray(out, 11 * L);
-        c60.intoArray(out, 12 * L);
-        c61.intoArray(out, 13 * L);
-        c70.intoArray(out, 14 * L);
-        c71.intoArray(out, 15 * L);
-    }
-
-    /*
-     * The tile updates at the end of kernel8x2 and kernel6x2, c = fma(sum, alpha, c) per vector, are
-     * written out in place on purpose. As calls of a small static helper (sum and alpha as
-     * arguments), C1 refuses to inline it ("callee uses too much stack") and C2's compiled kernel
-     * still allocated about 770 bytes per tile, boxed vectors (98 KB per 512 x 64 x 8 product, the
-     * shape of attention scores with a head size of 8); written out, 88 bytes per call and 40% less
-     * time for that product.
-     */
-    private static void kernel8x2(int kc, float[] a, int ai, float[] b, int bi, float[] c, int ci, int ldc,
-                                  float alpha) {
-        FloatVector c00 = FloatVector.zero(F), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
-        FloatVector c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-        FloatVector c60 = c00, c61 = c00, c70 = c00, c71 = c00;
-        for (int p = 0; p < kc; p++, ai += 8, bi += 2 * L) {
-            FloatVector b0 = FloatVector.fromArray(F, b, bi);
-            FloatVector b1 = FloatVector.fromArray(F, b, bi + L);
-            FloatVector x = FloatVector.broadcast(F, a[ai]);
-            c00 = x.fma(b0, c00);
-            c01 = x.fma(b1, c01);
-            x = FloatVector.broadcast(F, a[ai + 1]);
-            c10 = x.fma(b0, c10);
-            c11 = x.fma(b1, c11);
-            x = FloatVector.broadcast(F, a[ai + 2]);
-            c20 = x.fma(b0, c20);
-            c21 = x.fma(b1, c21);
-            x = FloatVector.broadcast(F, a[ai + 3]);
-            c30 = x.fma(b0, c30);
-            c31 = x.fma(b1, c31);
-            x = FloatVector.broadcast(F, a[ai + 4]);
-            c40 = x.fma(b0, c40);
-            c41 = x.fma(b1, c41);
-            x = FloatVector.broadcast(F, a[ai + 5]);
-            c50 = x.fma(b0, c50);
-            c51 = x.fma(b1, c51);
-            x = FloatVector.broadcast(F, a[ai + 6]);
-            c60 = x.fma(b0, c60);
-            c61 = x.fma(b1, c61);
-            x = FloatVector.broadcast(F, a[ai + 7]);
-            c70 = x.fma(b0, c70);
-            c71 = x.fma(b1, c71);
-        }
-        FloatVector al = FloatVector.broadcast(F, alpha);
-        c00.fma(al, FloatVector.fromArray(F, c, ci)).intoArray(c, ci);
-        c01.fma(al, FloatVector.fromArray(F, c, ci + L)).intoArray(c, ci + L);
-        ci += ldc;
-        c10.fma(al, FloatVector.fromArray(F, c, ci)).intoArray(c, ci);
-        c11.fma(al, FloatVector.fromArray(F, c, ci + L)).intoArray(c, ci + L);
-        ci += ldc;
-        c20.fma(al, FloatVector.fromArray(F, c, ci)).intoArray(c, ci);
-        c21.fma(al, FloatVector.fromArray(F, c, ci + L)).intoArray(c, ci + L);
-        ci += ldc;
-        c30.fma(al, FloatVector.fromArray(F, c, ci)).intoArray(c, ci);
-        c31.fma(al, FloatVector.fromArray(F, c, ci + L)).intoArray(c, ci + L);
-        ci += ldc;
-        c40.fma(al, FloatVector.fromArray(F, c, ci)).intoArray(c, ci);
-        c41.fma(al, FloatVector.fromArray(F, c, ci + L)).intoArray(c, ci + L);
-        ci += ldc;
-        c50.fma(al, FloatVector.fromArray(F, c, ci)).intoArray(c, ci);
-        c51.fma(al, FloatVector.fromArray(F, c, ci + L)).intoArray(c, ci + L);
-        ci += ldc;
-        c60.fma(al, FloatVector.fromArray(F, c, ci)).intoArray(c, ci);
-        c61.fma(al, FloatVector.fromArray(F, c, ci + L)).intoArray(c, ci + L);
-        ci += ldc;
-        c70.fma(al, FloatVector.fromArray(F, c, ci)).intoArray(c, ci);
-        c71.fma(al, FloatVector.fromArray(F, c, ci + L)).intoArray(c, ci + L);
-    }
-
-    private static void kernel6x2(int kc, float[] a, int ai, float[] b, int bi, float[] c, int ci, int ldc,
-                                  float alpha) {
-        FloatVector c00 = FloatVector.zero(F), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00;
-        FloatVector c30 = c00, c31 = c00, c40 = c00, c41 = c00, c50 = c00, c51 = c00;
-        for (int p = 0; p < kc; p++, ai += 6, bi += 2 * L) {
-            FloatVector b0 = FloatVector.fromArray(F, b, bi);
-            FloatVector b1 = FloatVector.fromArray(F, b, bi + L);
-            FloatVector x = FloatVector.broadcast(F, a[ai]);
-            c00 = x.fma(b0, c00);
-            c01 = x.fma(b1, c01);
-            x = FloatVector.broadcast(F, a[ai + 1]);
-            c10 = x.fma(b0, c10);
-            c11 = x.fma(b1, c11);
-            x = FloatVector.broadcast(F, a[ai + 2]);
-            c20 = x.fma(b0, c20);
-            c21 = x.fma(b1, c21);
-            x = FloatVector.broadcast(F, a[ai + 3]);
-            c30 = x.fma(b0, c30);
-            c31 = x.fma(b1, c31);
-            x = FloatVector.broadcast(F, a[ai + 4]);
-            c40 = x.fma(b0, c40);
-            c41 = x.fma(b1, c41);
-            x = FloatVector.broadcast(F, a[ai + 5]);
-            c50 = x.fma(b0, c50);
-            c51 = x.fma(b1, c51);
-        }
-        FloatVector al = FloatVector.broadcast(F, alpha);
-        c00.fma(al, FloatVector.fromArray(F, c, ci)).intoArray(c, ci);
-        c01.fma(al, FloatVector.fromArray(F, c, ci + L)).intoArray(c, ci + L);
-        ci += ldc;
-        c10.fma(al, FloatVector.fromArray(F, c, ci)).intoArray(c, ci);
-        c11.fma(al, FloatVector.fromArray(F, c, ci + L)).intoArray(c, ci + L);
-        ci += ldc;
-        c20.fma(al, FloatVector.fromArray(F, c, ci)).intoArray(c, ci);
-        c21.fma(al, FloatVector.fromArray(F, c, ci + L)).intoArray(c, ci + L);
-        ci += ldc;
-        c30.fma(al, FloatVector.fromArray(F, c, ci)).intoArray(c, ci);
-        c31.fma(al, FloatVector.fromArray(F, c, ci + L)).intoArray(c, ci + L);
-        ci += ldc;
-        c40.fma(al, FloatVector.fromArray(F, c, ci)).intoArray(c, ci);
-        c41.fma(al, FloatVector.fromArray(F, c, ci + L)).intoArray(c, ci + L);
-        ci += ldc;
-        c50.fma(al, FloatVector.fromArray(F, c, ci)).intoArray(c, ci);
-        c51.fma(al, FloatVector.fromArray(F, c, ci + L)).intoArray(c, ci + L);
-    }
-
-    /** BF16, F16 and F32 buffers are copied in bulk and widened with vector ops; others decode. */
-    @Override
-    Widener widener(Storage b) {
-        if (b instanceof BufferStorage buffer && buffer.dtype() == DType.F32) {
-            FloatBuffer floats = buffer.bytes().asFloatBuffer();
-            return (start, count, dst, dstOffset) -> floats.get(Math.toIntExact(start), dst, dstOffset, count);
-        }
-        if (b instanceof BufferStorage buffer && (buffer.dtype() == DType.BF16 || buffer.dtype() == DType.F16)) {
-            ShortBuffer shorts = buffer.bytes().asShortBuffer();
-            boolean bf16 = buffer.dtype() == DType.BF16;
-            return new Widener() {
-                private short[] raw = new short[0];
-
-                @Override
-                public void widen(long start, int count, float[] dst, int dstOffset) {
-                    if (raw.length < count) {
-                        raw = new short[count];
-                    }
-                    shorts.get(Math.toIntExact(start), raw, 0, count);
-                    if (bf16) {
-                        widenBf16(raw, count, dst, dstOffset);
-                    } else {
-                        widenF16(raw, count, dst, dstOffset);
-                    }
-                }
-            };
-        }
-        return super.widener(b);
     }
 
     private static IntVector intLanes(short[] src, int i) {
@@ -457,17 +225,9 @@ public class VectorBackend extends ScalarBackend {
 
     // ---------------------------------------------------------------- fused row kernels (norms, rope, activations, loss, AdamW)
 
-    /**
-     * The exponential of every softmax, cross-entropy and activation kernel of this backend, in
-     * place over {@code x[off .. off + n)}, in one place so that a vectorised exp can be swapped in.
-     * Lane by lane with Math.exp for now: the Vector API's {@code EXP} may use a different
-     * implementation compiled than interpreted, and results must not depend on JIT state.
-     */
-    private static void exp(float[] x, int off, int n) {
-        for (int i = off; i < off + n; i++) {
-            x[i] = (float) Math.exp(x[i]);
-        }
-    }
+    // Every exponential below is VectorExp's, inlined into loops over the constant species F (a
+    // vector passed through a call that is not inlined would be boxed), with Exp's scalar twin for
+    // the tails: per element the same bits as the scalar backend, whatever the JIT state.
 
     private final ThreadLocal<float[]> rowScratch = ThreadLocal.withInitial(() -> new float[0]);
 
@@ -480,9 +240,20 @@ public class VectorBackend extends ScalarBackend {
         return a;
     }
 
-    /** y = (x·inv)·w, the scalar kernel's order of operations, so both backends give the same bits. */
+    /** y = (x·inv)·(w + off), the scalar kernel's order of operations, so both backends give the same bits. */
     @Override
-    void rmsNormRow(float[] y, int yo, float[] x, int xo, float[] w, int wo, float inv, int c) {
+    void rmsNormRow(float[] y, int yo, float[] x, int xo, float[] w, int wo, float off, float inv, int c) {
+        if (off != 0f) {
+            int i = 0;
+            for (int bound = F.loopBound(c); i < bound; i += L) {
+                FloatVector.fromArray(F, x, xo + i).mul(inv).mul(FloatVector.fromArray(F, w, wo + i).add(off))
+                        .intoArray(y, yo + i);
+            }
+            for (; i < c; i++) {
+                y[yo + i] = x[xo + i] * inv * (w[wo + i] + off);
+            }
+            return;
+        }
         int i = 0;
         for (int bound = F.loopBound(c); i < bound; i += L) {
             FloatVector.fromArray(F, x, xo + i).mul(inv).mul(FloatVector.fromArray(F, w, wo + i)).intoArray(y, yo + i);
@@ -514,18 +285,28 @@ public class VectorBackend extends ScalarBackend {
         }
     }
 
-    /** Σ exp(x − max) over a chunk: shifted with vectors, exponentiated by {@link #exp}, summed in double in order. */
+    @Override
+    void expShifted(float[] x, int off, int n, float shift) {
+        int i = 0;
+        for (int bound = F.loopBound(n); i < bound; i += L) {
+            VectorExp.exp(FloatVector.fromArray(F, x, off + i).sub(shift)).intoArray(x, off + i);
+        }
+        for (; i < n; i++) {
+            x[off + i] = Exp.exp(x[off + i] - shift);
+        }
+    }
+
+    /** Σ exp(x − max) over a chunk: the terms with vectors, summed in double in index order as the scalar kernel sums. */
     @Override
     double sumExp(float[] x, int o, int n, float max) {
         float[] t = rowScratch(n);
         int i = 0;
         for (int bound = F.loopBound(n); i < bound; i += L) {
-            FloatVector.fromArray(F, x, o + i).sub(max).intoArray(t, i);
+            VectorExp.exp(FloatVector.fromArray(F, x, o + i).sub(max)).intoArray(t, i);
         }
         for (; i < n; i++) {
-            t[i] = x[o + i] - max;
+            t[i] = Exp.exp(x[o + i] - max);
         }
-        exp(t, 0, n);
         double s = 0;
         for (int j = 0; j < n; j++) {
             s += t[j];
@@ -536,27 +317,19 @@ public class VectorBackend extends ScalarBackend {
     /** dz += g·exp(z − lse) for one row of logits. */
     @Override
     void crossEntropyRow(float[] dz, int dzo, float[] z, int zo, float lse, float g, int v) {
-        float[] t = rowScratch(v);
         int i = 0;
         for (int bound = F.loopBound(v); i < bound; i += L) {
-            FloatVector.fromArray(F, z, zo + i).sub(lse).intoArray(t, i);
+            VectorExp.exp(FloatVector.fromArray(F, z, zo + i).sub(lse)).mul(g).add(FloatVector.fromArray(F, dz, dzo + i))
+                    .intoArray(dz, dzo + i);
         }
         for (; i < v; i++) {
-            t[i] = z[zo + i] - lse;
-        }
-        exp(t, 0, v);
-        i = 0;
-        for (int bound = F.loopBound(v); i < bound; i += L) {
-            FloatVector.fromArray(F, t, i).mul(g).add(FloatVector.fromArray(F, dz, dzo + i)).intoArray(dz, dzo + i);
-        }
-        for (; i < v; i++) {
-            dz[dzo + i] += g * t[i];
+            dz[dzo + i] += g * Exp.exp(z[zo + i] - lse);
         }
     }
 
-    /** h = gate·σ(gate)·up with σ(x) = 1 / (1 + exp(−x)), the exponentials from {@link #exp}. */
+    /** h = gate / (1 + exp(−gate))·up, as the scalar kernel computes it. */
     @Override
-    public void swiglu(dev.lora4j.tensor.Tensor h, dev.lora4j.tensor.Tensor gate, dev.lora4j.tensor.Tensor up) {
+    public void swiglu(Tensor h, Tensor gate, Tensor up) {
         int n = Math.toIntExact(h.numel());
         if (gate.numel() != n || up.numel() != n) {
             super.swiglu(h, gate, up);
@@ -567,24 +340,174 @@ public class VectorBackend extends ScalarBackend {
         float[] u = array(up);
         int ho = h.intOffset(), go = gate.intOffset(), uo = up.intOffset();
         Parallel.forRange(n, 1 << 14, (i0, i1) -> {
-            int len = i1 - i0;
-            float[] t = rowScratch(len);
-            int i = 0;
-            for (int bound = F.loopBound(len); i < bound; i += L) {
-                FloatVector.fromArray(F, g, go + i0 + i).neg().intoArray(t, i);
+            int i = i0;
+            for (int bound = i0 + F.loopBound(i1 - i0); i < bound; i += L) {
+                FloatVector gv = FloatVector.fromArray(F, g, go + i);
+                gv.div(VectorExp.exp(gv.neg()).add(1f)).mul(FloatVector.fromArray(F, u, uo + i)).intoArray(hs, ho + i);
             }
-            for (; i < len; i++) {
-                t[i] = -g[go + i0 + i];
+            for (; i < i1; i++) {
+                float v = g[go + i];
+                hs[ho + i] = v / (1f + Exp.exp(-v)) * u[uo + i];
             }
-            exp(t, 0, len);
-            i = 0;
-            for (int bound = F.loopBound(len); i < bound; i += L) {
-                FloatVector gv = FloatVector.fromArray(F, g, go + i0 + i);
-                FloatVector sig = FloatVector.fromArray(F, t, i).add(1f);
-                gv.div(sig).mul(FloatVector.fromArray(F, u, uo + i0 + i)).intoArray(hs, ho + i0 + i);
+        });
+    }
+
+    /** The scalar kernel's swigluBackward with σ from {@link VectorExp}, in its order of operations. */
+    @Override
+    public void swigluBackward(Tensor dGate, Tensor dUp, Tensor dH, Tensor gate, Tensor up) {
+        int n = Math.toIntExact(dH.numel());
+        if (gate.numel() != n || up.numel() != n || dGate == null || dUp == null || dGate.numel() != n
+                || dUp.numel() != n) {
+            super.swigluBackward(dGate, dUp, dH, gate, up);
+            return;
+        }
+        float[] d = array(dH);
+        float[] g = array(gate);
+        float[] u = array(up);
+        float[] dg = array(dGate);
+        float[] du = array(dUp);
+        int dOff = dH.intOffset(), go = gate.intOffset(), uo = up.intOffset(), dgo = dGate.intOffset();
+        int duo = dUp.intOffset();
+        Parallel.forRange(n, 1 << 14, (i0, i1) -> {
+            FloatVector one = FloatVector.broadcast(F, 1f);
+            int i = i0;
+            for (int bound = i0 + F.loopBound(i1 - i0); i < bound; i += L) {
+                FloatVector gv = FloatVector.fromArray(F, g, go + i);
+                FloatVector s = one.div(VectorExp.exp(gv.neg()).add(1f));
+                FloatVector dv = FloatVector.fromArray(F, d, dOff + i);
+                dv.mul(gv).mul(s).add(FloatVector.fromArray(F, du, duo + i)).intoArray(du, duo + i);
+                dv.mul(FloatVector.fromArray(F, u, uo + i)).mul(s).mul(one.sub(s).mul(gv).add(1f))
+                        .add(FloatVector.fromArray(F, dg, dgo + i)).intoArray(dg, dgo + i);
             }
-            for (; i < len; i++) {
-                hs[ho + i0 + i] = g[go + i0 + i] / (1f + t[i]) * u[uo + i0 + i];
+            for (; i < i1; i++) {
+                float gv = g[go + i];
+                float s = sigmoid(gv);
+                float dv = d[dOff + i];
+                du[duo + i] += dv * gv * s;
+                dg[dgo + i] += dv * u[uo + i] * s * (1f + gv * (1f - s));
+            }
+        });
+    }
+
+    private static final float GELU_2C = 2f * GELU_C;
+    private static final float GELU_3CUBIC = 3f * GELU_CUBIC;
+
+    /** σ(2u) of GELU's tanh form, lane by lane as {@link CpuBackend#geluTanhGate} computes it. */
+    private static FloatVector geluTanhGate(FloatVector x, FloatVector one) {
+        FloatVector u2 = x.mul(x).mul(x).mul(GELU_CUBIC).add(x).mul(GELU_2C);
+        return one.div(VectorExp.exp(u2.neg()).add(1f));
+    }
+
+    /** gelu'(x) from the gate s, lane by lane as {@link CpuBackend#geluTanhSlope} computes it. */
+    private static FloatVector geluTanhSlope(FloatVector x, FloatVector s, FloatVector one) {
+        FloatVector k = x.mul(x).mul(GELU_3CUBIC).add(1f).mul(GELU_2C);
+        return s.add(x.mul(one.sub(s).mul(s)).mul(k));
+    }
+
+    @Override
+    public void gelu(Tensor out, Tensor x, Gelu kind) {
+        int n = Math.toIntExact(out.numel());
+        if (kind != Gelu.TANH || x.numel() != n) {
+            super.gelu(out, x, kind);
+            return;
+        }
+        float[] o = array(out);
+        float[] xs = array(x);
+        int oo = out.intOffset(), xo = x.intOffset();
+        Parallel.forRange(n, 1 << 14, (i0, i1) -> {
+            FloatVector one = FloatVector.broadcast(F, 1f);
+            int i = i0;
+            for (int bound = i0 + F.loopBound(i1 - i0); i < bound; i += L) {
+                FloatVector xv = FloatVector.fromArray(F, xs, xo + i);
+                xv.mul(geluTanhGate(xv, one)).intoArray(o, oo + i);
+            }
+            for (; i < i1; i++) {
+                o[oo + i] = geluValue(xs[xo + i], kind);
+            }
+        });
+    }
+
+    @Override
+    public void geluBackward(Tensor dX, Tensor dY, Tensor x, Gelu kind) {
+        int n = Math.toIntExact(dX.numel());
+        if (kind != Gelu.TANH || dY.numel() != n || x.numel() != n) {
+            super.geluBackward(dX, dY, x, kind);
+            return;
+        }
+        float[] dx = array(dX);
+        float[] dy = array(dY);
+        float[] xs = array(x);
+        int dxo = dX.intOffset(), dyo = dY.intOffset(), xo = x.intOffset();
+        Parallel.forRange(n, 1 << 14, (i0, i1) -> {
+            FloatVector one = FloatVector.broadcast(F, 1f);
+            int i = i0;
+            for (int bound = i0 + F.loopBound(i1 - i0); i < bound; i += L) {
+                FloatVector xv = FloatVector.fromArray(F, xs, xo + i);
+                FloatVector slope = geluTanhSlope(xv, geluTanhGate(xv, one), one);
+                FloatVector.fromArray(F, dy, dyo + i).mul(slope).add(FloatVector.fromArray(F, dx, dxo + i))
+                        .intoArray(dx, dxo + i);
+            }
+            for (; i < i1; i++) {
+                dx[dxo + i] += dy[dyo + i] * geluDerivative(xs[xo + i], kind);
+            }
+        });
+    }
+
+    @Override
+    public void geglu(Tensor h, Tensor gate, Tensor up, Gelu kind) {
+        int n = Math.toIntExact(h.numel());
+        if (kind != Gelu.TANH || gate.numel() != n || up.numel() != n) {
+            super.geglu(h, gate, up, kind);
+            return;
+        }
+        float[] hs = array(h);
+        float[] g = array(gate);
+        float[] u = array(up);
+        int ho = h.intOffset(), go = gate.intOffset(), uo = up.intOffset();
+        Parallel.forRange(n, 1 << 14, (i0, i1) -> {
+            FloatVector one = FloatVector.broadcast(F, 1f);
+            int i = i0;
+            for (int bound = i0 + F.loopBound(i1 - i0); i < bound; i += L) {
+                FloatVector xv = FloatVector.fromArray(F, g, go + i);
+                xv.mul(geluTanhGate(xv, one)).mul(FloatVector.fromArray(F, u, uo + i)).intoArray(hs, ho + i);
+            }
+            for (; i < i1; i++) {
+                hs[ho + i] = geluValue(g[go + i], kind) * u[uo + i];
+            }
+        });
+    }
+
+    @Override
+    public void gegluBackward(Tensor dGate, Tensor dUp, Tensor dH, Tensor gate, Tensor up, Gelu kind) {
+        int n = Math.toIntExact(dH.numel());
+        if (kind != Gelu.TANH || gate.numel() != n || up.numel() != n || dGate == null || dUp == null
+                || dGate.numel() != n || dUp.numel() != n) {
+            super.gegluBackward(dGate, dUp, dH, gate, up, kind);
+            return;
+        }
+        float[] d = array(dH);
+        float[] g = array(gate);
+        float[] u = array(up);
+        float[] dg = array(dGate);
+        float[] du = array(dUp);
+        int dOff = dH.intOffset(), go = gate.intOffset(), uo = up.intOffset(), dgo = dGate.intOffset();
+        int duo = dUp.intOffset();
+        Parallel.forRange(n, 1 << 14, (i0, i1) -> {
+            FloatVector one = FloatVector.broadcast(F, 1f);
+            int i = i0;
+            for (int bound = i0 + F.loopBound(i1 - i0); i < bound; i += L) {
+                FloatVector xv = FloatVector.fromArray(F, g, go + i);
+                FloatVector s = geluTanhGate(xv, one);
+                FloatVector dv = FloatVector.fromArray(F, d, dOff + i);
+                dv.mul(xv.mul(s)).add(FloatVector.fromArray(F, du, duo + i)).intoArray(du, duo + i);
+                dv.mul(FloatVector.fromArray(F, u, uo + i)).mul(geluTanhSlope(xv, s, one))
+                        .add(FloatVector.fromArray(F, dg, dgo + i)).intoArray(dg, dgo + i);
+            }
+            for (; i < i1; i++) {
+                float x = g[go + i];
+                float dv = d[dOff + i];
+                du[duo + i] += dv * geluValue(x, kind);
+                dg[dgo + i] += dv * u[uo + i] * geluDerivative(x, kind);
             }
         });
     }

@@ -1,7 +1,9 @@
 package dev.lora4j.autograd;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 
+import dev.lora4j.backend.Gelu;
 import dev.lora4j.tensor.Tensor;
 import java.util.List;
 import java.util.SplittableRandom;
@@ -45,13 +47,13 @@ class FamilyOpsGradientTest {
 
     @Test
     void geluBothForms() {
-        for (Activations.Gelu kind : Activations.Gelu.values()) {
+        for (Gelu kind : Gelu.values()) {
             GradCheck.check("gelu " + kind, List.of(rand(4, 9)), in -> project(Activations.gelu(in.get(0), kind)));
         }
         // torch.nn.functional.gelu(x) and gelu(x, approximate="tanh") at x = 1 and -0.5
         Tensor x = Tensor.of(new float[] {1f, -0.5f}, 2);
-        float[] erf = Activations.gelu(x, Activations.Gelu.ERF).toFloatArray();
-        float[] tanh = Activations.gelu(x, Activations.Gelu.TANH).toFloatArray();
+        float[] erf = Activations.gelu(x, Gelu.ERF).toFloatArray();
+        float[] tanh = Activations.gelu(x, Gelu.TANH).toFloatArray();
         assertEquals(0.8413447, erf[0], 1e-6);
         assertEquals(-0.1542688, erf[1], 1e-6);
         assertEquals(0.8411920, tanh[0], 1e-6);
@@ -60,8 +62,25 @@ class FamilyOpsGradientTest {
 
     @Test
     void geglu() {
-        GradCheck.check("geglu", List.of(rand(3, 6), rand(3, 6)),
-                in -> project(Activations.geglu(in.get(0), in.get(1), Activations.Gelu.TANH)));
+        for (Gelu kind : Gelu.values()) {
+            GradCheck.check("geglu " + kind, List.of(rand(3, 6), rand(3, 6)),
+                    in -> project(Activations.geglu(in.get(0), in.get(1), kind)));
+        }
+    }
+
+    @Test
+    void rmsNormWithTheOnePlusWeightOfGemma() {
+        // trainable w: the offset is inside the kernel, so the gradient reaches w itself
+        GradCheck.check("rmsNorm (1 + w)", List.of(rand(2, 3, 7), rand(7)),
+                in -> project(RmsNorm.apply(in.get(0), in.get(1), 1f, 1e-6f)));
+        Tensor x = rand(4, 9);
+        Tensor w = rand(9);
+        float[] onePlus = w.toFloatArray();
+        for (int i = 0; i < onePlus.length; i++) {
+            onePlus[i] += 1f;
+        }
+        assertArrayEquals(RmsNorm.apply(x, Tensor.of(onePlus, 9), 1e-6f).toFloatArray(),
+                RmsNorm.apply(x, w, 1f, 1e-6f).toFloatArray(), 0f, "x·r·(1 + w) equals x·r·w' with w' = 1 + w formed first");
     }
 
     @Test

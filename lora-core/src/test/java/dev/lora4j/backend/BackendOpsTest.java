@@ -82,12 +82,24 @@ class BackendOpsTest {
             compare("scale n=" + n, 0, new Tensor[] {out, x}, (be, t) -> be.scale(t[0], t[1], 1.5f));
             compare("silu n=" + n, 1e-6, new Tensor[] {out, x}, (be, t) -> be.silu(t[0], t[1]));
             compare("siluBackward n=" + n, 1e-6, new Tensor[] {out, y, x}, (be, t) -> be.siluBackward(t[0], t[1], t[2]));
-            compare("swiglu n=" + n, 1e-6, new Tensor[] {out, x, y}, (be, t) -> be.swiglu(t[0], t[1], t[2]));
-            compare("swigluBackward n=" + n, 1e-6, new Tensor[] {out.detach(), copy(out), z, x, y},
+            // SwiGLU's sigmoid is exp-based on both backends (Exp / VectorExp): equal bits
+            compare("swiglu n=" + n, 0, new Tensor[] {out, x, y}, (be, t) -> be.swiglu(t[0], t[1], t[2]));
+            compare("swigluBackward n=" + n, 0, new Tensor[] {out.detach(), copy(out), z, x, y},
                     (be, t) -> be.swigluBackward(t[0], t[1], t[2], t[3], t[4]));
-            compare("geglu n=" + n, 1e-6, new Tensor[] {out, x, y}, (be, t) -> be.geglu(t[0], t[1], t[2]));
-            compare("gegluBackward n=" + n, 1e-6, new Tensor[] {copy(out), copy(out), z, x, y},
-                    (be, t) -> be.gegluBackward(t[0], t[1], t[2], t[3], t[4]));
+            for (Gelu kind : Gelu.values()) {
+                // the tanh form is exp-based on both backends (Exp / VectorExp): equal bits
+                double tol = kind == Gelu.TANH ? 0 : 1e-6;
+                compare("gelu " + kind + " n=" + n, tol, new Tensor[] {out, x}, (be, t) -> be.gelu(t[0], t[1], kind));
+                compare("geluBackward " + kind + " n=" + n, tol, new Tensor[] {copy(out), y, x},
+                        (be, t) -> be.geluBackward(t[0], t[1], t[2], kind));
+                compare("geglu " + kind + " n=" + n, tol, new Tensor[] {out, x, y}, (be, t) -> be.geglu(t[0], t[1], t[2], kind));
+                compare("gegluBackward " + kind + " n=" + n, tol, new Tensor[] {copy(out), copy(out), z, x, y},
+                        (be, t) -> be.gegluBackward(t[0], t[1], t[2], t[3], t[4], kind));
+            }
+            Tensor wide = Tensor.normal(rng, 0f, 40f, n);
+            compare("softCap n=" + n, 1e-6, new Tensor[] {out, wide}, (be, t) -> be.softCap(t[0], t[1], 30f));
+            compare("softCapBackward n=" + n, 1e-6, new Tensor[] {copy(out), y, z},
+                    (be, t) -> be.softCapBackward(t[0], t[1], t[2], 1.5f));
             compare("dropout n=" + n, 0, new Tensor[] {out, x}, (be, t) -> be.dropout(t[0], t[1], 0.3f, 77L + n));
             assertEquals(scalar().sumOfSquares(x), vector().sumOfSquares(x), 1e-9 * n, "sumOfSquares n=" + n);
             assertEquals(scalar().sum(x), vector().sum(x), 1e-9 * n, "sum n=" + n);
@@ -111,6 +123,16 @@ class BackendOpsTest {
             scalar().rmsNorm(Tensor.zeros(rows, c), rstd, x, w, 1e-5f);
             compare("rmsNormBackward C=" + c, 1e-5, new Tensor[] {random(rng, rows, c), random(rng, c), dy, x, w, rstd},
                     (be, t) -> be.rmsNormBackward(t[0], t[1], t[2], t[3], t[4], t[5]));
+            compare("rmsNorm (1 + w) C=" + c, 1e-5, new Tensor[] {y, stat, x, w},
+                    (be, t) -> be.rmsNorm(t[0], t[1], t[2], t[3], 1f, 1e-5f));
+            compare("rmsNormBackward (1 + w) C=" + c, 1e-5, new Tensor[] {random(rng, rows, c), random(rng, c), dy, x, w, rstd},
+                    (be, t) -> be.rmsNormBackward(t[0], t[1], t[2], t[3], t[4], 1f, t[5]));
+            compare("layerNormBackward C=" + c, 1e-5,
+                    new Tensor[] {random(rng, rows, c), random(rng, c), random(rng, c), dy, x, w, stat, stat2},
+                    (be, t) -> {
+                        be.layerNorm(Tensor.zeros(rows, c), t[6], t[7], t[4], t[5], bias, 1e-5f);
+                        be.layerNormBackward(t[0], t[1], t[2], t[3], t[4], t[5], t[6], t[7]);
+                    });
             compare("layerNorm C=" + c, 1e-5, new Tensor[] {y, stat, stat2, x, w, bias},
                     (be, t) -> be.layerNorm(t[0], t[1], t[2], t[3], t[4], t[5], 1e-5f));
             compare("addRowVector C=" + c, 0, new Tensor[] {y, x, bias}, (be, t) -> be.addRowVector(t[0], t[1], t[2]));
@@ -130,7 +152,9 @@ class BackendOpsTest {
             Tensor lseB = Tensor.zeros(rows);
             double a = scalar().crossEntropy(lseA, z, labels, -100);
             double b = vector().crossEntropy(lseB, z, labels, -100);
-            assertEquals(a, b, 1e-5 * Math.max(1, Math.abs(a)), "crossEntropy V=" + v);
+            // every exp is Exp's or its bit-identical vector twin, summed in the same order: equal bits
+            assertEquals(a, b, 0, "crossEntropy V=" + v);
+            assertArrayEquals(lseA.toFloatArray(), lseB.toFloatArray(), 0f, "crossEntropy lse V=" + v);
             // the same loss straight from the definition, in double
             float[] zs = z.toFloatArray();
             double want = 0;
@@ -145,7 +169,7 @@ class BackendOpsTest {
                 want += Math.log(sum) - zs[r * v + labels[r]];
             }
             assertEquals(want, a, 1e-5 * Math.max(1, Math.abs(want)), "crossEntropy against its definition, V=" + v);
-            compare("crossEntropyBackward V=" + v, 1e-6, new Tensor[] {random(rng, rows, v), z, lseA},
+            compare("crossEntropyBackward V=" + v, 0, new Tensor[] {random(rng, rows, v), z, lseA},
                     (be, t) -> be.crossEntropyBackward(t[0], t[1], t[2], labels, -100, 0.25f));
         }
     }
@@ -290,14 +314,14 @@ class BackendOpsTest {
             Tensor dh = random(rng, 2, 9);
             finiteDifference(be.name() + " geglu dGate", gate, in -> {
                 Tensor h = Tensor.zeros(2, 9);
-                be.geglu(h, in, up);
+                be.geglu(h, in, up, Gelu.TANH);
                 return h;
-            }, dh, dg -> be.gegluBackward(dg, null, dh, gate, up));
+            }, dh, dg -> be.gegluBackward(dg, null, dh, gate, up, Gelu.TANH));
             finiteDifference(be.name() + " geglu dUp", up, in -> {
                 Tensor h = Tensor.zeros(2, 9);
-                be.geglu(h, gate, in);
+                be.geglu(h, gate, in, Gelu.TANH);
                 return h;
-            }, dh, du -> be.gegluBackward(null, du, dh, gate, up));
+            }, dh, du -> be.gegluBackward(null, du, dh, gate, up, Gelu.TANH));
         }
     }
 
@@ -307,8 +331,12 @@ class BackendOpsTest {
         float[] x = {-3f, -0.5f, 0.1f, 1f, 2.5f};
         float[] want = {-0.0036374f, -0.1542860f, 0.0539828f, 0.8411920f, 2.4849157f};
         Tensor h = Tensor.zeros(5);
-        scalar().geglu(h, Tensor.of(x, 5), Tensor.full(1f, 5));
-        assertArrayEquals(want, h.toFloatArray(), 2e-6f);
+        for (Backend be : new Backend[] {scalar(), vector()}) {
+            be.geglu(h, Tensor.of(x, 5), Tensor.full(1f, 5), Gelu.TANH);
+            assertArrayEquals(want, h.toFloatArray(), 2e-6f, be.name() + " geglu");
+            be.gelu(h, Tensor.of(x, 5), Gelu.TANH);
+            assertArrayEquals(want, h.toFloatArray(), 2e-6f, be.name() + " gelu");
+        }
     }
 
     @Test
