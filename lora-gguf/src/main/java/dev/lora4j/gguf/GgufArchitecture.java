@@ -26,7 +26,8 @@ import java.util.regex.Pattern;
  *
  * <p>Further families are added as further constants of {@link #ALL}.
  */
-public record GgufArchitecture(String name, List<String> modelTypes, boolean permuteQk, Map<String, String> tensorNames) {
+public record GgufArchitecture(String name, List<String> modelTypes, boolean permuteQk, boolean normPlusOne,
+                               Map<String, String> tensorNames) {
 
     /** Hugging Face → GGUF tensor names shared by the Llama-shaped decoders. */
     private static final Map<String, String> LLAMA_TENSORS = linked(
@@ -50,10 +51,40 @@ public record GgufArchitecture(String name, List<String> modelTypes, boolean per
             "model.layers.{N}.mlp.down_proj.weight", "blk.{N}.ffn_down.weight",
             "model.layers.{N}.mlp.down_proj.bias", "blk.{N}.ffn_down.bias");
 
-    /** llama (also Mistral, TinyLlama, SmolLM: convert_hf_to_gguf.py writes them as llama) and qwen2. */
+    /** Qwen3: the Llama names plus the per-head q/k RMSNorms. */
+    private static final Map<String, String> QWEN3_TENSORS = with(LLAMA_TENSORS,
+            "model.layers.{N}.self_attn.q_norm.weight", "blk.{N}.attn_q_norm.weight",
+            "model.layers.{N}.self_attn.k_norm.weight", "blk.{N}.attn_k_norm.weight");
+
+    /**
+     * Gemma 2 and 3: four norms per layer (llama.cpp's post_attention_norm is Gemma's norm on the
+     * attention output; its ffn_norm is Gemma's pre_feedforward_layernorm), plus Gemma 3's q/k norms.
+     */
+    private static final Map<String, String> GEMMA_TENSORS = with(without(LLAMA_TENSORS,
+                    "model.layers.{N}.post_attention_layernorm.weight"),
+            "model.layers.{N}.post_attention_layernorm.weight", "blk.{N}.post_attention_norm.weight",
+            "model.layers.{N}.pre_feedforward_layernorm.weight", "blk.{N}.ffn_norm.weight",
+            "model.layers.{N}.post_feedforward_layernorm.weight", "blk.{N}.post_ffw_norm.weight",
+            "model.layers.{N}.self_attn.q_norm.weight", "blk.{N}.attn_q_norm.weight",
+            "model.layers.{N}.self_attn.k_norm.weight", "blk.{N}.attn_k_norm.weight");
+
+    /**
+     * llama (also Mistral, TinyLlama, SmolLM: convert_hf_to_gguf.py writes them as llama), qwen2,
+     * qwen3, gemma2 and gemma3 (Gemma 3 text models; their norms are stored as 1 + w, as the
+     * converter does, because llama.cpp's Gemma graphs multiply by the stored weight).
+     */
     public static final List<GgufArchitecture> ALL = List.of(
-            new GgufArchitecture("llama", List.of("llama", "mistral"), true, LLAMA_TENSORS),
-            new GgufArchitecture("qwen2", List.of("qwen2"), false, LLAMA_TENSORS));
+            new GgufArchitecture("llama", List.of("llama", "mistral"), true, false, LLAMA_TENSORS),
+            new GgufArchitecture("qwen2", List.of("qwen2"), false, false, LLAMA_TENSORS),
+            new GgufArchitecture("qwen3", List.of("qwen3"), false, false, QWEN3_TENSORS),
+            new GgufArchitecture("gemma2", List.of("gemma2"), false, true, GEMMA_TENSORS),
+            new GgufArchitecture("gemma3", List.of("gemma3_text"), false, true, GEMMA_TENSORS));
+
+    /** Model types lora4j loads but llama.cpp names differently or cannot run as lora4j computes them, with the reason. */
+    private static final Map<String, String> REFUSED = Map.of(
+            "phi", "phi-1.5 is llama.cpp's phi2 architecture, which lora4j does not export yet",
+            "falcon", "Falcon is llama.cpp's falcon architecture, which lora4j does not export yet",
+            "phi3", "Phi-3 is llama.cpp's phi3 architecture, which lora4j does not export yet");
 
     /** The architecture a Hugging Face config is written as; refuses model types with none. */
     public static GgufArchitecture of(LlamaConfig config) {
@@ -62,8 +93,9 @@ public record GgufArchitecture(String name, List<String> modelTypes, boolean per
                 return a;
             }
         }
-        throw new IllegalArgumentException("model_type '" + config.modelType() + "' has no GGUF mapping in lora4j; "
-                + "supported: " + supportedModelTypes());
+        String why = REFUSED.get(config.modelType());
+        throw new IllegalArgumentException("model_type '" + config.modelType() + "' has no GGUF mapping in lora4j"
+                + (why == null ? "" : " (" + why + ")") + "; supported: " + supportedModelTypes());
     }
 
     /** The architecture of a GGUF file's {@code general.architecture}. */
@@ -86,6 +118,11 @@ public record GgufArchitecture(String name, List<String> modelTypes, boolean per
     /** The Hugging Face model type a GGUF file of this architecture loads as. */
     public String modelType() {
         return modelTypes.get(0);
+    }
+
+    /** Whether the stored value of this Hugging Face tensor is 1 + w in GGUF (Gemma's zero-centred norm weights). */
+    public boolean shiftsNorm(String hfName) {
+        return normPlusOne && hfName.endsWith("norm.weight");
     }
 
     /** The GGUF name of a Hugging Face tensor name, if the table has one. */
@@ -159,6 +196,18 @@ public record GgufArchitecture(String name, List<String> modelTypes, boolean per
             }
         }
         return order;
+    }
+
+    private static Map<String, String> with(Map<String, String> base, String... pairs) {
+        Map<String, String> m = new java.util.LinkedHashMap<>(base);
+        m.putAll(linked(pairs));
+        return java.util.Collections.unmodifiableMap(m);
+    }
+
+    private static Map<String, String> without(Map<String, String> base, String key) {
+        Map<String, String> m = new java.util.LinkedHashMap<>(base);
+        m.remove(key);
+        return m;
     }
 
     private static Map<String, String> linked(String... pairs) {
