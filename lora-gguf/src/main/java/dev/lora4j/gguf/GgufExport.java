@@ -277,9 +277,14 @@ public final class GgufExport {
         w.putU32(a + ".feed_forward_length", c.intermediateSize());
         w.putU32(a + ".attention.head_count", c.numAttentionHeads());
         w.putU32(a + ".attention.head_count_kv", c.numKeyValueHeads());
-        w.putF32(a + ".attention.layer_norm_rms_epsilon", c.rmsNormEps());
+        dev.lora4j.model.Architecture at = c.architecture();
+        if (at.norm() == dev.lora4j.model.Architecture.Norm.LAYER_NORM) {
+            w.putF32(a + ".attention.layer_norm_epsilon", c.rmsNormEps());
+        } else {
+            w.putF32(a + ".attention.layer_norm_rms_epsilon", c.rmsNormEps());
+        }
         w.putF32(a + ".rope.freq_base", c.ropeTheta());
-        w.putU32(a + ".rope.dimension_count", c.headDim());
+        w.putU32(a + ".rope.dimension_count", (int) Math.round(c.headDim() * at.partialRotaryFactor()));
         w.putU32(a + ".attention.key_length", c.headDim());
         w.putU32(a + ".attention.value_length", c.headDim());
         w.putU32(a + ".vocab_size", c.vocabSize());
@@ -292,7 +297,14 @@ public final class GgufExport {
             w.putString(a + ".rope.scaling.type", "linear");
             w.putF32(a + ".rope.scaling.factor", s.factor());
         }
-        dev.lora4j.model.Architecture at = c.architecture();
+        if (a.equals("falcon") && (at.qkvBias() || at.outputBias() || at.mlpBias())) {
+            throw new IllegalArgumentException("falcon: this checkpoint has \"bias\": true, but llama.cpp's falcon "
+                    + "architecture has no biases on query_key_value, dense or the MLP; it cannot be exported");
+        }
+        if (a.equals("falcon") && c.numKeyValueHeads() != 1) {
+            throw new IllegalArgumentException("falcon: lora4j exports the falcon-7b layout (one key/value head), this "
+                    + "config has " + c.numKeyValueHeads());
+        }
         boolean anySliding = c.slidingWindow() != null && at.slidingLayers().contains(true);
         switch (a) {
             case "gemma2", "gemma3" -> {

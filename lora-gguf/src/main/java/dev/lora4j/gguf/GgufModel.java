@@ -193,7 +193,7 @@ public record GgufModel(LlamaModel model, HfTokenizer tokenizer, String chatTemp
     }
 
     /**
-     * qwen3, gemma2 and gemma3: the config.json that the file's metadata describes, read by
+     * The families beyond llama and qwen2: the config.json that the file's metadata describes, read by
      * lora-core's own config reader so the family's block is assembled exactly as from a Hugging
      * Face folder. Gemma's query_pre_attn_scalar is the denominator llama.cpp uses (the exporter
      * folds any other value into the queries), and the sliding layers follow llama.cpp's
@@ -209,7 +209,7 @@ public record GgufModel(LlamaModel model, HfTokenizer tokenizer, String chatTemp
                 .put("intermediate_size", f.integer(a + "feed_forward_length")).put("num_hidden_layers", layers)
                 .put("num_attention_heads", heads).put("num_key_value_heads", f.integer(a + "attention.head_count_kv", heads))
                 .put("head_dim", headDim).put("max_position_embeddings", f.integer(a + "context_length", 2048))
-                .put("rms_norm_eps", f.number(a + "attention.layer_norm_rms_epsilon"))
+                .put("rms_norm_eps", f.number(a + "attention.layer_norm_rms_epsilon", 1e-6))
                 .put("tie_word_embeddings", !f.contains("output.weight"));
         if (f.has(a + "rope.scaling.type") && !f.string(a + "rope.scaling.type").equals("none")) {
             throw new IllegalArgumentException(f.path() + ": " + a + "rope.scaling.type '" + f.string(a + "rope.scaling.type")
@@ -227,7 +227,27 @@ public record GgufModel(LlamaModel model, HfTokenizer tokenizer, String chatTemp
         if (pad >= 0 && pad < vocab) {
             c.put("pad_token_id", pad);
         }
-        if (arch.name().equals("qwen3")) {
+        if (arch.name().equals("phi2") || arch.name().equals("falcon")) {
+            c.put("layer_norm_eps", f.number(a + "attention.layer_norm_epsilon"));
+            c.put("layer_norm_epsilon", f.number(a + "attention.layer_norm_epsilon"));
+            c.put("rope_theta", f.number(a + "rope.freq_base", 10000));
+            c.remove("rms_norm_eps");
+            if (arch.name().equals("phi2")) {
+                c.put("hidden_act", "gelu_new");
+                c.put("partial_rotary_factor", f.integer(a + "rope.dimension_count", headDim) / (double) headDim);
+            } else {
+                c.remove("head_dim");
+                c.remove("num_key_value_heads");
+                c.remove("intermediate_size");
+                c.put("ffn_hidden_size", f.integer(a + "feed_forward_length"));
+                c.put("multi_query", true).put("parallel_attn", true).put("bias", false).put("alibi", false)
+                        .put("new_decoder_architecture", false);
+            }
+        } else if (arch.name().equals("phi3")) {
+            c.put("rope_theta", f.number(a + "rope.freq_base", 10000));
+            c.put("partial_rotary_factor", f.integer(a + "rope.dimension_count", headDim) / (double) headDim);
+            c.remove("head_dim");
+        } else if (arch.name().equals("qwen3")) {
             c.put("rope_theta", f.number(a + "rope.freq_base", 1_000_000));
             c.put("attention_bias", f.contains("blk.0.attn_q.bias"));
         } else {

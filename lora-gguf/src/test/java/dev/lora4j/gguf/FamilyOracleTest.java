@@ -14,7 +14,7 @@ import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 
 /**
- * The families beyond Llama (Qwen3, Gemma 2, Gemma 3) exported by lora4j and run by llama.cpp:
+ * The families beyond Llama (Qwen3, Gemma 2, Gemma 3, Phi-3, phi-1.5, Falcon) exported by lora4j and run by llama.cpp:
  * for each golden checkpoint with its PEFT adapter, llama.cpp on base + adapter GGUF computes
  * lora4j's log-softmax and greedy ids, the merged GGUF equals base + adapter, and the GGUFs load
  * back into lora4j with the same logits. The generated tokens run past each golden model's
@@ -30,20 +30,22 @@ class FamilyOracleTest {
     Path tmp;
 
     /**
-     * The bound on |lora4j − llama.cpp| log-probabilities. 1e-4 for every family but those whose MLP
-     * uses the tanh GELU (Gemma): llama.cpp's CPU backend computes that GELU through a table
-     * indexed by the input rounded to F16 and returns an F16 value (ggml-cpu/vec.h,
-     * GGML_GELU_FP16), a relative error up to 2^-11 per activation that lora4j (and PyTorch) do not
-     * make; measured on the golden Gemma models it moves log-probabilities by up to 8e-4 (Gemma 2)
-     * and 1.9e-3 (Gemma 3). llama.cpp's base + adapter and merged files, computed the same way,
-     * still agree within 1e-4, and the greedy ids still equal lora4j's.
+     * The bound on |lora4j − llama.cpp| log-probabilities: 1e-4, except for the families whose MLP
+     * uses a GELU (Gemma, phi-1.5, Falcon). llama.cpp's CPU backend computes its GELU as the tanh
+     * form through a table indexed by the input rounded to F16, returning an F16 value
+     * (ggml-cpu/vec.h, GGML_GELU_FP16): a relative error up to 2^-11 per activation that lora4j and
+     * PyTorch do not make; Falcon's checkpoints use the exact erf GELU, which llama.cpp's falcon
+     * graph also replaces by that tanh table. Measured on the golden models, log-probabilities move
+     * by up to 8.0e-4 (Gemma 2), 1.9e-3 (Gemma 3), 5.0e-4 (phi-1.5) and 7.3e-4 (Falcon); llama.cpp's
+     * base + adapter and merged files, computed the same way, still agree within 1e-4, and the
+     * greedy ids still equal lora4j's.
      */
     private static double tolerance(String family) {
-        return family.startsWith("golden-gemma") ? 3e-3 : 1e-4;
+        return family.equals("golden-qwen3") || family.equals("golden-phi3") ? 1e-4 : 3e-3;
     }
 
     @ParameterizedTest
-    @ValueSource(strings = {"golden-qwen3", "golden-gemma2", "golden-gemma3"})
+    @ValueSource(strings = {"golden-qwen3", "golden-gemma2", "golden-gemma3", "golden-phi3", "golden-phi-1_5", "golden-falcon"})
     void goldenFamilyExportEqualsLora4jAndLoadsBack(String family) throws Exception {
         Path root = GgufTesting.fixture(family);
         Path base = tmp.resolve("base.gguf");
