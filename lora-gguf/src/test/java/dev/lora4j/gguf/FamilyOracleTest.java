@@ -87,4 +87,48 @@ class FamilyOracleTest {
                 + "adapter vs merged %.3g; GGUF loaded back %.3g (base), %.3g (merged)%n", family, N, d0, d1, d2, dLoad,
                 dMergedLoad);
     }
+
+    /**
+     * Mistral with a sliding window (5 positions in golden-mistral-swa) is written as llama, as the
+     * converter does, and llama.cpp's llama graph has no sliding window: within the window lora4j
+     * and llama.cpp agree (1e-4), beyond it llama.cpp attends to the whole context. The figure
+     * beyond the window is printed, not bounded; the GGUF loads back without a window, as llama.cpp reads it.
+     */
+    @org.junit.jupiter.api.Test
+    void mistralSlidingWindowAgreesWithinTheWindow() throws Exception {
+        Path root = GgufTesting.fixture("golden-mistral-swa");
+        LoraModel lora = LoraModel.load(LlamaModel.load(root.resolve("model")), root.resolve("adapter"));
+        assertEquals(5, lora.model().config().slidingWindow());
+        Path tokenizer = GgufTesting.characterTokenizer(tmp.resolve("tokenizer"), lora.model().config().vocabSize());
+        Path base = tmp.resolve("base.gguf");
+        Path adapter = tmp.resolve("adapter.gguf");
+        GgufExport.model(LlamaModel.load(root.resolve("model")), tokenizer, GgmlType.F32, base);
+        GgufExport.adapter(lora, adapter);
+        int[] inside = {1, 17, 42, 5, 77};
+        int[] beyond = {1, 17, 42, 5, 77, 30, 8, 61, 23, 50, 12, 44};
+        double[] expectedInside = GgufTesting.logSoftmaxLast(lora.model(), inside);
+        double[] expectedBeyond = GgufTesting.logSoftmaxLast(lora.model(), beyond);
+        LlamaModel loaded = GgufModel.load(base).model();
+        assertEquals(null, loaded.config().slidingWindow());
+        lora.disableAdapters();
+        double dLoad = GgufTesting.assertClose("mistral-swa: base GGUF loaded back, inside the window",
+                GgufTesting.logSoftmaxLast(lora.model(), inside), GgufTesting.logSoftmaxLast(loaded, inside), 1e-5);
+        lora.enableAdapters();
+
+        LlamaCpp.require();
+        JsonNode in = LlamaCpp.check(base, "--lora", adapter.toString(), "--prompt-ids", GgufTesting.csv(inside), "--n",
+                "1", "--logits");
+        JsonNode out = LlamaCpp.check(base, "--lora", adapter.toString(), "--prompt-ids", GgufTesting.csv(beyond), "--n",
+                "1", "--logits");
+        double d = GgufTesting.assertClose("mistral-swa + adapter inside the window", expectedInside,
+                LlamaCpp.doubles(in.get("logprobs_last_prompt_position")), 1e-4);
+        double[] llamaBeyond = LlamaCpp.doubles(out.get("logprobs_last_prompt_position"));
+        double dBeyond = 0;
+        for (int i = 0; i < llamaBeyond.length; i++) {
+            dBeyond = Math.max(dBeyond, Math.abs(llamaBeyond[i] - expectedBeyond[i]));
+        }
+        System.out.printf("golden-mistral-swa (window 5): max |log-prob diff| lora4j vs llama.cpp %.3g with 5 tokens, "
+                + "%.3g with 12 tokens (llama.cpp's llama has no sliding window); GGUF loaded back %.3g%n", d, dBeyond,
+                dLoad);
+    }
 }
