@@ -308,6 +308,11 @@ public final class GgufExport {
         boolean anySliding = c.slidingWindow() != null && at.slidingLayers().contains(true);
         switch (a) {
             case "gemma2", "gemma3" -> {
+                if (a.equals("gemma2") && (at.attnSoftCap() == 0 || at.finalSoftCap() == 0)) {
+                    throw new IllegalArgumentException("gemma2: attn_logit_softcapping is " + at.attnSoftCap()
+                            + " and final_logit_softcapping " + at.finalSoftCap() + " (0 = none), but llama.cpp's gemma2 "
+                            + "always applies both soft-caps; a Gemma 2 model without them cannot be exported");
+                }
                 if (at.attnSoftCap() > 0) {
                     w.putF32(a + ".attn_logit_softcapping", at.attnSoftCap());
                 }

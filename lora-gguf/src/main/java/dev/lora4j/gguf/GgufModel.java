@@ -257,17 +257,18 @@ public record GgufModel(LlamaModel model, HfTokenizer tokenizer, String chatTemp
             c.put("query_pre_attn_scalar", GgufExport.llamaCppScoreDenominator(gemma3 ? "gemma3_text" : "gemma2", layers,
                     hidden, heads, headDim));
             c.put("attention_bias", f.contains("blk.0.attn_q.bias"));
+            // llama.cpp: gemma2 always soft-caps (defaults 50 and 30); gemma3 never caps attention, caps logits when given
             if (gemma3) {
                 c.putNull("attn_logit_softcapping");
-            } else if (f.has(a + "attn_logit_softcapping")) {
-                c.put("attn_logit_softcapping", f.number(a + "attn_logit_softcapping"));
             } else {
-                c.putNull("attn_logit_softcapping");
+                c.put("attn_logit_softcapping", f.number(a + "attn_logit_softcapping", 50.0));
             }
             if (f.has(a + "final_logit_softcapping")) {
                 c.put("final_logit_softcapping", f.number(a + "final_logit_softcapping"));
-            } else {
+            } else if (gemma3) {
                 c.putNull("final_logit_softcapping");
+            } else {
+                c.put("final_logit_softcapping", 30.0);
             }
             // llama.cpp: gemma2 slides by default (window 4096, period 2); gemma3 only with a sliding_window key
             boolean slides = !gemma3 || f.integer(a + "attention.sliding_window", 0) > 0;

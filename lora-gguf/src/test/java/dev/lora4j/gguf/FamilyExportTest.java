@@ -64,4 +64,25 @@ class FamilyExportTest {
                 GgufTesting.characterTokenizer(tmp.resolve("tok"), 64), GgmlType.F32, tmp.resolve("x.gguf")));
         assertTrue(e.getMessage().contains("no biases"), e.getMessage());
     }
+
+    @Test
+    void gemma2WithoutSoftCapsIsRefused() {
+        LlamaModel model = random(String.format(GEMMA2, ", \"attn_logit_softcapping\": null"));
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> GgufExport.model(model,
+                GgufTesting.characterTokenizer(tmp.resolve("tok"), 64), GgmlType.F32, tmp.resolve("x.gguf")));
+        assertTrue(e.getMessage().contains("always applies both soft-caps"), e.getMessage());
+    }
+
+    @Test
+    void gemmaGgufMetadataLoadsBackIntoTheSameConfig() throws Exception {
+        LlamaModel model = random(String.format(GEMMA2, ""));
+        Path out = tmp.resolve("g.gguf");
+        GgufExport.model(model, GgufTesting.characterTokenizer(tmp.resolve("tok"), 64), GgmlType.F32, out);
+        LlamaConfig c = GgufModel.readConfig(out);
+        assertEquals(50.0, c.architecture().attnSoftCap(), 1e-6);
+        assertEquals(30.0, c.architecture().finalSoftCap(), 1e-6);
+        assertEquals(java.util.List.of(true, false, true), c.architecture().slidingLayers());
+        assertEquals(8, c.slidingWindow());
+        assertEquals(16.0, c.architecture().queryPreAttnScalar(), 1e-9);
+    }
 }
