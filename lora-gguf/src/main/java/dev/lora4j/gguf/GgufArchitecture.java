@@ -22,7 +22,7 @@ import java.util.regex.Pattern;
  * {@code q_proj} (with {@code num_attention_heads}) and {@code k_proj} (with
  * {@code num_key_value_heads}), weights and biases alike: new row {@code h·hd + 2i + j} = old row
  * {@code h·hd + j·hd/2 + i} for head h, {@code i < hd/2}, {@code j ∈ {0, 1}}. The same applies to
- * a LoRA's {@code lora_b} (W' = PW = (PB)A). Architectures with NEOX-style RoPE (qwen2) need none.
+ * a LoRA's {@code lora_b} (W' = PW = (PB)A). Architectures with NEOX-style RoPE (all the others) need none.
  *
  * <p>Further families are added as further constants of {@link #ALL}.
  */
