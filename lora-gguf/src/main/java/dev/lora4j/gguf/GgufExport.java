@@ -131,6 +131,12 @@ public final class GgufExport {
             if (heads > 0) {
                 b = GgufArchitecture.permuteRows(b, outF, r, heads, false);
             }
+            float qs = queryScale(config, weight);
+            if (qs != 1f) {
+                for (int k = 0; k < b.length; k++) {
+                    b[k] *= qs;
+                }
+            }
             w.addF32(base + ".lora_a", new int[] {r, in}, a);
             w.addF32(base + ".lora_b", new int[] {outF, r}, b);
         }
@@ -185,12 +191,17 @@ public final class GgufExport {
                 tensorType = GgmlType.F16;
             }
             int heads = arch.permutationHeads(hf, config);
+            boolean shift = arch.shiftsNorm(hf);
+            float qs = queryScale(config, hf);
             GgmlType finalType = tensorType;
             w.add(gguf, shape, finalType, () -> {
                 float[] values = t.toFloatArray();
                 if (heads > 0) {
                     int cols = shape.length == 2 ? shape[1] : 1;
                     values = GgufArchitecture.permuteRows(values, shape[0], cols, heads, false);
+                }
+                for (int k = 0; k < values.length && (shift || qs != 1f); k++) {
+                    values[k] = ((shift ? values[k] + 1f : values[k])) * qs;
                 }
                 return GgmlQuants.encode(finalType, values);
             });
@@ -201,6 +212,56 @@ public final class GgufExport {
         }
         write(w, out);
         LOG.info("wrote {} model ({} tensors, {}) as GGUF to {}", config.modelType(), tensors.size(), type, out);
+    }
+
+    /**
+     * The attention-score scale llama.cpp's Gemma graphs use is 1/√head_dim (1/√(hidden/heads) for
+     * the 27B sizes, recognised by their layer count); Gemma's is 1/√query_pre_attn_scalar. Where
+     * they differ the factor √(llama.cpp's denominator / query_pre_attn_scalar) is folded into the
+     * queries: into q_proj (weight, bias and a LoRA's lora_b) for Gemma 2, into the q norm weight
+     * for Gemma 3 (whose q norm would undo a scaled q_proj). Returns that factor for tensor
+     * {@code hfName} (a weight, bias or module weight name), 1 for every other tensor.
+     */
+    static float queryScale(LlamaConfig c, String hfName) {
+        if (!c.modelType().equals("gemma2") && !c.modelType().equals("gemma3_text")) {
+            return 1f;
+        }
+        boolean gemma3 = c.modelType().equals("gemma3_text");
+        boolean target = gemma3 ? hfName.endsWith("self_attn.q_norm.weight")
+                : hfName.endsWith("self_attn.q_proj.weight") || hfName.endsWith("self_attn.q_proj.bias");
+        if (!target) {
+            return 1f;
+        }
+        double scalar = c.architecture().queryPreAttnScalar();
+        double llama = llamaCppScoreDenominator(c.modelType(), c.numHiddenLayers(), c.hiddenSize(),
+                c.numAttentionHeads(), c.headDim());
+        return scalar == 0 || scalar == llama ? 1f : (float) Math.sqrt(llama / scalar);
+    }
+
+    /** The d of llama.cpp's 1/√d attention-score scale for gemma2/gemma3 (llama-model's f_attention_scale). */
+    static double llamaCppScoreDenominator(String modelType, int layers, int hidden, int heads, int headDim) {
+        boolean is27b = modelType.equals("gemma2") ? layers == 46 : layers == 62;
+        return is27b ? (double) (hidden / heads) : headDim;
+    }
+
+    /**
+     * llama.cpp's sliding_window_pattern p (layer i slides iff i mod p &lt; p − 1; p = 1: none)
+     * that gives these layers, or a refusal naming the layer types when no period does.
+     */
+    static int swaPattern(LlamaConfig c) {
+        List<Boolean> sliding = c.architecture().slidingLayers();
+        int n = c.numHiddenLayers();
+        for (int p = 1; p <= n + 1; p++) {
+            boolean ok = true;
+            for (int i = 0; i < n && ok; i++) {
+                ok = c.architecture().sliding(i) == (i % p < p - 1);
+            }
+            if (ok) {
+                return p;
+            }
+        }
+        throw new IllegalArgumentException(c.modelType() + ": the sliding layers " + sliding + " follow no period that "
+                + "llama.cpp's sliding_window_pattern can express (layer i slides iff i mod p < p - 1); it cannot be exported");
     }
 
     static void putHyperParameters(GgufWriter w, GgufArchitecture arch, LlamaConfig c, GgmlType type) {
@@ -216,9 +277,14 @@ public final class GgufExport {
         w.putU32(a + ".feed_forward_length", c.intermediateSize());
         w.putU32(a + ".attention.head_count", c.numAttentionHeads());
         w.putU32(a + ".attention.head_count_kv", c.numKeyValueHeads());
-        w.putF32(a + ".attention.layer_norm_rms_epsilon", c.rmsNormEps());
+        dev.lora4j.model.Architecture at = c.architecture();
+        if (at.norm() == dev.lora4j.model.Architecture.Norm.LAYER_NORM) {
+            w.putF32(a + ".attention.layer_norm_epsilon", c.rmsNormEps());
+        } else {
+            w.putF32(a + ".attention.layer_norm_rms_epsilon", c.rmsNormEps());
+        }
         w.putF32(a + ".rope.freq_base", c.ropeTheta());
-        w.putU32(a + ".rope.dimension_count", c.headDim());
+        w.putU32(a + ".rope.dimension_count", (int) Math.round(c.headDim() * at.partialRotaryFactor()));
         w.putU32(a + ".attention.key_length", c.headDim());
         w.putU32(a + ".attention.value_length", c.headDim());
         w.putU32(a + ".vocab_size", c.vocabSize());
@@ -230,6 +296,46 @@ public final class GgufExport {
             }
             w.putString(a + ".rope.scaling.type", "linear");
             w.putF32(a + ".rope.scaling.factor", s.factor());
+        }
+        if (a.equals("falcon") && (at.qkvBias() || at.outputBias() || at.mlpBias())) {
+            throw new IllegalArgumentException("falcon: this checkpoint has \"bias\": true, but llama.cpp's falcon "
+                    + "architecture has no biases on query_key_value, dense or the MLP; it cannot be exported");
+        }
+        if (a.equals("falcon") && c.numKeyValueHeads() != 1) {
+            throw new IllegalArgumentException("falcon: lora4j exports the falcon-7b layout (one key/value head), this "
+                    + "config has " + c.numKeyValueHeads());
+        }
+        boolean anySliding = c.slidingWindow() != null && at.slidingLayers().contains(true);
+        switch (a) {
+            case "gemma2", "gemma3" -> {
+                if (a.equals("gemma2") && (at.attnSoftCap() == 0 || at.finalSoftCap() == 0)) {
+                    throw new IllegalArgumentException("gemma2: attn_logit_softcapping is " + at.attnSoftCap()
+                            + " and final_logit_softcapping " + at.finalSoftCap() + " (0 = none), but llama.cpp's gemma2 "
+                            + "always applies both soft-caps; a Gemma 2 model without them cannot be exported");
+                }
+                if (at.attnSoftCap() > 0) {
+                    w.putF32(a + ".attn_logit_softcapping", at.attnSoftCap());
+                }
+                if (at.finalSoftCap() > 0) {
+                    w.putF32(a + ".final_logit_softcapping", at.finalSoftCap());
+                }
+                if (anySliding) {
+                    w.putU32(a + ".attention.sliding_window", c.slidingWindow());
+                    w.putU32(a + ".attention.sliding_window_pattern", swaPattern(c));
+                    if (at.localRopeTheta() > 0) {
+                        w.putF32(a + ".rope.freq_base_swa", at.localRopeTheta());
+                    }
+                } else if (a.equals("gemma2")) {
+                    w.putU32(a + ".attention.sliding_window_pattern", 1); // llama.cpp's gemma2 slides by default
+                }
+            }
+            default -> {
+                if (anySliding) {
+                    LOG.warn("{}: llama.cpp's {} architecture has no sliding window; it attends to the whole context, "
+                            + "which equals lora4j's sliding window ({} positions) only for sequences up to that length",
+                            c.modelType(), a, c.slidingWindow());
+                }
+            }
         }
     }
 

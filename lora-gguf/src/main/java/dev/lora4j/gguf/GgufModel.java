@@ -83,7 +83,13 @@ public record GgufModel(LlamaModel model, HfTokenizer tokenizer, String chatTemp
                 unused.remove(name);
                 Tensor t;
                 if (shape.length == 1) {
-                    t = Tensor.of(file.floats(name), shape);
+                    float[] v = file.floats(name);
+                    if (arch.shiftsNorm(hfName)) {
+                        for (int k = 0; k < v.length; k++) {
+                            v[k] -= 1f;
+                        }
+                    }
+                    t = Tensor.of(v, shape);
                 } else {
                     int heads = arch.permutationHeads(hfName, config);
                     ByteBuffer bytes = file.bytes(name);
@@ -141,6 +147,9 @@ public record GgufModel(LlamaModel model, HfTokenizer tokenizer, String chatTemp
         int[] embd = f.info("token_embd.weight").shape();
         int heads = (int) f.integer(a + "attention.head_count");
         int hidden = (int) f.integer(a + "embedding_length");
+        if (!arch.name().equals("llama") && !arch.name().equals("qwen2")) {
+            return familyConfig(f, arch, embd[0], hidden, heads);
+        }
         LlamaConfig.Builder b = LlamaConfig.builder()
                 .source(f.path().getFileName().toString())
                 .modelType(arch.modelType())
@@ -181,6 +190,100 @@ public record GgufModel(LlamaModel model, HfTokenizer tokenizer, String chatTemp
             b.padTokenId((int) pad);
         }
         return b.build();
+    }
+
+    /**
+     * The families beyond llama and qwen2: the config.json that the file's metadata describes, read by
+     * lora-core's own config reader so the family's block is assembled exactly as from a Hugging
+     * Face folder. Gemma's query_pre_attn_scalar is the denominator llama.cpp uses (the exporter
+     * folds any other value into the queries), and the sliding layers follow llama.cpp's
+     * sliding_window_pattern.
+     */
+    private static LlamaConfig familyConfig(GgufFile f, GgufArchitecture arch, int vocab, int hidden, int heads) {
+        String a = arch.name() + ".";
+        var json = new com.fasterxml.jackson.databind.ObjectMapper();
+        var c = json.createObjectNode();
+        int layers = (int) f.integer(a + "block_count");
+        int headDim = (int) f.integer(a + "attention.key_length", hidden / heads);
+        c.put("model_type", arch.modelType()).put("vocab_size", vocab).put("hidden_size", hidden)
+                .put("intermediate_size", f.integer(a + "feed_forward_length")).put("num_hidden_layers", layers)
+                .put("num_attention_heads", heads).put("num_key_value_heads", f.integer(a + "attention.head_count_kv", heads))
+                .put("head_dim", headDim).put("max_position_embeddings", f.integer(a + "context_length", 2048))
+                .put("rms_norm_eps", f.number(a + "attention.layer_norm_rms_epsilon", 1e-6))
+                .put("tie_word_embeddings", !f.contains("output.weight"));
+        if (f.has(a + "rope.scaling.type") && !f.string(a + "rope.scaling.type").equals("none")) {
+            throw new IllegalArgumentException(f.path() + ": " + a + "rope.scaling.type '" + f.string(a + "rope.scaling.type")
+                    + "' is not supported by lora4j's GGUF loader for " + arch.name());
+        }
+        long bos = f.integer("tokenizer.ggml.bos_token_id", -1);
+        long eos = f.integer("tokenizer.ggml.eos_token_id", -1);
+        long pad = f.integer("tokenizer.ggml.padding_token_id", -1);
+        if (bos >= 0 && bos < vocab) {
+            c.put("bos_token_id", bos);
+        }
+        if (eos >= 0 && eos < vocab) {
+            c.put("eos_token_id", eos);
+        }
+        if (pad >= 0 && pad < vocab) {
+            c.put("pad_token_id", pad);
+        }
+        if (arch.name().equals("phi2") || arch.name().equals("falcon")) {
+            c.put("layer_norm_eps", f.number(a + "attention.layer_norm_epsilon"));
+            c.put("layer_norm_epsilon", f.number(a + "attention.layer_norm_epsilon"));
+            c.put("rope_theta", f.number(a + "rope.freq_base", 10000));
+            c.remove("rms_norm_eps");
+            if (arch.name().equals("phi2")) {
+                c.put("hidden_act", "gelu_new");
+                c.put("partial_rotary_factor", f.integer(a + "rope.dimension_count", headDim) / (double) headDim);
+            } else {
+                c.remove("head_dim");
+                c.remove("num_key_value_heads");
+                c.remove("intermediate_size");
+                c.put("ffn_hidden_size", f.integer(a + "feed_forward_length"));
+                c.put("multi_query", true).put("parallel_attn", true).put("bias", false).put("alibi", false)
+                        .put("new_decoder_architecture", false);
+            }
+        } else if (arch.name().equals("phi3")) {
+            c.put("rope_theta", f.number(a + "rope.freq_base", 10000));
+            c.put("partial_rotary_factor", f.integer(a + "rope.dimension_count", headDim) / (double) headDim);
+            c.remove("head_dim");
+        } else if (arch.name().equals("qwen3")) {
+            c.put("rope_theta", f.number(a + "rope.freq_base", 1_000_000));
+            c.put("attention_bias", f.contains("blk.0.attn_q.bias"));
+        } else {
+            boolean gemma3 = arch.name().equals("gemma3");
+            c.put("rope_theta", f.number(a + "rope.freq_base", gemma3 ? 1_000_000 : 10000));
+            c.put("hidden_activation", "gelu_pytorch_tanh");
+            c.put("query_pre_attn_scalar", GgufExport.llamaCppScoreDenominator(gemma3 ? "gemma3_text" : "gemma2", layers,
+                    hidden, heads, headDim));
+            c.put("attention_bias", f.contains("blk.0.attn_q.bias"));
+            // llama.cpp: gemma2 always soft-caps (defaults 50 and 30); gemma3 never caps attention, caps logits when given
+            if (gemma3) {
+                c.putNull("attn_logit_softcapping");
+            } else {
+                c.put("attn_logit_softcapping", f.number(a + "attn_logit_softcapping", 50.0));
+            }
+            if (f.has(a + "final_logit_softcapping")) {
+                c.put("final_logit_softcapping", f.number(a + "final_logit_softcapping"));
+            } else if (gemma3) {
+                c.putNull("final_logit_softcapping");
+            } else {
+                c.put("final_logit_softcapping", 30.0);
+            }
+            // llama.cpp: gemma2 slides by default (window 4096, period 2); gemma3 only with a sliding_window key
+            boolean slides = !gemma3 || f.integer(a + "attention.sliding_window", 0) > 0;
+            long window = f.integer(a + "attention.sliding_window", 4096);
+            long period = f.integer(a + "attention.sliding_window_pattern", gemma3 ? 6 : 2);
+            var types = c.putArray("layer_types");
+            for (int i = 0; i < layers; i++) {
+                types.add(slides && (period == 0 || i % period < period - 1) ? "sliding_attention" : "full_attention");
+            }
+            c.put("sliding_window", window);
+            if (gemma3) {
+                c.put("rope_local_base_freq", f.number(a + "rope.freq_base_swa", 10000));
+            }
+        }
+        return LlamaConfig.parse(c.toString(), f.path().getFileName().toString());
     }
 
     /** The Hugging Face configuration of a GGUF model file, from its metadata alone (no weights read). */
