@@ -249,6 +249,11 @@ public final class Trainer {
                     examples.add(data.get(order.next()));
                 }
                 if (micro < firstMicro || micro >= firstMicro + myMicros) {
+                    if (micro < firstMicro) {
+                        for (LoraLinear ll : dropoutLayers) {
+                            ll.skipDropout(1); // keep this worker's masks those of one process
+                        }
+                    }
                     continue; // another worker's share
                 }
                 CausalLmLoss.Batch batch = CausalLmLoss.collate(examples, config.padTokenId);
