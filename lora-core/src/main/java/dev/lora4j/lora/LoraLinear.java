@@ -88,6 +88,25 @@ public final class LoraLinear extends Linear {
         dropoutRng = new SplittableRandom(seed);
     }
 
+    /**
+     * Advances the dropout stream as {@code passes} training forward passes would (one draw per
+     * unmerged active adapter with dropout), without computing them: a data-parallel worker skips
+     * the micro-batches that other workers take, so that its masks are those one process draws.
+     */
+    public void skipDropout(int passes) {
+        if (disabled) {
+            return;
+        }
+        for (int p = 0; p < passes; p++) {
+            for (String name : active) {
+                LoraAdapter ad = adapters.get(name);
+                if (!merged.contains(name) && ad.a().requiresGrad() && ad.dropout() > 0) {
+                    dropoutRng.nextLong();
+                }
+            }
+        }
+    }
+
     // ---------------------------------------------------------------- adapters
 
     public void addAdapter(String name, LoraAdapter adapter) {

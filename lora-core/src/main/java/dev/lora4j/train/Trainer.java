@@ -12,8 +12,12 @@ import dev.lora4j.lora.LoraModel;
 import dev.lora4j.model.LlamaModel;
 import dev.lora4j.nn.Linear;
 import dev.lora4j.tensor.Tensor;
+import dev.lora4j.train.distributed.GradientReducer;
+import dev.lora4j.train.distributed.LocalGradientReducer;
 import java.io.IOException;
 import java.io.UncheckedIOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -224,6 +228,12 @@ public final class Trainer {
                 config.microBatchSize, optimizer);
         model.activationCheckpointing(config.activationCheckpointing);
         NonFiniteGuard guard = new NonFiniteGuard(config.onNonFinite, config.checkpointDir);
+        GradientReducer reducer = config.reducer;
+        int world = reducer.worldSize();
+        // worker r of N takes micro-batches [r·A/N, (r+1)·A/N) of each global batch (A = accumulation)
+        int myMicros = accumulation / world;
+        int firstMicro = reducer.rank() * myMicros;
+        float[] microLosses = new float[myMicros];
         for (long step = run.step; step < stopAt; step++) {
             double lr = schedule.at(step);
             optimizer.setLearningRate(lr);
@@ -232,23 +242,43 @@ public final class Trainer {
             }
             double stepLoss = 0;
             NonFiniteGuard.Problem problem = null;
+            long stepTokens = 0;
             for (int micro = 0; micro < accumulation; micro++) {
                 List<Example> examples = new ArrayList<>(config.microBatchSize);
                 for (int i = 0; i < config.microBatchSize; i++) {
                     examples.add(data.get(order.next()));
                 }
+                if (micro < firstMicro || micro >= firstMicro + myMicros) {
+                    if (micro < firstMicro) {
+                        for (LoraLinear ll : dropoutLayers) {
+                            ll.skipDropout(1); // keep this worker's masks those of one process
+                        }
+                    }
+                    continue; // another worker's share
+                }
                 CausalLmLoss.Batch batch = CausalLmLoss.collate(examples, config.padTokenId);
                 // activations and their gradients come from a per-micro-batch arena, reused from the last one
                 try (Arena arena = model.embedTokens().backend().openArena()) {
                     Tensor loss = CausalLmLoss.loss(model, batch);
-                    float value = loss.toFloatArray()[0];
-                    if (problem == null) {
-                        problem = NonFiniteGuard.loss(value, step, micro);
-                    }
-                    stepLoss += value / accumulation;
+                    microLosses[micro - firstMicro] = loss.toFloatArray()[0];
                     Elementwise.scale(loss, 1f / accumulation).backward();
                 }
-                run.tokens += batch.realTokens();
+                stepTokens += batch.realTokens();
+            }
+            float[] losses = microLosses;
+            if (world > 1) {
+                // every worker sees all A losses and sums them in micro-batch order, as one process does
+                losses = new float[accumulation];
+                stepTokens = gatherLosses(reducer, microLosses, stepTokens, losses);
+                reduceGradients(reducer);
+            }
+            run.tokens += stepTokens;
+            for (int micro = 0; micro < accumulation; micro++) {
+                float value = losses[micro];
+                if (problem == null) {
+                    problem = NonFiniteGuard.loss(value, step, micro);
+                }
+                stepLoss += value / accumulation;
             }
             if (problem == null && !Double.isFinite(GradientClipping.globalNorm(parameters))) {
                 problem = NonFiniteGuard.gradients(parameters, this::parameterNames, step);
@@ -264,6 +294,9 @@ public final class Trainer {
             optimizer.zeroGrad();
             run.losses[(int) step] = stepLoss;
             run.step = step + 1;
+            if (world > 1 && config.checksumEvery > 0 && run.step % config.checksumEvery == 0) {
+                compareChecksums(reducer, run.step);
+            }
             run.learningRate = lr;
             double elapsed = run.elapsedBefore + (System.nanoTime() - start) / 1e9;
             TrainerListener.StepMetrics m = new TrainerListener.StepMetrics(run.step, total, stepLoss, lr, norm, run.tokens,
@@ -274,7 +307,7 @@ public final class Trainer {
             if (config.validationData != null && (run.step % config.validationEvery == 0 || run.step == total)) {
                 validate(run);
             }
-            if (config.checkpointDir != null
+            if (config.checkpointDir != null && reducer.rank() == 0
                     && ((config.checkpointEvery > 0 && run.step % config.checkpointEvery == 0) || run.step == stopAt)) {
                 run.elapsedBefore += (System.nanoTime() - start) / 1e9;
                 start = System.nanoTime();
@@ -293,6 +326,81 @@ public final class Trainer {
             l.onEnd(result);
         }
         return result;
+    }
+
+    // ---------------------------------------------------------------- data parallelism
+
+    /** Fills {@code all} with every worker's micro-batch losses in global order; returns the summed token count. */
+    private static long gatherLosses(GradientReducer reducer, float[] mine, long tokens, float[] all) {
+        ByteBuffer out = ByteBuffer.allocate(8 + 4 * mine.length).order(ByteOrder.LITTLE_ENDIAN);
+        out.putLong(tokens);
+        for (float v : mine) {
+            out.putFloat(v);
+        }
+        byte[][] gathered = reducer.allGather(out.array());
+        long total = 0;
+        for (int r = 0; r < gathered.length; r++) {
+            ByteBuffer in = ByteBuffer.wrap(gathered[r]).order(ByteOrder.LITTLE_ENDIAN);
+            total += in.getLong();
+            for (int i = 0; i < mine.length; i++) {
+                all[r * mine.length + i] = in.getFloat();
+            }
+        }
+        return total;
+    }
+
+    /**
+     * Sums the trainable gradients over the workers. One flag per tensor travels along, so that a
+     * tensor without a gradient on every worker keeps none (as in one process) while one with a
+     * gradient somewhere gets the sum.
+     */
+    private void reduceGradients(GradientReducer reducer) {
+        long n = count(parameters);
+        float[] flat = new float[Math.toIntExact(n + parameters.size())];
+        int at = 0;
+        for (int i = 0; i < parameters.size(); i++) {
+            Tensor p = parameters.get(i);
+            if (p.grad() != null) {
+                float[] g = p.grad().toFloatArray();
+                System.arraycopy(g, 0, flat, at, g.length);
+                flat[(int) n + i] = 1f;
+            }
+            at += (int) p.numel();
+        }
+        reducer.sum(flat);
+        at = 0;
+        for (int i = 0; i < parameters.size(); i++) {
+            Tensor p = parameters.get(i);
+            int size = (int) p.numel();
+            if (flat[(int) n + i] > 0) {
+                Tensor buffer = p.gradBuffer();
+                buffer.copyFrom(buffer.backend().fromHost(Arrays.copyOfRange(flat, at, at + size), p.shape()));
+            }
+            at += size;
+        }
+    }
+
+    /** Stops the run when the trained tensors differ between workers (they must stay bit-identical). */
+    private void compareChecksums(GradientReducer reducer, long step) {
+        long h = 0xcbf29ce484222325L;
+        for (Tensor p : parameters) {
+            for (float v : p.toFloatArray()) {
+                h = fnv(h, Float.floatToRawIntBits(v));
+            }
+        }
+        byte[][] all = reducer.allGather(ByteBuffer.allocate(8).putLong(h).array());
+        Map<Long, List<Integer>> ranksBySum = new LinkedHashMap<>();
+        for (int r = 0; r < all.length; r++) {
+            ranksBySum.computeIfAbsent(ByteBuffer.wrap(all[r]).getLong(), k -> new ArrayList<>()).add(r);
+        }
+        if (ranksBySum.size() > 1) {
+            StringBuilder groups = new StringBuilder();
+            ranksBySum.forEach((sum, ranks) -> groups.append(groups.length() == 0 ? "" : "; ").append("ranks ").append(ranks)
+                    .append(": ").append(String.format("%016x", sum)));
+            throw new IllegalStateException("the workers' trained tensors diverged at step " + step + " (checksums "
+                    + groups + "); every worker must start from the same model, adapter initialisation and settings; "
+                    + "resume all workers from the last checkpoint");
+        }
     }
 
     /** What a run has done so far; restored from a checkpoint when resuming. */
@@ -605,6 +713,8 @@ public final class Trainer {
         private long stopAfterSteps;
         private TrainingCheckpoints.WriteHook checkpointHook = TrainingCheckpoints.WriteHook.NONE;
         private OnNonFinite onNonFinite = OnNonFinite.STOP;
+        private GradientReducer reducer = LocalGradientReducer.INSTANCE;
+        private long checksumEvery = 100;
 
         private Builder(LlamaModel model) {
             if (model == null) {
@@ -840,6 +950,31 @@ public final class Trainer {
             return this;
         }
 
+        /**
+         * Data-parallel training: this worker is {@code reducer.rank()} of {@code reducer.worldSize()}
+         * (the reducer carries both). Each worker runs the same Trainer settings on the same data and
+         * computes micro-batches {@code [r·A/N, (r+1)·A/N)} of every global batch, where
+         * {@code A = globalBatchSize / microBatchSize} must be a multiple of N; the reducer sums the
+         * gradients once per optimizer step, before the non-finite check and clipping. Losses and
+         * token counts are those of the whole global batch on every worker; only rank 0 writes
+         * checkpoints, and every worker resumes from the same one. Default: one process
+         * ({@link LocalGradientReducer}). The caller closes the reducer.
+         */
+        public Builder gradientReducer(GradientReducer value) {
+            reducer = Objects.requireNonNull(value, "gradientReducer");
+            return this;
+        }
+
+        /**
+         * With several workers, compares a checksum of the trained tensors across them every
+         * {@code steps} optimizer steps (default 100; 0 turns it off) and stops on a mismatch.
+         */
+        public Builder checksumEvery(long steps) {
+            Checks.nonNegative("checksumEvery", steps);
+            checksumEvery = steps;
+            return this;
+        }
+
         Builder checkpointWriteHook(TrainingCheckpoints.WriteHook hook) {
             checkpointHook = Objects.requireNonNull(hook, "hook");
             return this;
@@ -850,6 +985,14 @@ public final class Trainer {
                 throw new IllegalArgumentException("globalBatchSize (" + globalBatchSize + ") must be a multiple of "
                         + "microBatchSize (" + microBatchSize + "); e.g. globalBatchSize " + microBatchSize
                         * Math.max(1, globalBatchSize / microBatchSize));
+            }
+            int accumulation = globalBatchSize / microBatchSize;
+            if (accumulation % reducer.worldSize() != 0) {
+                throw new IllegalArgumentException("globalBatchSize / microBatchSize (" + globalBatchSize + " / "
+                        + microBatchSize + " = " + accumulation + " micro-batches) must be a multiple of the "
+                        + reducer.worldSize() + " workers of the gradientReducer, so that each takes the same share; e.g. "
+                        + "globalBatchSize " + microBatchSize * reducer.worldSize() * Math.max(1, accumulation
+                        / reducer.worldSize()));
             }
             if (checkpointEvery > 0 && checkpointDir == null) {
                 throw new IllegalArgumentException("checkpointEvery (" + checkpointEvery + ") needs a checkpointDir to "
@@ -923,6 +1066,8 @@ public final class Trainer {
             b.stopAfterSteps = stopAfterSteps;
             b.checkpointHook = checkpointHook;
             b.onNonFinite = onNonFinite;
+            b.reducer = reducer;
+            b.checksumEvery = checksumEvery;
             return b;
         }
 
@@ -936,7 +1081,8 @@ public final class Trainer {
                     + (keepLastCheckpoints == 0 ? "all" : keepLastCheckpoints) + ", adapterFolders=" + (lora != null)
                     + ", validation=" + (validationData == null ? "none" : validationData.size() + " examples every "
                     + validationEvery + " steps") + ", resumeFrom=" + resumeFrom + ", stopAfterSteps="
-                    + (stopAfterSteps == 0 ? "none" : stopAfterSteps) + ")";
+                    + (stopAfterSteps == 0 ? "none" : stopAfterSteps) + (reducer.worldSize() > 1 ? ", gradientReducer="
+                    + reducer + ", checksumEvery=" + checksumEvery : "") + ")";
         }
 
         @Override
