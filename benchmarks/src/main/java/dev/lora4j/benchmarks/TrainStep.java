@@ -1,6 +1,7 @@
 package dev.lora4j.benchmarks;
 
 import dev.lora4j.autograd.Losses;
+import dev.lora4j.backend.Arena;
 import dev.lora4j.lora.LoraConfig;
 import dev.lora4j.lora.LoraModel;
 import dev.lora4j.model.LlamaModel;
@@ -56,12 +57,18 @@ public final class TrainStep {
         }
     }
 
-    /** Forward, backward, AdamW update, gradients cleared; returns the loss before the update. */
+    /**
+     * Forward, backward, AdamW update, gradients cleared; returns the loss before the update.
+     * Activations and their gradients come from the backend's step arena, as in {@link Trainer#fit}.
+     */
     public float step() {
-        Tensor logits = lora.model().forward(inputs, shape.batch());
-        Tensor loss = Losses.crossEntropy(logits.reshape(shape.tokensPerStep(), shape.config().vocabSize()), targets);
-        float value = loss.toFloatArray()[0];
-        loss.backward();
+        float value;
+        try (Arena arena = lora.model().embedTokens().backend().openArena()) {
+            Tensor logits = lora.model().forward(inputs, shape.batch());
+            Tensor loss = Losses.crossEntropy(logits.reshape(shape.tokensPerStep(), shape.config().vocabSize()), targets);
+            value = loss.toFloatArray()[0];
+            loss.backward();
+        }
         optimizer.step();
         optimizer.zeroGrad();
         return value;
