@@ -17,7 +17,7 @@ import org.junit.jupiter.params.ParameterizedTest;
 import org.junit.jupiter.params.provider.ValueSource;
 
 /**
- * 4-bit quantization of the families whose layouts differ most from Llama's
+ * 4-bit quantization of every family beyond Llama
  * (../shared/fixtures/golden-FAMILY: fused modules, biases, a biased and a tied head, q/k norms): the projections, fused
  * ones included, become NF4 with double quantization, the folder written in the bitsandbytes
  * layout loads back to the same model, its logits stay near the 16-bit ones, and the golden
@@ -33,7 +33,7 @@ class FamilyQuantizationTest {
     }
 
     @ParameterizedTest
-    @ValueSource(strings = {"phi3", "phi-1_5", "falcon", "gemma3"})
+    @ValueSource(strings = {"phi3", "phi-1_5", "falcon", "gemma2", "gemma3", "qwen3", "mistral-swa"})
     void quantizedFolderLoadsBackAndTrainsWithTheGoldenAdapter(String family, @TempDir Path tmp) throws Exception {
         Path root = TestFixtures.require("golden-" + family);
         float[] full = logits(LlamaModel.load(root.resolve("model")));
