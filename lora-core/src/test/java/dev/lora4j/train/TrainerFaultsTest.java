@@ -13,6 +13,7 @@ import dev.lora4j.autograd.Autograd;
 import dev.lora4j.data.Example;
 import dev.lora4j.io.SafetensorsFile;
 import dev.lora4j.lora.LoraConfig;
+import dev.lora4j.lora.AdapterTensors;
 import dev.lora4j.lora.LoraModel;
 import dev.lora4j.lora.Target;
 import dev.lora4j.tensor.Tensor;
@@ -66,19 +67,7 @@ class TrainerFaultsTest {
     }
 
     private static float[] flat(LoraModel lora) {
-        List<float[]> parts = new ArrayList<>();
-        int n = 0;
-        for (Tensor t : lora.peftTensors(LoraModel.DEFAULT_ADAPTER, t -> t).values()) {
-            parts.add(t.toFloatArray());
-            n += parts.get(parts.size() - 1).length;
-        }
-        float[] out = new float[n];
-        int at = 0;
-        for (float[] p : parts) {
-            System.arraycopy(p, 0, out, at, p.length);
-            at += p.length;
-        }
-        return out;
+        return AdapterTensors.flat(lora);
     }
 
     @Test
