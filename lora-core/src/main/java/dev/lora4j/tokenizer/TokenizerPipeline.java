@@ -59,12 +59,23 @@ final class TokenizerPipeline {
             return new Replace(Pattern.compile(Pattern.quote(target)), target, content);
         }
 
+        /**
+         * Equal to {@code pattern.matcher(text).replaceAll(content)} (empty matches included, as
+         * {@code tokenizers} replaces them too), with each search bounded by {@link #REGEX_WINDOW}
+         * as the pre-tokenizers' splits are.
+         */
         @Override
         public String normalize(String text) {
             if (literal != null) {
                 return text.replace(literal, content);
             }
-            return pattern.matcher(text).replaceAll(Matcher.quoteReplacement(content));
+            StringBuilder out = new StringBuilder(text.length());
+            int[] copied = {0};
+            forEachMatch(pattern, text, REGEX_WINDOW, true, (start, end) -> {
+                out.append(text, copied[0], start).append(content);
+                copied[0] = end;
+            });
+            return out.append(text, copied[0], text.length()).toString();
         }
     }
 
@@ -201,7 +212,7 @@ final class TokenizerPipeline {
     /** Most characters one {@link Matcher#find()} call sees, unless a match needs more (see {@link #forEachMatch}). */
     static final int REGEX_WINDOW = 1 << 16;
 
-    /** Receives the [start, end) of each non-empty match. */
+    /** Receives the [start, end) of each match (non-empty unless asked otherwise). */
     interface MatchSink {
         void accept(int start, int end);
     }
@@ -218,6 +229,11 @@ final class TokenizerPipeline {
      * tokenizer regexes, whatever the text's length; results are unchanged by construction.
      */
     static void forEachMatch(Pattern pattern, String text, int window, MatchSink sink) {
+        forEachMatch(pattern, text, window, false, sink);
+    }
+
+    /** As {@link #forEachMatch(Pattern, String, int, MatchSink)}; with {@code includeEmpty} empty matches are reported too. */
+    static void forEachMatch(Pattern pattern, String text, int window, boolean includeEmpty, MatchSink sink) {
         Matcher m = pattern.matcher(text);
         m.useTransparentBounds(true);
         m.useAnchoringBounds(false);
@@ -240,6 +256,9 @@ final class TokenizerPipeline {
                 sink.accept(m.start(), m.end());
                 pos = m.end();
             } else {
+                if (includeEmpty) {
+                    sink.accept(m.start(), m.end());
+                }
                 pos = m.end() + 1; // as find() moves on after an empty match
             }
         }

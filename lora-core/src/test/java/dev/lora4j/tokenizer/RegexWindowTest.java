@@ -68,4 +68,40 @@ class RegexWindowTest {
             assertEquals(plain(pattern, text), windowed(pattern, text, TokenizerPipeline.REGEX_WINDOW), regex);
         }
     }
+
+    @Test
+    void windowedReplaceEqualsReplaceAll() {
+        Random random = new Random(11);
+        for (String regex : REGEXES) {
+            Pattern pattern = TokenizerPipeline.compileOniguruma(regex);
+            TokenizerPipeline.Replace replace = new TokenizerPipeline.Replace(pattern, null, "<$1>");
+            for (int trial = 0; trial < 500; trial++) {
+                StringBuilder sb = new StringBuilder();
+                int length = random.nextInt(30);
+                for (int k = 0; k < length; k++) {
+                    sb.append(PIECES[random.nextInt(PIECES.length)]);
+                }
+                String text = sb.toString();
+                String expected = pattern.matcher(text).replaceAll(Matcher.quoteReplacement("<$1>"));
+                assertEquals(expected, replace.normalize(text), () -> "regex " + regex + ", text "
+                        + text.codePoints().mapToObj(Integer::toHexString).toList());
+            }
+        }
+    }
+
+    @Test
+    void longTextIsReplacedAsAWhole() {
+        StringBuilder sb = new StringBuilder();
+        Random random = new Random(5);
+        while (sb.length() < 3 * TokenizerPipeline.REGEX_WINDOW) {
+            sb.append(PIECES[random.nextInt(PIECES.length)]);
+        }
+        sb.append("a".repeat(TokenizerPipeline.REGEX_WINDOW + 5)).append("b");
+        String text = sb.toString();
+        for (String regex : new String[] {"\\s+", "a+b|a", "x*"}) {
+            Pattern pattern = TokenizerPipeline.compileOniguruma(regex);
+            assertEquals(pattern.matcher(text).replaceAll("_"),
+                    new TokenizerPipeline.Replace(pattern, null, "_").normalize(text), regex);
+        }
+    }
 }
