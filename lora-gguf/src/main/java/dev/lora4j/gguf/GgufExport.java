@@ -288,15 +288,7 @@ public final class GgufExport {
         w.putU32(a + ".attention.key_length", c.headDim());
         w.putU32(a + ".attention.value_length", c.headDim());
         w.putU32(a + ".vocab_size", c.vocabSize());
-        LlamaConfig.RopeScaling s = c.ropeScaling();
-        if (s != null) {
-            if (!s.type().equals("linear")) {
-                throw new IllegalArgumentException("rope_scaling type '" + s.type() + "' is not exported to GGUF by "
-                        + "lora4j yet (llama.cpp needs a rope_freqs tensor for it); linear scaling is supported");
-            }
-            w.putString(a + ".rope.scaling.type", "linear");
-            w.putF32(a + ".rope.scaling.factor", s.factor());
-        }
+        GgufRope.write(w, arch, c);
         if (a.equals("falcon") && (at.qkvBias() || at.outputBias() || at.mlpBias())) {
             throw new IllegalArgumentException("falcon: this checkpoint has \"bias\": true, but llama.cpp's falcon "
                     + "architecture has no biases on query_key_value, dense or the MLP; it cannot be exported");

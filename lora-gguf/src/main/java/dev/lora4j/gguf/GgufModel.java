@@ -102,9 +102,12 @@ public record GgufModel(LlamaModel model, HfTokenizer tokenizer, String chatTemp
                 return t.name(hfName);
             });
             unused.remove("output.weight"); // a tied model may still store it
-            if (unused.contains("rope_freqs.weight")) {
-                throw new IllegalArgumentException(path + ": has rope_freqs.weight (Llama-3.1-style RoPE scaling), which "
-                        + "lora4j does not read from GGUF yet");
+            if (unused.contains(GgufRope.ROPE_FREQS)) {
+                if (!arch.name().equals("llama")) {
+                    throw new IllegalArgumentException(path + ": has " + GgufRope.ROPE_FREQS + " (Llama-3.1-style RoPE "
+                            + "scaling), which llama.cpp reads only for the llama architecture, not " + arch.name());
+                }
+                unused.remove(GgufRope.ROPE_FREQS); // read by config()
             }
             if (!unused.isEmpty()) {
                 LOG.warn("{}: {} tensor(s) not used by {}: {}", path, unused.size(), arch.name(), unused);
@@ -167,15 +170,8 @@ public record GgufModel(LlamaModel model, HfTokenizer tokenizer, String chatTemp
         if (f.has(a + "attention.key_length")) {
             b.headDim((int) f.integer(a + "attention.key_length"));
         }
-        if (f.has(a + "rope.scaling.type")) {
-            String s = f.string(a + "rope.scaling.type");
-            if (s.equals("linear")) {
-                b.ropeScaling(LlamaConfig.RopeScaling.linear(f.number(a + "rope.scaling.factor")));
-            } else if (!s.equals("none")) {
-                throw new IllegalArgumentException(f.path() + ": " + a + "rope.scaling.type \"" + s + "\" is not supported "
-                        + "by lora4j's GGUF loader (linear is)");
-            }
-        }
+        b.ropeScaling(GgufRope.read(f, arch, (int) f.integer(a + "rope.dimension_count",
+                f.integer(a + "attention.key_length", hidden / heads))));
         int vocab = embd[0];
         long bos = f.integer("tokenizer.ggml.bos_token_id", -1);
         long eos = f.integer("tokenizer.ggml.eos_token_id", -1);
