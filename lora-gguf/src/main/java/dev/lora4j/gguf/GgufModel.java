@@ -55,7 +55,7 @@ public record GgufModel(LlamaModel model, HfTokenizer tokenizer, String chatTemp
 
     /** Loads the model, tokenizer and chat template of a GGUF model file. */
     public static GgufModel load(Path path) {
-        try (GgufFile file = GgufFile.open(path)) {
+        try (GgufFile file = GgufSplit.open(path)) {
             String type = file.string("general.type", "model");
             if (type.equals("adapter")) {
                 throw new IllegalArgumentException(path + " is a LoRA adapter GGUF (general.type \"adapter\"), not a model; "
@@ -115,7 +115,7 @@ public record GgufModel(LlamaModel model, HfTokenizer tokenizer, String chatTemp
             String template = file.string("tokenizer.chat_template", null);
             LOG.info("loaded GGUF {} ({} layers, hidden {}, {} parameters, {} MB of weights{}) from {}", arch.name(),
                     config.numHiddenLayers(), config.hiddenSize(), model.baseParameterCount(),
-                    model.baseByteSize() / (1 << 20), fileTypes(file), path);
+                    model.baseByteSize() / (1 << 20), fileTypes(file), file.files().size() == 1 ? path : file.files());
             return new GgufModel(model, tokenizer, template, path);
         } catch (IOException e) {
             throw new UncheckedIOException("reading GGUF file " + path + ": " + e.getMessage(), e);
@@ -284,7 +284,7 @@ public record GgufModel(LlamaModel model, HfTokenizer tokenizer, String chatTemp
 
     /** The Hugging Face configuration of a GGUF model file, from its metadata alone (no weights read). */
     public static LlamaConfig readConfig(Path path) {
-        try (GgufFile file = GgufFile.open(path)) {
+        try (GgufFile file = GgufSplit.open(path)) {
             return config(file, GgufArchitecture.named(file.string("general.architecture")));
         } catch (IOException e) {
             throw new UncheckedIOException("reading GGUF file " + path + ": " + e.getMessage(), e);
