@@ -349,10 +349,16 @@ public final class GgufExport {
                 }
             }
             default -> {
-                if (anySliding) {
-                    LOG.warn("{}: llama.cpp's {} architecture has no sliding window; it attends to the whole context, "
-                            + "which equals lora4j's sliding window ({} positions) only for sequences up to that length",
-                            c.modelType(), a, c.slidingWindow());
+                if (anySliding && c.slidingWindow() < c.maxPositionEmbeddings()) {
+                    // llama.cpp's llama, qwen2, qwen3 and phi3 graphs attend to the whole context (its converter
+                    // writes the window nowhere; phi3 reads one but disables it), which equals the sliding window
+                    // only up to the window's length: that is the context the file can claim
+                    w.putU32(a + ".context_length", c.slidingWindow());
+                    LOG.warn("{}: llama.cpp's {} architecture has no sliding window and attends to the whole context, "
+                            + "which equals lora4j's sliding window of {} positions only for sequences up to that length; "
+                            + "{}.context_length is written as {} instead of max_position_embeddings {} (llama.cpp warns "
+                            + "when run with a longer context)", c.modelType(), a, c.slidingWindow(), a,
+                            c.slidingWindow(), c.maxPositionEmbeddings());
                 }
             }
         }

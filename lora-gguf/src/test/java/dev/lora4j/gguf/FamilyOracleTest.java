@@ -119,9 +119,11 @@ class FamilyOracleTest {
 
     /**
      * Mistral with a sliding window (5 positions in golden-mistral-swa) is written as llama, as the
-     * converter does, and llama.cpp's llama graph has no sliding window: within the window lora4j
-     * and llama.cpp agree (1e-4), beyond it llama.cpp attends to the whole context. The figure
-     * beyond the window is printed, not bounded; the GGUF loads back without a window, as llama.cpp reads it.
+     * converter does, and llama.cpp's llama graph has no sliding window: the file's context_length
+     * is the window (where the two agree), not max_position_embeddings. Within the window lora4j
+     * and llama.cpp agree (1e-4); beyond it (llama.cpp runs longer contexts with a warning) llama.cpp
+     * attends to the whole context: that figure is printed, not bounded. The GGUF loads back without
+     * a window and with the window as max_position_embeddings, as llama.cpp reads it.
      */
     @org.junit.jupiter.api.Test
     void mistralSlidingWindowAgreesWithinTheWindow() throws Exception {
@@ -137,8 +139,12 @@ class FamilyOracleTest {
         int[] beyond = {1, 17, 42, 5, 77, 30, 8, 61, 23, 50, 12, 44};
         double[] expectedInside = GgufTesting.logSoftmaxLast(lora.model(), inside);
         double[] expectedBeyond = GgufTesting.logSoftmaxLast(lora.model(), beyond);
+        try (GgufFile f = GgufFile.open(base)) {
+            assertEquals(5, f.integer("llama.context_length"));
+        }
         LlamaModel loaded = GgufModel.load(base).model();
         assertEquals(null, loaded.config().slidingWindow());
+        assertEquals(5, loaded.config().maxPositionEmbeddings());
         lora.disableAdapters();
         double dLoad = GgufTesting.assertClose("mistral-swa: base GGUF loaded back, inside the window",
                 GgufTesting.logSoftmaxLast(lora.model(), inside), GgufTesting.logSoftmaxLast(loaded, inside), 1e-5);
