@@ -207,9 +207,13 @@ public record GgufModel(LlamaModel model, HfTokenizer tokenizer, String chatTemp
                 .put("head_dim", headDim).put("max_position_embeddings", f.integer(a + "context_length", 2048))
                 .put("rms_norm_eps", f.number(a + "attention.layer_norm_rms_epsilon", 1e-6))
                 .put("tie_word_embeddings", !f.contains("output.weight"));
-        if (f.has(a + "rope.scaling.type") && !f.string(a + "rope.scaling.type").equals("none")) {
-            throw new IllegalArgumentException(f.path() + ": " + a + "rope.scaling.type '" + f.string(a + "rope.scaling.type")
-                    + "' is not supported by lora4j's GGUF loader for " + arch.name());
+        if (f.contains(GgufRope.ROPE_FREQS)) {
+            throw new IllegalArgumentException(f.path() + ": has " + GgufRope.ROPE_FREQS + " (Llama-3.1-style RoPE "
+                    + "scaling), which llama.cpp reads only for the llama architecture, not " + arch.name());
+        }
+        LlamaConfig.RopeScaling scaling = GgufRope.read(f, arch, 0); // linear or none: no rope_freqs here
+        if (scaling != null) {
+            c.putObject("rope_scaling").put("rope_type", "linear").put("factor", scaling.factor());
         }
         long bos = f.integer("tokenizer.ggml.bos_token_id", -1);
         long eos = f.integer("tokenizer.ggml.eos_token_id", -1);

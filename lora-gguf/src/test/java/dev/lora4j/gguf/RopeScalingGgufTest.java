@@ -219,6 +219,43 @@ class RopeScalingGgufTest {
         System.out.printf("linear rope scaling (factor 2): %d ids identical; max |log-prob diff| %.3g%n", N, d);
     }
 
+    /**
+     * Linear scaling on the other families (Gemma 3 scales its global layers only, in Hugging Face
+     * and in llama.cpp alike): the GGUF loads back with the same logits, and llama.cpp agrees with
+     * lora4j (within the GELU-table bound of FamilyOracleTest for Gemma 3).
+     */
+    @org.junit.jupiter.params.ParameterizedTest
+    @org.junit.jupiter.params.provider.ValueSource(strings = {"golden-qwen3", "golden-gemma3", "golden-phi3"})
+    void familyLinearScalingRoundTripsAndLlamaCppAgrees(String family) throws Exception {
+        Path src = GgufTesting.fixture(family + "/model");
+        Path dir = Files.createDirectories(tmp.resolve(family));
+        ObjectMapper json = new ObjectMapper();
+        ObjectNode config = (ObjectNode) json.readTree(src.resolve("config.json").toFile());
+        config.set("rope_scaling", json.createObjectNode().put("rope_type", "linear").put("factor", 4.0));
+        config.remove("rope_parameters");
+        Files.writeString(dir.resolve("config.json"), json.writeValueAsString(config));
+        Files.createSymbolicLink(dir.resolve("model.safetensors"), src.resolve("model.safetensors").toAbsolutePath());
+        LlamaModel plain = LlamaModel.load(dir);
+        assertEquals(RopeScaling.linear(4.0), plain.config().ropeScaling());
+        int[] prompt = java.util.Arrays.copyOf(PROMPT, 40);
+        double[] expected = GgufTesting.logSoftmaxLast(plain, prompt);
+        assertTrue(maxDiff(expected, GgufTesting.logSoftmaxLast(LlamaModel.load(src), prompt)) > 1e-3,
+                family + ": the scaling must change the logits");
+        Path tokenizer = GgufTesting.characterTokenizer(tmp.resolve("tokenizer"), plain.config().vocabSize());
+        Path base = tmp.resolve(family + ".gguf");
+        GgufExport.model(plain, tokenizer, GgmlType.F32, base);
+        LlamaModel loaded = GgufModel.load(base).model();
+        assertEquals(RopeScaling.linear(4.0), loaded.config().ropeScaling());
+        double dLoad = GgufTesting.assertClose(family + " linear: GGUF loaded by lora4j", expected,
+                GgufTesting.logSoftmaxLast(loaded, prompt), 1e-5);
+        LlamaCpp.require();
+        JsonNode r = LlamaCpp.check(base, "--prompt-ids", GgufTesting.csv(prompt), "--n", "1", "--logits");
+        double d = GgufTesting.assertClose(family + " linear: lora4j vs llama.cpp", expected,
+                LlamaCpp.doubles(r.get("logprobs_last_prompt_position")), family.equals("golden-gemma3") ? 3e-3 : 1e-4);
+        System.out.printf("%s with linear rope scaling (factor 4, 40 positions): max |log-prob diff| lora4j vs llama.cpp "
+                + "%.3g; GGUF loaded back %.3g%n", family, d, dLoad);
+    }
+
     @Test
     void frequencyFactorsAreCheckedAndHaveNoConfigJson() {
         LlamaConfig.Builder b = LlamaConfig.builder().modelType("llama").vocabSize(96).hiddenSize(64).intermediateSize(160)
