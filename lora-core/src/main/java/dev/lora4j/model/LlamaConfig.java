@@ -70,7 +70,8 @@ public final class LlamaConfig {
      * RoPE frequency scaling. {@code linear} divides positions by {@code factor}; {@code llama3}
      * (Llama 3.1+) rescales low frequencies by {@code factor}, keeps high frequencies, and
      * interpolates between wavelengths {@code original_max_position_embeddings / low_freq_factor}
-     * and {@code original_max_position_embeddings / high_freq_factor}. Unused fields are 0.
+     * and {@code original_max_position_embeddings / high_freq_factor}; {@link #FREQUENCY_FACTORS}
+     * divides each frequency by its own factor (from a GGUF file). Unused fields are 0 (empty).
      */
     public record RopeScaling(String type, double factor, double lowFreqFactor, double highFreqFactor,
             int originalMaxPositionEmbeddings, List<Double> frequencyFactors) {
@@ -84,13 +85,19 @@ public final class LlamaConfig {
             frequencyFactors = List.copyOf(frequencyFactors);
         }
 
+        /** A scaling without frequency factors (linear, llama3). */
+        public RopeScaling(String type, double factor, double lowFreqFactor, double highFreqFactor,
+                int originalMaxPositionEmbeddings) {
+            this(type, factor, lowFreqFactor, highFreqFactor, originalMaxPositionEmbeddings, List.of());
+        }
+
         public static RopeScaling linear(double factor) {
-            return new RopeScaling("linear", factor, 0, 0, 0, List.of());
+            return new RopeScaling("linear", factor, 0, 0, 0);
         }
 
         public static RopeScaling llama3(double factor, double lowFreqFactor, double highFreqFactor,
                 int originalMaxPositionEmbeddings) {
-            return new RopeScaling("llama3", factor, lowFreqFactor, highFreqFactor, originalMaxPositionEmbeddings, List.of());
+            return new RopeScaling("llama3", factor, lowFreqFactor, highFreqFactor, originalMaxPositionEmbeddings);
         }
 
         /**

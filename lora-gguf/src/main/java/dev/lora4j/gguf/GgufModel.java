@@ -25,7 +25,9 @@ import org.slf4j.LoggerFactory;
  * Q5_K and Q6_K as {@link BlockQuantStorage}, decoded panel by panel inside the matrix products,
  * so a quantized base costs about its file size. The q/k rows that llama.cpp's {@code llama}
  * architecture permutes are put back into Hugging Face order by moving whole rows of blocks (a
- * copy of those two matrices in their quantized form); norms and biases are widened to F32.
+ * copy of those two matrices in their quantized form); norms and biases are widened to F32. A
+ * split model ({@link GgufSplit}) loads from any of its shards; RoPE scaling is read as
+ * {@link GgufRope} describes.
  *
  * <pre>{@code
  * GgufModel gguf = GgufModel.load(Path.of("tinyllama-1.1b-chat.Q4_K_M.gguf"));
