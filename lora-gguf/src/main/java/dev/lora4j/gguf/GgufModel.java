@@ -104,13 +104,7 @@ public record GgufModel(LlamaModel model, HfTokenizer tokenizer, String chatTemp
                 return t.name(hfName);
             });
             unused.remove("output.weight"); // a tied model may still store it
-            if (unused.contains(GgufRope.ROPE_FREQS)) {
-                if (!arch.name().equals("llama")) {
-                    throw new IllegalArgumentException(path + ": has " + GgufRope.ROPE_FREQS + " (Llama-3.1-style RoPE "
-                            + "scaling), which llama.cpp reads only for the llama architecture, not " + arch.name());
-                }
-                unused.remove(GgufRope.ROPE_FREQS); // read by config()
-            }
+            unused.remove(GgufRope.ROPE_FREQS); // read by config(), which refuses it outside the llama architecture
             if (!unused.isEmpty()) {
                 LOG.warn("{}: {} tensor(s) not used by {}: {}", path, unused.size(), arch.name(), unused);
             }
@@ -209,11 +203,7 @@ public record GgufModel(LlamaModel model, HfTokenizer tokenizer, String chatTemp
                 .put("head_dim", headDim).put("max_position_embeddings", f.integer(a + "context_length", 2048))
                 .put("rms_norm_eps", f.number(a + "attention.layer_norm_rms_epsilon", 1e-6))
                 .put("tie_word_embeddings", !f.contains("output.weight"));
-        if (f.contains(GgufRope.ROPE_FREQS)) {
-            throw new IllegalArgumentException(f.path() + ": has " + GgufRope.ROPE_FREQS + " (Llama-3.1-style RoPE "
-                    + "scaling), which llama.cpp reads only for the llama architecture, not " + arch.name());
-        }
-        LlamaConfig.RopeScaling scaling = GgufRope.read(f, arch, 0); // linear or none: no rope_freqs here
+        LlamaConfig.RopeScaling scaling = GgufRope.read(f, arch, 0); // linear or none (rope_freqs: llama only)
         if (scaling != null) {
             c.putObject("rope_scaling").put("rope_type", "linear").put("factor", scaling.factor());
         }

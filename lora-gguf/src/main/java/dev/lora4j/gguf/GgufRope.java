@@ -111,6 +111,10 @@ final class GgufRope {
         if (!f.contains(ROPE_FREQS)) {
             return linear;
         }
+        if (!arch.name().equals("llama")) {
+            throw new IllegalArgumentException(path + ": has " + ROPE_FREQS + " (Llama-3.1-style RoPE scaling), which "
+                    + "llama.cpp reads only for the llama architecture, not " + arch.name());
+        }
         if (linear != null) {
             throw new IllegalArgumentException(path + ": has both " + ROPE_FREQS + " and linear rope scaling (factor "
                     + linear.factor() + "); lora4j reads one RoPE scaling at a time");

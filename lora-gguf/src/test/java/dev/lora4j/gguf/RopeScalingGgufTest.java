@@ -273,6 +273,46 @@ class RopeScalingGgufTest {
     }
 
     @Test
+    void ropeMetadataIsCheckedOnImport() throws Exception {
+        GgufArchitecture llama = GgufArchitecture.named("llama");
+        assertEquals(RopeScaling.frequencyFactors(new double[] {1, 2, 4, 4}),
+                read(llama, 8, w -> w.addF32(GgufRope.ROPE_FREQS, new int[] {4}, new float[] {1, 2, 4, 4})));
+        assertEquals(null, read(llama, 8, w -> w.addF32(GgufRope.ROPE_FREQS, new int[] {4}, new float[] {1, 1, 1, 1})));
+        // llama.cpp's default scaling type is linear: a factor alone scales
+        assertEquals(RopeScaling.linear(2), read(llama, 8, w -> w.putF32("llama.rope.scaling.factor", 2)));
+        assertEquals(null, read(llama, 8, w -> w.putString("llama.rope.scaling.type", "none")));
+        String qwen2 = assertThrows(IllegalArgumentException.class, () -> read(GgufArchitecture.named("qwen2"), 8,
+                w -> w.addF32(GgufRope.ROPE_FREQS, new int[] {4}, new float[] {1, 2, 4, 4}))).getMessage();
+        assertTrue(qwen2.contains("rope_freqs") && qwen2.contains("qwen2"), qwen2);
+        String shape = assertThrows(IllegalArgumentException.class, () -> read(llama, 16,
+                w -> w.addF32(GgufRope.ROPE_FREQS, new int[] {4}, new float[] {1, 2, 4, 4}))).getMessage();
+        assertTrue(shape.contains("[4]") && shape.contains("[8]"), shape);
+        String zero = assertThrows(IllegalArgumentException.class, () -> read(llama, 8,
+                w -> w.addF32(GgufRope.ROPE_FREQS, new int[] {4}, new float[] {1, 0, 4, 4}))).getMessage();
+        assertTrue(zero.contains("rope_freqs.weight[1] is 0.0"), zero);
+        String both = assertThrows(IllegalArgumentException.class, () -> read(llama, 8, w -> {
+            w.putF32("llama.rope.scaling.factor", 2);
+            w.addF32(GgufRope.ROPE_FREQS, new int[] {4}, new float[] {1, 2, 4, 4});
+        })).getMessage();
+        assertTrue(both.contains("both"), both);
+        String yarn = assertThrows(IllegalArgumentException.class, () -> read(llama, 8,
+                w -> w.putString("llama.rope.scaling.type", "yarn"))).getMessage();
+        assertTrue(yarn.contains("llama.rope.scaling.type") && yarn.contains("yarn"), yarn);
+    }
+
+    private RopeScaling read(GgufArchitecture arch, int rotaryDim, java.util.function.Consumer<GgufWriter> fill)
+            throws IOException {
+        GgufWriter w = new GgufWriter();
+        w.putString("general.architecture", arch.name());
+        fill.accept(w);
+        Path file = Files.createTempFile(tmp, "rope", ".gguf");
+        w.write(file);
+        try (GgufFile f = GgufFile.open(file)) {
+            return GgufRope.read(f, arch, rotaryDim);
+        }
+    }
+
+    @Test
     void llama3ScalingOfAnotherArchitectureIsRefused() {
         LlamaConfig qwen2 = LlamaConfig.builder().modelType("qwen2").vocabSize(96).hiddenSize(64).intermediateSize(160)
                 .numHiddenLayers(2).numAttentionHeads(4).headDim(16).maxPositionEmbeddings(256).rmsNormEps(1e-5)
