@@ -15,6 +15,7 @@ import java.io.PrintWriter;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.List;
 import java.util.Locale;
 import java.util.concurrent.Callable;
 import picocli.CommandLine.Command;
@@ -65,6 +66,12 @@ public final class ExportGgufCommand implements Callable<Integer> {
     @Option(names = "--no-modelfile", description = "Do not write the Ollama Modelfile beside --out.")
     boolean noModelfile;
 
+    @Option(names = "--split-max-size", paramLabel = "N[K|M|G]", converter = SizeConverter.class,
+            description = "Split a model export into shards of at most N bytes of tensor data (K, M, G: 1000, 1000^2, "
+                    + "1000^3), named OUT-00001-of-0000N.gguf as llama.cpp's gguf-split does; llama.cpp loads them "
+                    + "from the first file. A model that fits in one shard is written as --out.")
+    Long splitMaxSize;
+
     @Override
     public Integer call() {
         Path model = modelOptions.folder();
@@ -79,6 +86,9 @@ public final class ExportGgufCommand implements Callable<Integer> {
         if (adapterExport && type != null) {
             throw OptionErrors.usage(spec, "--type applies to model exports (--merge or no --adapter); adapters are "
                     + "written in f32");
+        }
+        if (splitMaxSize != null && adapterExport) {
+            throw OptionErrors.usage(spec, "--split-max-size applies to model exports (--merge or no --adapter)");
         }
         if (baseOut != null && !adapterExport) {
             throw OptionErrors.usage(spec, "--base-out goes with an adapter export (--adapter without --merge)");
@@ -111,9 +121,13 @@ public final class ExportGgufCommand implements Callable<Integer> {
         } else {
             LlamaModel toWrite = merge ? loaded.lora().mergeAndUnload() : loaded.model();
             GgmlType t = type != null ? type : typeFor(loaded.model());
-            exportModel(toWrite, model, t, out);
-            stdout.printf(Locale.ROOT, "wrote %s model %s (%,d parameters)%n", t, out, toWrite.baseParameterCount());
-            if (!noModelfile) {
+            List<Path> files = exportModel(toWrite, model, t, out, splitMaxSize == null ? 0 : splitMaxSize);
+            stdout.printf(Locale.ROOT, "wrote %s model %s (%,d parameters)%n", t, files.size() == 1 ? out
+                    : files.size() + " shards " + files.get(0) + " ... " + files.get(files.size() - 1),
+                    toWrite.baseParameterCount());
+            if (!noModelfile && files.size() > 1) {
+                stdout.println("no Modelfile for a split model: export without --split-max-size for Ollama");
+            } else if (!noModelfile) {
                 stdout.println("wrote " + OllamaModelfile.write(modelfileDir, out, null, template, tokenizer));
             }
         }
@@ -123,15 +137,18 @@ public final class ExportGgufCommand implements Callable<Integer> {
 
     /** Writes a model file; a GGUF input's tokenizer goes through a temporary tokenizer.json. */
     private void exportModel(LlamaModel model, Path source, GgmlType t, Path file) {
+        exportModel(model, source, t, file, 0);
+    }
+
+    private List<Path> exportModel(LlamaModel model, Path source, GgmlType t, Path file, long splitMaxBytes) {
         if (!modelOptions.isGguf()) {
-            GgufExport.model(model, source, t, file);
-            return;
+            return GgufExport.model(model, source, t, file, splitMaxBytes);
         }
         Path dir = null;
         try {
             dir = Files.createTempDirectory("lora4j-export-gguf");
             ModelOptions.copyTokenizerFiles(source, dir);
-            GgufExport.model(model, dir, t, file);
+            return GgufExport.model(model, dir, t, file, splitMaxBytes);
         } catch (IOException e) {
             throw new UncheckedIOException(e);
         } finally {
@@ -190,6 +207,27 @@ public final class ExportGgufCommand implements Callable<Integer> {
             return b.dtype() == DType.F32 ? GgmlType.F32 : b.dtype() == DType.BF16 ? GgmlType.BF16 : GgmlType.F16;
         }
         return GgmlType.F16;
+    }
+
+    /** A byte count: digits, optionally followed by K, M or G (powers of 1000, as llama.cpp's gguf-split reads them). */
+    static final class SizeConverter implements ITypeConverter<Long> {
+        @Override
+        public Long convert(String value) {
+            String v = value.trim().toUpperCase(Locale.ROOT);
+            long unit = v.endsWith("K") ? 1000L : v.endsWith("M") ? 1000_000L : v.endsWith("G") ? 1000_000_000L : 1;
+            String digits = unit == 1 ? v : v.substring(0, v.length() - 1);
+            long n;
+            try {
+                n = Long.parseLong(digits);
+            } catch (NumberFormatException e) {
+                n = -1;
+            }
+            if (n < 1 || n > Long.MAX_VALUE / unit) {
+                throw new TypeConversionException("'" + value + "' is not a split size; give a positive number of bytes, "
+                        + "optionally followed by K, M or G (e.g. 2G)");
+            }
+            return n * unit;
+        }
     }
 
     /** f32 / f16 / bf16 / q8_0. */

@@ -249,7 +249,7 @@ public final class ModelOptions {
             if (gguf != null) {
                 return gguf.tokenizer();
             }
-            try (GgufFile file = GgufFile.open(folder)) {
+            try (GgufFile file = dev.lora4j.gguf.GgufSplit.open(folder)) {
                 return GgufTokenizer.load(file);
             } catch (IOException e) {
                 throw new UncheckedIOException("reading " + folder + ": " + e.getMessage(), e);
@@ -300,7 +300,7 @@ public final class ModelOptions {
     static List<String> copyTokenizerFiles(Path from, Path to) {
         List<String> copied = new ArrayList<>();
         if (Files.isRegularFile(from)) {
-            try (GgufFile file = GgufFile.open(from)) {
+            try (GgufFile file = dev.lora4j.gguf.GgufSplit.open(from)) {
                 GgufTokenizer.writeHuggingFace(file, to);
             } catch (IOException e) {
                 throw new UncheckedIOException("writing the tokenizer of " + from + " to " + to + ": " + e.getMessage(), e);

@@ -79,4 +79,32 @@ class ExportGgufCommandTest {
         assertEquals(2, notGguf.exitCode(), notGguf::toString);
         assertTrue(notGguf.err().contains("not a GGUF model"), notGguf::toString);
     }
+
+    @Test
+    void splitMaxSizeWritesShardsThatLoadFromAnyShard(@TempDir Path tmp) throws Exception {
+        Path out = tmp.resolve("split/model.gguf");
+        CliRun run = CliRun.of("export-gguf", CliRun.ARITH_TINY.toString(), "--type", "f32", "--split-max-size", "200K",
+                "--out", out.toString());
+        assertEquals(0, run.exitCode(), run::toString);
+        java.util.List<Path> shards;
+        try (var files = Files.list(tmp.resolve("split"))) {
+            shards = files.filter(p -> p.toString().endsWith(".gguf")).sorted().toList();
+        }
+        assertTrue(shards.size() > 1, shards.toString());
+        int n = shards.size();
+        assertEquals(tmp.resolve(String.format("split/model-00001-of-%05d.gguf", n)), shards.get(0));
+        assertTrue(run.out().contains(n + " shards") && run.out().contains("no Modelfile for a split model"), run::toString);
+        String prompt = "What is 12 + 30?";
+        CliRun fromFolder = CliRun.of("generate", CliRun.ARITH_TINY.toString(), "--prompt", prompt, "--temperature", "0",
+                "--max-new-tokens", "8");
+        CliRun fromShard = CliRun.of("generate", shards.get(n - 1).toString(), "--prompt", prompt, "--temperature", "0",
+                "--max-new-tokens", "8");
+        assertEquals(0, fromShard.exitCode(), fromShard::toString);
+        assertEquals(fromFolder.out(), fromShard.out());
+
+        CliRun bad = CliRun.of("export-gguf", CliRun.ARITH_TINY.toString(), "--split-max-size", "2X", "--out",
+                tmp.resolve("x.gguf").toString());
+        assertEquals(2, bad.exitCode(), bad::toString);
+        assertTrue(bad.err().contains("not a split size"), bad::toString);
+    }
 }

@@ -171,6 +171,24 @@ public final class Rope {
     }
 
     /**
+     * Inverse frequencies divided by per-frequency factors, as llama.cpp applies a GGUF file's
+     * {@code rope_freqs} tensor (its Llama-3.1-style scaling): 1/θ^(2i/D) (float32, as
+     * {@link #inverseFrequencies(int, double, String, double, double, double, int)} computes it)
+     * divided by {@code factors[i]}, rounded to float32.
+     */
+    public static double[] inverseFrequencies(int headDim, double theta, double[] factors) {
+        if (factors.length != headDim / 2) {
+            throw new IllegalArgumentException("rope: " + factors.length + " frequency factors for rotary size " + headDim
+                    + " (expected " + headDim / 2 + ")");
+        }
+        double[] inv = inverseFrequencies(headDim, theta, null, 1, 1, 1, 0);
+        for (int i = 0; i < inv.length; i++) {
+            inv[i] = (float) (inv[i] / factors[i]);
+        }
+        return inv;
+    }
+
+    /**
      * Rotates x [B, T, H, D] in place of a copy; position of token t is {@code positionOffset + t}
      * (the offset is the number of tokens already in a KV cache).
      */

@@ -70,12 +70,26 @@ public final class LlamaConfig {
      * RoPE frequency scaling. {@code linear} divides positions by {@code factor}; {@code llama3}
      * (Llama 3.1+) rescales low frequencies by {@code factor}, keeps high frequencies, and
      * interpolates between wavelengths {@code original_max_position_embeddings / low_freq_factor}
-     * and {@code original_max_position_embeddings / high_freq_factor}. Unused fields are 0.
+     * and {@code original_max_position_embeddings / high_freq_factor}; {@link #FREQUENCY_FACTORS}
+     * divides each frequency by its own factor (from a GGUF file). Unused fields are 0 (empty).
      */
     public record RopeScaling(String type, double factor, double lowFreqFactor, double highFreqFactor,
-            int originalMaxPositionEmbeddings) {
+            int originalMaxPositionEmbeddings, List<Double> frequencyFactors) {
 
         public static final List<String> SUPPORTED_TYPES = List.of("llama3", "linear");
+
+        /** The type of {@link #frequencyFactors(double[])}, which no config.json names. */
+        public static final String FREQUENCY_FACTORS = "frequency_factors";
+
+        public RopeScaling {
+            frequencyFactors = List.copyOf(frequencyFactors);
+        }
+
+        /** A scaling without frequency factors (linear, llama3). */
+        public RopeScaling(String type, double factor, double lowFreqFactor, double highFreqFactor,
+                int originalMaxPositionEmbeddings) {
+            this(type, factor, lowFreqFactor, highFreqFactor, originalMaxPositionEmbeddings, List.of());
+        }
 
         public static RopeScaling linear(double factor) {
             return new RopeScaling("linear", factor, 0, 0, 0);
@@ -86,7 +100,26 @@ public final class LlamaConfig {
             return new RopeScaling("llama3", factor, lowFreqFactor, highFreqFactor, originalMaxPositionEmbeddings);
         }
 
+        /**
+         * One divisor per rotated frequency (rotary_dim / 2 of them): frequency i is
+         * 1/θ^(2i/D) / factors[i]. This is how llama.cpp stores Llama-3.1-style scaling (the
+         * {@code rope_freqs.weight} tensor of a GGUF file), which keeps the factors but not the
+         * llama3 parameters they were computed from; Hugging Face's config.json has no equivalent.
+         */
+        public static RopeScaling frequencyFactors(double[] factors) {
+            List<Double> list = new ArrayList<>();
+            for (double f : factors) {
+                list.add(f);
+            }
+            return new RopeScaling(FREQUENCY_FACTORS, 1, 0, 0, 0, list);
+        }
+
         Map<String, Object> toJsonMap() {
+            if (type.equals(FREQUENCY_FACTORS)) {
+                throw new IllegalStateException("rope_scaling: this model's RoPE frequency factors come from a GGUF "
+                        + "rope_freqs tensor, which Hugging Face's config.json cannot express (GGUF does not keep the "
+                        + "llama3 parameters they were computed from); save the adapter, or export the model as GGUF");
+            }
             Map<String, Object> map = new TreeMap<>();
             map.put("rope_type", type);
             map.put("factor", factor);
@@ -245,6 +278,11 @@ public final class LlamaConfig {
                         + " of head_dim " + dim + " gives " + rotary + " rotary dimensions; it must be a positive even number");
             }
         }
+        if (ropeScaling != null && ropeScaling.type().equals(RopeScaling.FREQUENCY_FACTORS)
+                && ropeScaling.frequencyFactors().size() != rotaryDim() / 2) {
+            throw new IllegalArgumentException(src + ": " + ropeScaling.frequencyFactors().size() + " RoPE frequency factors "
+                    + "given, but rotary_dim " + rotaryDim() + " has " + rotaryDim() / 2 + " frequencies");
+        }
         this.raw = b.raw;
         this.givenKeyValueHeads = b.numKeyValueHeads;
         this.givenHeadDim = b.headDim;
@@ -281,6 +319,18 @@ public final class LlamaConfig {
     }
 
     private static void validateRopeScaling(String src, RopeScaling s) {
+        if (RopeScaling.FREQUENCY_FACTORS.equals(s.type())) {
+            if (s.frequencyFactors().isEmpty()) {
+                throw new IllegalArgumentException(src + ": RoPE frequency factors must not be empty");
+            }
+            for (double f : s.frequencyFactors()) {
+                if (!(f > 0) || Double.isInfinite(f)) {
+                    throw new IllegalArgumentException(src + ": RoPE frequency factors must be finite numbers > 0, found "
+                            + f + " in " + s.frequencyFactors());
+                }
+            }
+            return;
+        }
         if (s.type() == null || !RopeScaling.SUPPORTED_TYPES.contains(s.type())) {
             throw new IllegalArgumentException(src + ": rope_scaling type '" + s.type() + "' is not supported; supported: "
                     + String.join(", ", RopeScaling.SUPPORTED_TYPES) + " (or rope_scaling null)");

@@ -621,6 +621,10 @@ public final class LlamaModel {
         if (s == null) {
             return Rope.inverseFrequencies(c.rotaryDim(), c.ropeTheta(), null, 1, 1, 1, 0);
         }
+        if (s.type().equals(LlamaConfig.RopeScaling.FREQUENCY_FACTORS)) {
+            return Rope.inverseFrequencies(c.rotaryDim(), c.ropeTheta(),
+                    s.frequencyFactors().stream().mapToDouble(Double::doubleValue).toArray());
+        }
         return Rope.inverseFrequencies(c.rotaryDim(), c.ropeTheta(), s.type(), s.factor(), s.lowFreqFactor(),
                 s.highFreqFactor(), s.originalMaxPositionEmbeddings());
     }

@@ -156,6 +156,14 @@ public final class GgufExport {
     }
 
     /**
+     * {@link #merged(LoraModel, Path, GgmlType, Path)} split into shards of at most
+     * {@code splitMaxBytes} bytes of tensor data, as {@link #model(LlamaModel, Path, GgmlType, Path, long)}.
+     */
+    public static List<Path> merged(LoraModel lora, Path tokenizerFolder, GgmlType type, Path out, long splitMaxBytes) {
+        return model(lora.mergeAndUnload(), tokenizerFolder, type, out, splitMaxBytes);
+    }
+
+    /**
      * Writes {@code model} as a GGUF model file: hyper-parameters, the tokenizer of
      * {@code tokenizerFolder} (tokenizer.json, tokenizer_config.json with its chat template; null
      * required: llama.cpp loads no model without a vocabulary), and every tensor under llama.cpp's name.
@@ -164,6 +172,23 @@ public final class GgufExport {
      * converter does. One tensor is widened at a time.
      */
     public static void model(LlamaModel model, Path tokenizerFolder, GgmlType type, Path out) {
+        model(model, tokenizerFolder, type, out, 0);
+    }
+
+    /**
+     * {@link #model(LlamaModel, Path, GgmlType, Path)}, split as llama.cpp's {@code gguf-split
+     * --split-max-size} does when {@code splitMaxBytes} &gt; 0: shards
+     * {@code PREFIX-00001-of-0000N.gguf} ({@code out} without ".gguf" as PREFIX) of at most that
+     * many bytes of tensor data each (one larger tensor alone excepted), the first with all the
+     * metadata; llama.cpp and {@link GgufModel#load} load them from the first file. When the model
+     * fits in one shard (or {@code splitMaxBytes} is 0), the plain file {@code out} is written.
+     *
+     * @return the files written, first file first
+     */
+    public static List<Path> model(LlamaModel model, Path tokenizerFolder, GgmlType type, Path out, long splitMaxBytes) {
+        if (splitMaxBytes < 0) {
+            throw new IllegalArgumentException("split size must be > 0 bytes (or 0: no split), was " + splitMaxBytes);
+        }
         LlamaConfig config = model.config();
         GgufArchitecture arch = GgufArchitecture.of(config);
         GgufWriter w = new GgufWriter();
@@ -210,8 +235,10 @@ public final class GgufExport {
             LOG.info("{} tensor(s) have rows that are not a multiple of {}'s block size {} and are stored as F16: {}",
                     fallbacks.size(), type, type.blockSize(), fallbacks);
         }
-        write(w, out);
-        LOG.info("wrote {} model ({} tensors, {}) as GGUF to {}", config.modelType(), tensors.size(), type, out);
+        List<Path> files = splitMaxBytes > 0 ? writeSplit(w, out, splitMaxBytes) : write(w, out);
+        LOG.info("wrote {} model ({} tensors, {}) as GGUF to {}", config.modelType(), tensors.size(), type,
+                files.size() == 1 ? out : files);
+        return files;
     }
 
     /**
@@ -288,15 +315,7 @@ public final class GgufExport {
         w.putU32(a + ".attention.key_length", c.headDim());
         w.putU32(a + ".attention.value_length", c.headDim());
         w.putU32(a + ".vocab_size", c.vocabSize());
-        LlamaConfig.RopeScaling s = c.ropeScaling();
-        if (s != null) {
-            if (!s.type().equals("linear")) {
-                throw new IllegalArgumentException("rope_scaling type '" + s.type() + "' is not exported to GGUF by "
-                        + "lora4j yet (llama.cpp needs a rope_freqs tensor for it); linear scaling is supported");
-            }
-            w.putString(a + ".rope.scaling.type", "linear");
-            w.putF32(a + ".rope.scaling.factor", s.factor());
-        }
+        GgufRope.write(w, arch, c);
         if (a.equals("falcon") && (at.qkvBias() || at.outputBias() || at.mlpBias())) {
             throw new IllegalArgumentException("falcon: this checkpoint has \"bias\": true, but llama.cpp's falcon "
                     + "architecture has no biases on query_key_value, dense or the MLP; it cannot be exported");
@@ -330,20 +349,36 @@ public final class GgufExport {
                 }
             }
             default -> {
-                if (anySliding) {
-                    LOG.warn("{}: llama.cpp's {} architecture has no sliding window; it attends to the whole context, "
-                            + "which equals lora4j's sliding window ({} positions) only for sequences up to that length",
-                            c.modelType(), a, c.slidingWindow());
+                if (anySliding && c.slidingWindow() < c.maxPositionEmbeddings()) {
+                    // llama.cpp's llama, qwen2, qwen3 and phi3 graphs attend to the whole context (its converter
+                    // writes the window nowhere; phi3 reads one but disables it), which equals the sliding window
+                    // only up to the window's length: that is the context the file can claim
+                    w.putU32(a + ".context_length", c.slidingWindow());
+                    LOG.warn("{}: llama.cpp's {} architecture has no sliding window and attends to the whole context, "
+                            + "which equals lora4j's sliding window of {} positions only for sequences up to that length; "
+                            + "{}.context_length is written as {} instead of max_position_embeddings {} (llama.cpp warns "
+                            + "when run with a longer context)", c.modelType(), a, c.slidingWindow(), a,
+                            c.slidingWindow(), c.maxPositionEmbeddings());
                 }
             }
         }
     }
 
-    private static void write(GgufWriter w, Path out) {
+    private static List<Path> write(GgufWriter w, Path out) {
         try {
             w.write(out);
+            return List.of(out);
         } catch (IOException e) {
             throw new UncheckedIOException("writing " + out + ": " + e.getMessage(), e);
+        }
+    }
+
+    private static List<Path> writeSplit(GgufWriter w, Path out, long splitMaxBytes) {
+        try {
+            return w.writeSplit(out, splitMaxBytes);
+        } catch (IOException e) {
+            throw new UncheckedIOException("writing " + out + " split into shards of " + splitMaxBytes + " bytes: "
+                    + e.getMessage(), e);
         }
     }
 }

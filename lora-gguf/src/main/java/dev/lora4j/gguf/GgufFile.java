@@ -53,6 +53,9 @@ public final class GgufFile implements AutoCloseable {
     private final Map<String, GgufTensorInfo> tensors;
     private final int alignment;
     private final long dataStart;
+    /** The shards of a split model ({@link GgufSplit#open}) holding tensors by name; empty for one file. */
+    private final Map<String, GgufFile> shardOf;
+    private final List<GgufFile> shards;
 
     private GgufFile(Path path, FileChannel channel, int version, Map<String, GgufValue> metadata,
                      Map<String, GgufTensorInfo> tensors, int alignment, long dataStart) {
@@ -63,6 +66,29 @@ public final class GgufFile implements AutoCloseable {
         this.tensors = tensors;
         this.alignment = alignment;
         this.dataStart = dataStart;
+        this.shardOf = Map.of();
+        this.shards = List.of();
+    }
+
+    /**
+     * A split model as one file: the metadata of {@code first} (split keys included) and the
+     * tensors of every shard, each read from its own shard. Closing it closes the shards.
+     */
+    GgufFile(GgufFile first, List<GgufFile> shards, Map<String, GgufTensorInfo> tensors, Map<String, GgufFile> shardOf) {
+        this.path = first.path;
+        this.channel = first.channel;
+        this.version = first.version;
+        this.metadata = first.metadata;
+        this.tensors = Collections.unmodifiableMap(new LinkedHashMap<>(tensors));
+        this.alignment = first.alignment;
+        this.dataStart = first.dataStart;
+        this.shardOf = Map.copyOf(shardOf);
+        this.shards = List.copyOf(shards);
+    }
+
+    /** The files of a split model (first file first), or just this file. */
+    public List<Path> files() {
+        return shards.isEmpty() ? List.of(path) : shards.stream().map(GgufFile::path).toList();
     }
 
     /**
@@ -289,6 +315,10 @@ public final class GgufFile implements AutoCloseable {
 
     /** The tensor's bytes, memory-mapped (read-only, little-endian). */
     public ByteBuffer bytes(String tensor) {
+        GgufFile shard = shardOf.get(tensor);
+        if (shard != null) {
+            return shard.bytes(tensor);
+        }
         GgufTensorInfo info = info(tensor);
         long size = info.byteSize();
         if (size > Integer.MAX_VALUE - 8) {
@@ -338,6 +368,9 @@ public final class GgufFile implements AutoCloseable {
     @Override
     public void close() throws IOException {
         channel.close();
+        for (GgufFile shard : shards) {
+            shard.close();
+        }
     }
 
     @Override

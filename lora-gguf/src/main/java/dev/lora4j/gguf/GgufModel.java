@@ -25,7 +25,9 @@ import org.slf4j.LoggerFactory;
  * Q5_K and Q6_K as {@link BlockQuantStorage}, decoded panel by panel inside the matrix products,
  * so a quantized base costs about its file size. The q/k rows that llama.cpp's {@code llama}
  * architecture permutes are put back into Hugging Face order by moving whole rows of blocks (a
- * copy of those two matrices in their quantized form); norms and biases are widened to F32.
+ * copy of those two matrices in their quantized form); norms and biases are widened to F32. A
+ * split model ({@link GgufSplit}) loads from any of its shards; RoPE scaling is read as
+ * {@link GgufRope} describes.
  *
  * <pre>{@code
  * GgufModel gguf = GgufModel.load(Path.of("tinyllama-1.1b-chat.Q4_K_M.gguf"));
@@ -55,7 +57,7 @@ public record GgufModel(LlamaModel model, HfTokenizer tokenizer, String chatTemp
 
     /** Loads the model, tokenizer and chat template of a GGUF model file. */
     public static GgufModel load(Path path) {
-        try (GgufFile file = GgufFile.open(path)) {
+        try (GgufFile file = GgufSplit.open(path)) {
             String type = file.string("general.type", "model");
             if (type.equals("adapter")) {
                 throw new IllegalArgumentException(path + " is a LoRA adapter GGUF (general.type \"adapter\"), not a model; "
@@ -102,17 +104,14 @@ public record GgufModel(LlamaModel model, HfTokenizer tokenizer, String chatTemp
                 return t.name(hfName);
             });
             unused.remove("output.weight"); // a tied model may still store it
-            if (unused.contains("rope_freqs.weight")) {
-                throw new IllegalArgumentException(path + ": has rope_freqs.weight (Llama-3.1-style RoPE scaling), which "
-                        + "lora4j does not read from GGUF yet");
-            }
+            unused.remove(GgufRope.ROPE_FREQS); // read by config(), which refuses it outside the llama architecture
             if (!unused.isEmpty()) {
                 LOG.warn("{}: {} tensor(s) not used by {}: {}", path, unused.size(), arch.name(), unused);
             }
             String template = file.string("tokenizer.chat_template", null);
             LOG.info("loaded GGUF {} ({} layers, hidden {}, {} parameters, {} MB of weights{}) from {}", arch.name(),
                     config.numHiddenLayers(), config.hiddenSize(), model.baseParameterCount(),
-                    model.baseByteSize() / (1 << 20), fileTypes(file), path);
+                    model.baseByteSize() / (1 << 20), fileTypes(file), file.files().size() == 1 ? path : file.files());
             return new GgufModel(model, tokenizer, template, path);
         } catch (IOException e) {
             throw new UncheckedIOException("reading GGUF file " + path + ": " + e.getMessage(), e);
@@ -167,15 +166,8 @@ public record GgufModel(LlamaModel model, HfTokenizer tokenizer, String chatTemp
         if (f.has(a + "attention.key_length")) {
             b.headDim((int) f.integer(a + "attention.key_length"));
         }
-        if (f.has(a + "rope.scaling.type")) {
-            String s = f.string(a + "rope.scaling.type");
-            if (s.equals("linear")) {
-                b.ropeScaling(LlamaConfig.RopeScaling.linear(f.number(a + "rope.scaling.factor")));
-            } else if (!s.equals("none")) {
-                throw new IllegalArgumentException(f.path() + ": " + a + "rope.scaling.type \"" + s + "\" is not supported "
-                        + "by lora4j's GGUF loader (linear is)");
-            }
-        }
+        b.ropeScaling(GgufRope.read(f, arch, (int) f.integer(a + "rope.dimension_count",
+                f.integer(a + "attention.key_length", hidden / heads))));
         int vocab = embd[0];
         long bos = f.integer("tokenizer.ggml.bos_token_id", -1);
         long eos = f.integer("tokenizer.ggml.eos_token_id", -1);
@@ -211,9 +203,9 @@ public record GgufModel(LlamaModel model, HfTokenizer tokenizer, String chatTemp
                 .put("head_dim", headDim).put("max_position_embeddings", f.integer(a + "context_length", 2048))
                 .put("rms_norm_eps", f.number(a + "attention.layer_norm_rms_epsilon", 1e-6))
                 .put("tie_word_embeddings", !f.contains("output.weight"));
-        if (f.has(a + "rope.scaling.type") && !f.string(a + "rope.scaling.type").equals("none")) {
-            throw new IllegalArgumentException(f.path() + ": " + a + "rope.scaling.type '" + f.string(a + "rope.scaling.type")
-                    + "' is not supported by lora4j's GGUF loader for " + arch.name());
+        LlamaConfig.RopeScaling scaling = GgufRope.read(f, arch, 0); // linear or none (rope_freqs: llama only)
+        if (scaling != null) {
+            c.putObject("rope_scaling").put("rope_type", "linear").put("factor", scaling.factor());
         }
         long bos = f.integer("tokenizer.ggml.bos_token_id", -1);
         long eos = f.integer("tokenizer.ggml.eos_token_id", -1);
@@ -288,7 +280,7 @@ public record GgufModel(LlamaModel model, HfTokenizer tokenizer, String chatTemp
 
     /** The Hugging Face configuration of a GGUF model file, from its metadata alone (no weights read). */
     public static LlamaConfig readConfig(Path path) {
-        try (GgufFile file = GgufFile.open(path)) {
+        try (GgufFile file = GgufSplit.open(path)) {
             return config(file, GgufArchitecture.named(file.string("general.architecture")));
         } catch (IOException e) {
             throw new UncheckedIOException("reading GGUF file " + path + ": " + e.getMessage(), e);

@@ -41,6 +41,13 @@ public record GgufValue(GgufValueType type, GgufValueType elementType, Object va
         return new GgufValue(GgufValueType.UINT32, null, v);
     }
 
+    public static GgufValue u16(long v) {
+        if (v < 0 || v > 0xffff) {
+            throw new IllegalArgumentException("u16 value out of range: " + v);
+        }
+        return new GgufValue(GgufValueType.UINT16, null, v);
+    }
+
     public static GgufValue i32(long v) {
         return new GgufValue(GgufValueType.INT32, null, (long) Math.toIntExact(v));
     }

@@ -175,6 +175,69 @@ public final class GgufWriter {
         }
     }
 
+    /**
+     * Writes the file split as llama.cpp's {@code gguf-split} does (see {@link GgufSplit}): tensors in
+     * order, a new shard whenever the next tensor would take the current shard's tensor data
+     * (each tensor padded to the alignment) past {@code maxShardBytes}; a tensor larger than that
+     * gets a shard of its own. The first shard {@code PREFIX-00001-of-0000N.gguf} ({@code path}
+     * without ".gguf" as PREFIX) holds all the metadata, every shard the split keys. When everything
+     * fits in one shard, the plain file {@code path} is written, as llama.cpp's converter does.
+     *
+     * @return the files written, first file first
+     */
+    public List<Path> writeSplit(Path path, long maxShardBytes) throws IOException {
+        if (maxShardBytes < 1) {
+            throw new IllegalArgumentException("split size must be >= 1 byte, was " + maxShardBytes);
+        }
+        List<List<Entry>> groups = new ArrayList<>();
+        long current = 0;
+        for (Entry e : tensors) {
+            long size = GgufFile.align(byteSize(e), alignment);
+            if (groups.isEmpty() || (current > 0 && current + size > maxShardBytes)) {
+                groups.add(new ArrayList<>());
+                current = 0;
+            }
+            groups.get(groups.size() - 1).add(e);
+            current += size;
+        }
+        if (groups.size() <= 1) {
+            write(path);
+            return List.of(path);
+        }
+        if (groups.size() > 0xffff) {
+            throw new IllegalArgumentException("splitting into shards of at most " + maxShardBytes + " bytes gives "
+                    + groups.size() + " shards; GGUF's split.count holds at most 65535: choose a larger split size");
+        }
+        String file = path.getFileName().toString();
+        Path prefix = path.resolveSibling(file.endsWith(".gguf") ? file.substring(0, file.length() - 5) : file);
+        List<Path> written = new ArrayList<>();
+        try {
+            for (int i = 0; i < groups.size(); i++) {
+                GgufWriter shard = new GgufWriter();
+                if (i == 0) {
+                    metadata.forEach(shard::put);
+                } else if (metadata.containsKey("general.alignment")) {
+                    shard.put("general.alignment", metadata.get("general.alignment"));
+                }
+                shard.put(GgufSplit.NO, GgufValue.u16(i));
+                shard.put(GgufSplit.COUNT, GgufValue.u16(groups.size()));
+                shard.put(GgufSplit.TENSORS_COUNT, GgufValue.i32(tensors.size()));
+                for (Entry e : groups.get(i)) {
+                    shard.add(e.name, e.shape, e.type, e.bytes);
+                }
+                Path out = GgufSplit.shardPath(prefix, i + 1, groups.size());
+                shard.write(out);
+                written.add(out);
+            }
+        } catch (IOException | RuntimeException e) {
+            for (Path p : written) {
+                Files.deleteIfExists(p);
+            }
+            throw e;
+        }
+        return written;
+    }
+
     private static long byteSize(Entry e) {
         long n = 1;
         for (int d : e.shape) {

@@ -89,10 +89,41 @@ class FamilyOracleTest {
     }
 
     /**
+     * Q8_0 merged exports of the newer families: llama.cpp's greedy ids on the file equal lora4j's
+     * reading of the same file (llama.cpp also rounds the activations to Q8_0 inside its products,
+     * lora4j does not, so log-probabilities are compared loosely, as GgufModelTest does).
+     */
+    @ParameterizedTest
+    @ValueSource(strings = {"golden-qwen3", "golden-gemma2", "golden-gemma3", "golden-phi3", "golden-phi-1_5", "golden-falcon"})
+    void q8MergedExportGivesLlamaCppLora4jsIds(String family) throws Exception {
+        Path root = GgufTesting.fixture(family);
+        LoraModel lora = LoraModel.load(LlamaModel.load(root.resolve("model")), root.resolve("adapter"));
+        Path tokenizer = GgufTesting.characterTokenizer(tmp.resolve("tokenizer"), lora.model().config().vocabSize());
+        Path merged = tmp.resolve("merged-q8_0.gguf");
+        GgufExport.merged(lora, tokenizer, GgmlType.Q8_0, merged);
+        LlamaModel read = GgufModel.load(merged).model();
+        long q8 = 0;
+        try (GgufFile f = GgufFile.open(merged)) {
+            q8 = f.tensors().values().stream().filter(t -> t.type() == GgmlType.Q8_0).count();
+        }
+        int[] expectedIds = new Generator(read).maxNewTokens(N).generate(PROMPT);
+        LlamaCpp.require();
+        JsonNode r = LlamaCpp.check(merged, "--prompt-ids", GgufTesting.csv(PROMPT), "--n", String.valueOf(N),
+                "--ignore-eos", "--logits");
+        assertArrayEquals(expectedIds, LlamaCpp.ints(r.get("ids")), family + " Q8_0: ids");
+        double d = GgufTesting.assertClose(family + " Q8_0: lora4j vs llama.cpp on the same file",
+                GgufTesting.logSoftmaxLast(read, PROMPT), LlamaCpp.doubles(r.get("logprobs_last_prompt_position")), 2e-1);
+        System.out.printf("%s Q8_0 merged (%d Q8_0 tensors): %d ids identical to lora4j's reading of the file; max "
+                + "|log-prob diff| %.3g%n", family, q8, N, d);
+    }
+
+    /**
      * Mistral with a sliding window (5 positions in golden-mistral-swa) is written as llama, as the
-     * converter does, and llama.cpp's llama graph has no sliding window: within the window lora4j
-     * and llama.cpp agree (1e-4), beyond it llama.cpp attends to the whole context. The figure
-     * beyond the window is printed, not bounded; the GGUF loads back without a window, as llama.cpp reads it.
+     * converter does, and llama.cpp's llama graph has no sliding window: the file's context_length
+     * is the window (where the two agree), not max_position_embeddings. Within the window lora4j
+     * and llama.cpp agree (1e-4); beyond it (llama.cpp runs longer contexts with a warning) llama.cpp
+     * attends to the whole context: that figure is printed, not bounded. The GGUF loads back without
+     * a window and with the window as max_position_embeddings, as llama.cpp reads it.
      */
     @org.junit.jupiter.api.Test
     void mistralSlidingWindowAgreesWithinTheWindow() throws Exception {
@@ -108,8 +139,12 @@ class FamilyOracleTest {
         int[] beyond = {1, 17, 42, 5, 77, 30, 8, 61, 23, 50, 12, 44};
         double[] expectedInside = GgufTesting.logSoftmaxLast(lora.model(), inside);
         double[] expectedBeyond = GgufTesting.logSoftmaxLast(lora.model(), beyond);
+        try (GgufFile f = GgufFile.open(base)) {
+            assertEquals(5, f.integer("llama.context_length"));
+        }
         LlamaModel loaded = GgufModel.load(base).model();
         assertEquals(null, loaded.config().slidingWindow());
+        assertEquals(5, loaded.config().maxPositionEmbeddings());
         lora.disableAdapters();
         double dLoad = GgufTesting.assertClose("mistral-swa: base GGUF loaded back, inside the window",
                 GgufTesting.logSoftmaxLast(lora.model(), inside), GgufTesting.logSoftmaxLast(loaded, inside), 1e-5);
