@@ -64,7 +64,8 @@ class Q4KMOracleTest {
     }
 
     @ParameterizedTest
-    @ValueSource(strings = {"golden-tiny-llama", "golden-qwen3", "golden-gemma2", "golden-phi3", "golden-falcon"})
+    @ValueSource(strings = {"golden-tiny-llama", "golden-qwen3", "golden-gemma2", "golden-gemma3", "golden-phi3", "golden-phi-1_5",
+        "golden-falcon", "golden-mistral-swa"})
     void goldenFamilyQ4KMEqualsLlamaCpp(String family) throws Exception {
         Path root = GgufTesting.fixture(family);
         LlamaModel model = LlamaModel.load(root.resolve("model"));
