@@ -1,5 +1,6 @@
 package dev.lora4j.gguf;
 
+import dev.lora4j.backend.Parallel;
 import dev.lora4j.tensor.DType;
 import java.nio.ByteBuffer;
 
@@ -15,7 +16,9 @@ import java.nio.ByteBuffer;
  * arithmetic is the same as ggml's SSE2 code without fused multiply-adds), {@code nearest_int}'s
  * magic-number rounding (ties to even), truncating float-to-int casts where C casts, and
  * {@link DType#floatToF16} (round to nearest even, like {@code GGML_FP32_TO_FP16}). The tests
- * compare against bytes written by llama.cpp's {@code llama_model_quantize}.
+ * compare against bytes written by llama.cpp's {@code llama_model_quantize}. Blocks are independent,
+ * so a tensor's blocks are quantized on the {@code lora4j.threads} pool ({@link Parallel}), each
+ * writing its own bytes of {@code out} (absolute puts); the result does not depend on the split.
  *
  * <p>Block layouts (bytes in order):
  * <pre>
@@ -50,6 +53,25 @@ final class KQuants {
 
     private static float f16(ByteBuffer b, int o) {
         return DType.f16ToFloat((short) ((b.get(o) & 0xff) | (b.get(o + 1) << 8)));
+    }
+
+    /** Blocks [from, to) of a tensor. */
+    private interface Blocks {
+        void run(int from, int to);
+    }
+
+    /**
+     * Runs {@code body} over the {@code x.length / blockSize} blocks in parallel and advances
+     * {@code out}'s position past them; refuses a length that is not whole blocks.
+     */
+    private static void blocks(String type, float[] x, int blockSize, int typeSize, ByteBuffer out, Blocks body) {
+        if (x.length % blockSize != 0) {
+            throw new IllegalArgumentException(type + " needs a multiple of " + blockSize + " values, got " + x.length);
+        }
+        int n = x.length / blockSize;
+        int base = out.position();
+        Parallel.forRange(n, Math.max(1, 16384 / blockSize), body::run);
+        out.position(base + n * typeSize);
     }
 
     // ---------------------------------------------------------------- helpers of ggml-quants.c
@@ -218,9 +240,12 @@ final class KQuants {
 
     /** quantize_row_q4_K_ref (bits 4) or quantize_row_q5_K_ref (bits 5) of x into out, block after block. */
     private static void quantizeK45(float[] x, ByteBuffer out, int bits) {
-        if (x.length % QK_K != 0) {
-            throw new IllegalArgumentException("Q" + bits + "_K needs a multiple of 256 values, got " + x.length);
-        }
+        int typeSize = bits == 4 ? 144 : 176;
+        int base = out.position();
+        blocks("Q" + bits + "_K", x, QK_K, typeSize, out, (from, to) -> quantizeK45(x, out, base, bits, from, to));
+    }
+
+    private static void quantizeK45(float[] x, ByteBuffer out, int base, int bits, int from, int to) {
         int nmax = bits == 4 ? 15 : 31;
         float rmin = bits == 4 ? -1.f : -0.5f;
         int nstep = bits == 4 ? 20 : 15;
@@ -232,8 +257,7 @@ final class KQuants {
         float[] scales = new float[QK_K / 32];
         byte[] sc = new byte[12];
         int[] sm = new int[2];
-        int base = out.position();
-        for (int b = 0; b < x.length / QK_K; b++) {
+        for (int b = from; b < to; b++) {
             int xo = b * QK_K;
             int o = base + b * typeSize;
             float maxScale = 0;
@@ -325,7 +349,6 @@ final class KQuants {
                 }
             }
         }
-        out.position(base + x.length / QK_K * typeSize);
     }
 
     static void quantizeQ4_K(float[] x, ByteBuffer out) {
@@ -340,14 +363,15 @@ final class KQuants {
 
     /** quantize_row_q6_K_ref. */
     static void quantizeQ6_K(float[] x, ByteBuffer out) {
-        if (x.length % QK_K != 0) {
-            throw new IllegalArgumentException("Q6_K needs a multiple of 256 values, got " + x.length);
-        }
+        int base = out.position();
+        blocks("Q6_K", x, QK_K, 210, out, (from, to) -> quantizeQ6_K(x, out, base, from, to));
+    }
+
+    private static void quantizeQ6_K(float[] x, ByteBuffer out, int base, int from, int to) {
         int[] L = new int[QK_K];
         float[] scales = new float[QK_K / 16];
         byte[] sc = new byte[QK_K / 16];
-        int base = out.position();
-        for (int b = 0; b < x.length / QK_K; b++) {
+        for (int b = from; b < to; b++) {
             int xo = b * QK_K;
             int o = base + b * 210;
             float maxScale = 0;
@@ -405,17 +429,20 @@ final class KQuants {
                 out.put(o + 192 + k, sc[k]);
             }
         }
-        out.position(base + x.length / QK_K * 210);
     }
 
     // ---------------------------------------------------------------- Q5_0 and Q5_1
 
     /** quantize_row_q5_0_ref. */
     static void quantizeQ5_0(float[] x, ByteBuffer out) {
-        if (x.length % 32 != 0) {
-            throw new IllegalArgumentException("Q5_0 needs a multiple of 32 values, got " + x.length);
-        }
-        for (int b = 0; b < x.length; b += 32) {
+        int base = out.position();
+        blocks("Q5_0", x, 32, 22, out, (from, to) -> quantizeQ5_0(x, out, base, from, to));
+    }
+
+    private static void quantizeQ5_0(float[] x, ByteBuffer out, int base, int from, int to) {
+        for (int blk = from; blk < to; blk++) {
+            int b = blk * 32;
+            int o = base + blk * 22;
             float amax = 0.0f;
             float max = 0.0f;
             for (int j = 0; j < 32; j++) {
@@ -427,7 +454,7 @@ final class KQuants {
             }
             float d = max / -16;
             float id = d != 0 ? 1.0f / d : 0.0f;
-            out.putShort(DType.floatToF16(d));
+            putF16(out, o, d);
             int qh = 0;
             byte[] qs = new byte[16];
             for (int j = 0; j < 16; j++) {
@@ -439,17 +466,21 @@ final class KQuants {
                 qh |= ((xi0 & 0x10) >>> 4) << j;
                 qh |= ((xi1 & 0x10) >>> 4) << (j + 16);
             }
-            out.putInt(qh);
-            out.put(qs);
+            out.putInt(o + 2, qh);
+            out.put(o + 6, qs);
         }
     }
 
     /** quantize_row_q5_1_ref. */
     static void quantizeQ5_1(float[] x, ByteBuffer out) {
-        if (x.length % 32 != 0) {
-            throw new IllegalArgumentException("Q5_1 needs a multiple of 32 values, got " + x.length);
-        }
-        for (int b = 0; b < x.length; b += 32) {
+        int base = out.position();
+        blocks("Q5_1", x, 32, 24, out, (from, to) -> quantizeQ5_1(x, out, base, from, to));
+    }
+
+    private static void quantizeQ5_1(float[] x, ByteBuffer out, int base, int from, int to) {
+        for (int blk = from; blk < to; blk++) {
+            int b = blk * 32;
+            int o = base + blk * 24;
             float min = Float.MAX_VALUE;
             float max = -Float.MAX_VALUE;
             for (int j = 0; j < 32; j++) {
@@ -463,8 +494,8 @@ final class KQuants {
             }
             float d = (max - min) / ((1 << 5) - 1);
             float id = d != 0 ? 1.0f / d : 0.0f;
-            out.putShort(DType.floatToF16(d));
-            out.putShort(DType.floatToF16(min));
+            putF16(out, o, d);
+            putF16(out, o + 2, min);
             int qh = 0;
             byte[] qs = new byte[16];
             for (int j = 0; j < 16; j++) {
@@ -476,8 +507,8 @@ final class KQuants {
                 qh |= ((xi0 & 0x10) >>> 4) << j;
                 qh |= ((xi1 & 0x10) >>> 4) << (j + 16);
             }
-            out.putInt(qh);
-            out.put(qs);
+            out.putInt(o + 4, qh);
+            out.put(o + 8, qs);
         }
     }
 

@@ -76,6 +76,27 @@ class KQuantsTest {
         }
     }
 
+    /** A tensor of many blocks (quantized in parallel ranges) is the golden bytes repeated. */
+    @Test
+    void parallelBlocksGiveTheSameBytes() throws IOException {
+        float[] x = input();
+        int copies = 40;
+        float[] many = new float[x.length * copies];
+        for (int c = 0; c < copies; c++) {
+            System.arraycopy(x, 0, many, c * x.length, x.length);
+        }
+        for (Map.Entry<String, byte[]> e : golden().entrySet()) {
+            ByteBuffer ours = GgmlQuants.encode(GgmlType.parse(e.getKey()), many);
+            byte[] want = e.getValue();
+            assertEquals(want.length * copies, ours.remaining());
+            for (int c = 0; c < copies; c++) {
+                byte[] got = new byte[want.length];
+                ours.get(c * want.length, got);
+                assertEquals(HexFormat.of().formatHex(want), HexFormat.of().formatHex(got), e.getKey() + " copy " + c);
+            }
+        }
+    }
+
     /** Decoding llama.cpp's blocks gives back the input within each format's step. */
     @Test
     void decodersReadTheGoldenBlocksBack() throws IOException {
