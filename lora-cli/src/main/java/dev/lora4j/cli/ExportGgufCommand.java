@@ -3,8 +3,8 @@ package dev.lora4j.cli;
 import com.fasterxml.jackson.databind.JsonNode;
 import com.fasterxml.jackson.databind.ObjectMapper;
 import dev.lora4j.tokenizer.HfTokenizer;
-import dev.lora4j.gguf.GgmlType;
 import dev.lora4j.gguf.GgufExport;
+import dev.lora4j.gguf.GgufFileType;
 import dev.lora4j.gguf.OllamaModelfile;
 import dev.lora4j.lora.AdapterConfigJson;
 import dev.lora4j.model.LlamaModel;
@@ -36,6 +36,7 @@ import picocli.CommandLine.TypeConversionException;
         footer = {"", "Examples:",
             "  lora4j export-gguf base/ --adapter out/adapter --out adapter.gguf --base-out base.gguf",
             "  lora4j export-gguf base/ --adapter out/adapter --merge --type q8_0 --out merged.gguf",
+            "  lora4j export-gguf base/ --adapter out/adapter --merge --type q4_k_m --out merged.Q4_K_M.gguf",
             "  lora4j export-gguf model.Q4_K_M.gguf --adapter out/adapter --out adapter.gguf",
             "Then: ollama create my-model -f Modelfile && ollama run my-model"})
 public final class ExportGgufCommand implements Callable<Integer> {
@@ -55,9 +56,10 @@ public final class ExportGgufCommand implements Callable<Integer> {
     boolean merge;
 
     @Option(names = "--type", paramLabel = "TYPE", converter = TypeConverter.class,
-            description = "Weight type of a model export: f32, f16, bf16 or q8_0 (default: the base's f32/f16/bf16, f16 "
-                    + "for a quantized base). Norms stay f32; rows not a multiple of 32 fall back from q8_0 to f16.")
-    GgmlType type;
+            description = "Weight type of a model export: f32, f16, bf16, q8_0 or q4_k_m (default: the base's f32/f16/bf16, "
+                    + "f16 for a quantized base). Norms stay f32; rows not a multiple of 32 fall back from q8_0 to f16. "
+                    + "q4_k_m is llama.cpp's Q4_K_M mix, byte for byte what llama-quantize makes of the f32 export.")
+    GgufFileType type;
 
     @Option(names = "--base-out", paramLabel = "FILE",
             description = "With an adapter export: also write the base model as GGUF here (for the Modelfile's FROM).")
@@ -120,7 +122,7 @@ public final class ExportGgufCommand implements Callable<Integer> {
             }
         } else {
             LlamaModel toWrite = merge ? loaded.lora().mergeAndUnload() : loaded.model();
-            GgmlType t = type != null ? type : typeFor(loaded.model());
+            GgufFileType t = type != null ? type : typeFor(loaded.model());
             List<Path> files = exportModel(toWrite, model, t, out, splitMaxSize == null ? 0 : splitMaxSize);
             stdout.printf(Locale.ROOT, "wrote %s model %s (%,d parameters)%n", t, files.size() == 1 ? out
                     : files.size() + " shards " + files.get(0) + " ... " + files.get(files.size() - 1),
@@ -136,11 +138,11 @@ public final class ExportGgufCommand implements Callable<Integer> {
     }
 
     /** Writes a model file; a GGUF input's tokenizer goes through a temporary tokenizer.json. */
-    private void exportModel(LlamaModel model, Path source, GgmlType t, Path file) {
+    private void exportModel(LlamaModel model, Path source, GgufFileType t, Path file) {
         exportModel(model, source, t, file, 0);
     }
 
-    private List<Path> exportModel(LlamaModel model, Path source, GgmlType t, Path file, long splitMaxBytes) {
+    private List<Path> exportModel(LlamaModel model, Path source, GgufFileType t, Path file, long splitMaxBytes) {
         if (!modelOptions.isGguf()) {
             return GgufExport.model(model, source, t, file, splitMaxBytes);
         }
@@ -202,11 +204,11 @@ public final class ExportGgufCommand implements Callable<Integer> {
         }
     }
 
-    private static GgmlType typeFor(LlamaModel model) {
+    private static GgufFileType typeFor(LlamaModel model) {
         if (model.embedTokens().storage() instanceof BufferStorage b) {
-            return b.dtype() == DType.F32 ? GgmlType.F32 : b.dtype() == DType.BF16 ? GgmlType.BF16 : GgmlType.F16;
+            return b.dtype() == DType.F32 ? GgufFileType.F32 : b.dtype() == DType.BF16 ? GgufFileType.BF16 : GgufFileType.F16;
         }
-        return GgmlType.F16;
+        return GgufFileType.F16;
     }
 
     /** A byte count: digits, optionally followed by K, M or G (powers of 1000, as llama.cpp's gguf-split reads them). */
@@ -230,17 +232,18 @@ public final class ExportGgufCommand implements Callable<Integer> {
         }
     }
 
-    /** f32 / f16 / bf16 / q8_0. */
-    static final class TypeConverter implements ITypeConverter<GgmlType> {
+    /** f32 / f16 / bf16 / q8_0 / q4_k_m. */
+    static final class TypeConverter implements ITypeConverter<GgufFileType> {
         @Override
-        public GgmlType convert(String value) {
+        public GgufFileType convert(String value) {
             return switch (value.trim().toLowerCase(Locale.ROOT)) {
-                case "f32", "fp32", "float32" -> GgmlType.F32;
-                case "f16", "fp16", "float16" -> GgmlType.F16;
-                case "bf16", "bfloat16" -> GgmlType.BF16;
-                case "q8_0", "q8" -> GgmlType.Q8_0;
+                case "f32", "fp32", "float32" -> GgufFileType.F32;
+                case "f16", "fp16", "float16" -> GgufFileType.F16;
+                case "bf16", "bfloat16" -> GgufFileType.BF16;
+                case "q8_0", "q8" -> GgufFileType.Q8_0;
+                case "q4_k_m" -> GgufFileType.Q4_K_M;
                 default -> throw new TypeConversionException("'" + value + "' is not a GGUF export type; use f32, f16, "
-                        + "bf16 or q8_0");
+                        + "bf16, q8_0 or q4_k_m");
             };
         }
     }

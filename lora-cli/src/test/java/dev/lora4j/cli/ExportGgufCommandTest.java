@@ -52,6 +52,33 @@ class ExportGgufCommandTest {
         assertTrue(Files.readString(tmp.resolve("merged/Modelfile")).contains("FROM ./merged.gguf\n"));
     }
 
+    /** --type q4_k_m: llama.cpp's mix (arith-tiny's rows of 128 and 352 take the 32-element fallbacks). */
+    @Test
+    void exportsAMergedQ4KMModelThatGenerates(@TempDir Path tmp) throws Exception {
+        Path adapter = MergeCommandTest.writeAdapter(tmp.resolve("adapter"), LoraConfig.rank(4).alpha(16)
+                .targets(Target.QUERY, Target.VALUE));
+        Path file = tmp.resolve("merged.Q4_K_M.gguf");
+        CliRun run = CliRun.of("export-gguf", CliRun.ARITH_TINY.toString(), "--adapter", adapter.toString(), "--merge",
+                "--type", "q4_k_m", "--out", file.toString());
+        assertEquals(0, run.exitCode(), run::toString);
+        assertTrue(run.out().contains("wrote Q4_K_M model"), run.out());
+        try (GgufFile m = GgufFile.open(file)) {
+            assertEquals(15, m.integer("general.file_type"));
+            assertEquals(GgmlType.Q8_0, m.info("token_embd.weight").type(), "tied output, rows of 128: Q8_0");
+            assertEquals(GgmlType.Q5_0, m.info("blk.0.attn_q.weight").type(), "Q4_K on rows of 128 falls back to Q5_0");
+            assertEquals(GgmlType.Q5_0, m.info("blk.0.ffn_down.weight").type());
+            assertEquals(GgmlType.Q8_0, m.info("blk.3.ffn_down.weight").type(), "use_more_bits: Q6_K, falls back to Q8_0");
+            assertEquals(GgmlType.F32, m.info("blk.0.attn_norm.weight").type());
+        }
+        CliRun generate = CliRun.of("generate", file.toString(), "--prompt", "What is 12 + 30?", "--temperature", "0",
+                "--max-new-tokens", "4");
+        assertEquals(0, generate.exitCode(), generate::toString);
+        CliRun bad = CliRun.of("export-gguf", CliRun.ARITH_TINY.toString(), "--type", "q3_k_s", "--out",
+                tmp.resolve("x.gguf").toString());
+        assertEquals(2, bad.exitCode(), bad::toString);
+        assertTrue(bad.err().contains("q4_k_m"), bad.err());
+    }
+
     @Test
     void refusesWhatGgufCannotRepresent(@TempDir Path tmp) throws Exception {
         Path head = MergeCommandTest.writeAdapter(tmp.resolve("head"), LoraConfig.rank(2).alpha(4).targets(Target.ALL));

@@ -26,7 +26,7 @@ public final class BlockQuantStorage implements Storage {
 
     public BlockQuantStorage(GgmlType type, ByteBuffer bytes) {
         if (!type.isQuantized() || !type.decodable()) {
-            throw new IllegalArgumentException("BlockQuantStorage holds Q8_0, Q4_0, Q4_K, Q5_K or Q6_K blocks, not " + type);
+            throw new IllegalArgumentException("BlockQuantStorage holds Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K or Q6_K blocks, not " + type);
         }
         if (bytes.remaining() % type.typeSize() != 0) {
             throw new IllegalArgumentException(type + " data of " + bytes.remaining() + " bytes is not a whole number of "

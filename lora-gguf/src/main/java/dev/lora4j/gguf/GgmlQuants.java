@@ -27,7 +27,10 @@ public final class GgmlQuants {
 
     // ---------------------------------------------------------------- encoding
 
-    /** {@code values} encoded as {@code type} (F32, F16, BF16 or Q8_0), little-endian. */
+    /**
+     * {@code values} encoded as {@code type} (F32, F16, BF16, Q8_0, or llama.cpp's reference
+     * quantizers of {@link KQuants}: Q4_K, Q5_K, Q6_K, Q5_0, Q5_1), little-endian.
+     */
     public static ByteBuffer encode(GgmlType type, float[] values) {
         ByteBuffer out = ByteBuffer.allocate(Math.toIntExact(type.byteSize(values.length))).order(ByteOrder.LITTLE_ENDIAN);
         switch (type) {
@@ -43,7 +46,13 @@ public final class GgmlQuants {
                 }
             }
             case Q8_0 -> quantizeQ8_0(values, out);
-            default -> throw new IllegalArgumentException("lora4j writes F32, F16, BF16 and Q8_0 tensors, not " + type);
+            case Q4_K -> KQuants.quantizeQ4_K(values, out);
+            case Q5_K -> KQuants.quantizeQ5_K(values, out);
+            case Q6_K -> KQuants.quantizeQ6_K(values, out);
+            case Q5_0 -> KQuants.quantizeQ5_0(values, out);
+            case Q5_1 -> KQuants.quantizeQ5_1(values, out);
+            default -> throw new IllegalArgumentException("lora4j writes F32, F16, BF16, Q8_0, Q4_K, Q5_K, Q6_K, Q5_0 and "
+                    + "Q5_1 tensors, not " + type);
         }
         out.clear();
         return out;
@@ -86,6 +95,8 @@ public final class GgmlQuants {
             case Q4_K -> decodeQ4_K(src, srcOffset, y, yOffset);
             case Q5_K -> decodeQ5_K(src, srcOffset, y, yOffset);
             case Q6_K -> decodeQ6_K(src, srcOffset, y, yOffset);
+            case Q5_0 -> KQuants.decodeQ5_0(src, srcOffset, y, yOffset);
+            case Q5_1 -> KQuants.decodeQ5_1(src, srcOffset, y, yOffset);
             default -> throw new IllegalArgumentException("no block decoder for " + type);
         }
     }

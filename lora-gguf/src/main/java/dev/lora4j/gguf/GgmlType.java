@@ -76,7 +76,7 @@ public enum GgmlType {
     /** Whether lora4j can widen this type to F32 (and so use it as a frozen weight). */
     public boolean decodable() {
         return switch (this) {
-            case F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K, Q6_K -> true;
+            case F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K -> true;
             default -> false;
         };
     }

@@ -39,6 +39,7 @@ public final class GgufExport {
             case F16 -> 1;
             case Q4_0 -> 2;
             case Q8_0 -> 7;
+            case Q4_K -> 15; // MOSTLY_Q4_K_M, the mix GgufFileType.Q4_K_M writes
             case BF16 -> 32;
             default -> throw new IllegalArgumentException("lora4j writes F32, F16, BF16 or Q8_0 models, not " + type);
         };
@@ -169,10 +170,11 @@ public final class GgufExport {
      * required: llama.cpp loads no model without a vocabulary), and every tensor under llama.cpp's name.
      * Matrices are stored as {@code type} (F32, F16, BF16 or Q8_0), vectors (norms, biases) as F32;
      * a matrix whose rows are not a multiple of 32 falls back from Q8_0 to F16, as llama.cpp's
-     * converter does. One tensor is widened at a time.
+     * converter does. One tensor is widened at a time. For llama.cpp's Q4_K_M mix see
+     * {@link #model(LlamaModel, Path, GgufFileType, Path)}.
      */
     public static void model(LlamaModel model, Path tokenizerFolder, GgmlType type, Path out) {
-        model(model, tokenizerFolder, type, out, 0);
+        model(model, tokenizerFolder, GgufFileType.of(type), out, 0);
     }
 
     /**
@@ -186,13 +188,39 @@ public final class GgufExport {
      * @return the files written, first file first
      */
     public static List<Path> model(LlamaModel model, Path tokenizerFolder, GgmlType type, Path out, long splitMaxBytes) {
+        return model(model, tokenizerFolder, GgufFileType.of(type), out, splitMaxBytes);
+    }
+
+    /** {@link #merged(LoraModel, Path, GgmlType, Path)} with a {@link GgufFileType} such as {@link GgufFileType#Q4_K_M}. */
+    public static void merged(LoraModel lora, Path tokenizerFolder, GgufFileType fileType, Path out) {
+        model(lora.mergeAndUnload(), tokenizerFolder, fileType, out, 0);
+    }
+
+    /** {@link #merged(LoraModel, Path, GgufFileType, Path)} split as {@link #model(LlamaModel, Path, GgmlType, Path, long)}. */
+    public static List<Path> merged(LoraModel lora, Path tokenizerFolder, GgufFileType fileType, Path out, long splitMaxBytes) {
+        return model(lora.mergeAndUnload(), tokenizerFolder, fileType, out, splitMaxBytes);
+    }
+
+    /**
+     * {@link #model(LlamaModel, Path, GgmlType, Path)} with the tensor types of {@code fileType}:
+     * for {@link GgufFileType#Q4_K_M} llama.cpp's mix and reference quantizers, so that the file
+     * equals llama.cpp's {@code llama-quantize} of the F32 export, tensor for tensor.
+     */
+    public static void model(LlamaModel model, Path tokenizerFolder, GgufFileType fileType, Path out) {
+        model(model, tokenizerFolder, fileType, out, 0);
+    }
+
+    /** {@link #model(LlamaModel, Path, GgufFileType, Path)} split as {@link #model(LlamaModel, Path, GgmlType, Path, long)}. */
+    public static List<Path> model(LlamaModel model, Path tokenizerFolder, GgufFileType fileType, Path out, long splitMaxBytes) {
         if (splitMaxBytes < 0) {
             throw new IllegalArgumentException("split size must be > 0 bytes (or 0: no split), was " + splitMaxBytes);
         }
+        GgmlType type = fileType.baseType();
         LlamaConfig config = model.config();
         GgufArchitecture arch = GgufArchitecture.of(config);
         GgufWriter w = new GgufWriter();
         putHyperParameters(w, arch, config, type);
+        w.putU32("general.file_type", fileType.llamaFtype());
         if (tokenizerFolder == null) {
             throw new IllegalArgumentException("a GGUF model needs its tokenizer: give the folder with tokenizer.json "
                     + "(the Hugging Face model folder it came from)");
@@ -203,17 +231,25 @@ public final class GgufExport {
             throw new UncheckedIOException("reading the tokenizer in " + tokenizerFolder + ": " + e.getMessage(), e);
         }
         Map<String, Tensor> tensors = new LinkedHashMap<>(model.allTensors());
+        Map<String, int[]> shapes = new LinkedHashMap<>();
+        for (Map.Entry<String, Tensor> e : tensors.entrySet()) {
+            String hf = e.getKey();
+            shapes.put(arch.ggufName(hf).orElseThrow(() -> new IllegalArgumentException("tensor " + hf
+                    + " has no llama.cpp name for architecture " + arch.name() + "; it cannot be exported")),
+                    e.getValue().shape());
+        }
+        Map<String, GgmlType> types = fileType.tensorTypes(arch.name(), config, shapes);
         List<String> fallbacks = new ArrayList<>();
+        Map<GgmlType, Integer> counts = new java.util.TreeMap<>();
         for (Map.Entry<String, Tensor> e : tensors.entrySet()) {
             String hf = e.getKey();
             Tensor t = e.getValue();
-            String gguf = arch.ggufName(hf).orElseThrow(() -> new IllegalArgumentException("tensor " + hf
-                    + " has no llama.cpp name for architecture " + arch.name() + "; it cannot be exported"));
+            String gguf = arch.ggufName(hf).orElseThrow();
             int[] shape = t.shape();
-            GgmlType tensorType = shape.length == 1 ? GgmlType.F32 : type;
-            if (tensorType.blockSize() > 1 && shape[shape.length - 1] % tensorType.blockSize() != 0) {
+            GgmlType tensorType = types.get(gguf);
+            counts.merge(tensorType, 1, Integer::sum);
+            if (fileType != GgufFileType.Q4_K_M && shape.length > 1 && tensorType != type) {
                 fallbacks.add(gguf);
-                tensorType = GgmlType.F16;
             }
             int heads = arch.permutationHeads(hf, config);
             boolean shift = arch.shiftsNorm(hf);
@@ -236,7 +272,7 @@ public final class GgufExport {
                     fallbacks.size(), type, type.blockSize(), fallbacks);
         }
         List<Path> files = splitMaxBytes > 0 ? writeSplit(w, out, splitMaxBytes) : write(w, out);
-        LOG.info("wrote {} model ({} tensors, {}) as GGUF to {}", config.modelType(), tensors.size(), type,
+        LOG.info("wrote {} model ({} tensors, {}: {}) as GGUF to {}", config.modelType(), tensors.size(), fileType, counts,
                 files.size() == 1 ? out : files);
         return files;
     }

@@ -346,9 +346,9 @@ public final class GgufFile implements AutoCloseable {
             case F32 -> new BufferStorage(bytes, DType.F32);
             case F16 -> new BufferStorage(bytes, DType.F16);
             case BF16 -> new BufferStorage(bytes, DType.BF16);
-            case Q8_0, Q4_0, Q4_K, Q5_K, Q6_K -> new BlockQuantStorage(type, bytes);
+            case Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K -> new BlockQuantStorage(type, bytes);
             default -> throw new IllegalArgumentException(what + " is of ggml type " + type + ", which lora4j does not "
-                    + "decode; it reads F32, F16, BF16, Q8_0, Q4_0, Q4_K, Q5_K and Q6_K (re-quantize the file, e.g. "
+                    + "decode; it reads F32, F16, BF16, Q8_0, Q4_0, Q5_0, Q5_1, Q4_K, Q5_K and Q6_K (re-quantize the file, e.g. "
                     + "llama-quantize --allow-requantize IN OUT Q4_K_M)");
         };
     }

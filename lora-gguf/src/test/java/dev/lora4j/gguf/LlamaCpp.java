@@ -161,7 +161,16 @@ final class LlamaCpp {
 
     /** llama.cpp's llama_model_quantize of {@code in} into {@code out} with every tensor of one type. */
     static void quantize(Path in, Path out, int llamaFtype) throws IOException {
-        Result r = run(List.of(quantizeTool().toString(), in.toString(), out.toString(), String.valueOf(llamaFtype)), 300);
+        quantize(in, out, llamaFtype, true);
+    }
+
+    /**
+     * llama.cpp's llama_model_quantize of {@code in} into {@code out}: {@code pure} puts every
+     * matrix in the ftype's type, otherwise llama.cpp chooses per tensor as llama-quantize does.
+     */
+    static void quantize(Path in, Path out, int llamaFtype, boolean pure) throws IOException {
+        Result r = run(List.of(quantizeTool().toString(), in.toString(), out.toString(), String.valueOf(llamaFtype),
+                pure ? "1" : "0"), 300);
         if (r.exit != 0) {
             throw new AssertionError("llama_model_quantize failed: " + r.err + r.out);
         }
