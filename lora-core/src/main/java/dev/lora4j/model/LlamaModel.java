@@ -190,6 +190,37 @@ public final class LlamaModel {
         });
     }
 
+    /**
+     * This model with every base tensor on {@code device} ({@link Tensor#to}: frozen BF16 and 4-bit
+     * weights keep their form on a device that computes on them), as a new model; itself when it is
+     * there already. LoRA adapters are not carried: move a LoRA model with
+     * {@link dev.lora4j.lora.LoraModel#to}. The weights are copied once; keep using the returned model.
+     */
+    public LlamaModel to(dev.lora4j.tensor.Device device) {
+        if (embedTokens.device() == device) {
+            return this;
+        }
+        for (Linear lin : linears().values()) {
+            if (lin.getClass() != Linear.class) {
+                throw new IllegalStateException(lin.name() + " is a " + lin.getClass().getSimpleName() + "; move the "
+                        + "LoraModel that wraps this model (LoraModel.to) instead of the base model");
+            }
+        }
+        Map<String, Tensor> moved = new LinkedHashMap<>();
+        for (Map.Entry<String, Tensor> e : allTensors().entrySet()) {
+            moved.put(e.getKey(), e.getValue().to(device).name(e.getKey()));
+        }
+        LlamaModel m = assemble(config, (name, shape) -> {
+            Tensor t = moved.get(name);
+            if (t == null) {
+                throw new IllegalStateException("moving the model to " + device + ": tensor " + name + " is missing");
+            }
+            return t;
+        });
+        m.activationCheckpointing = activationCheckpointing;
+        return m;
+    }
+
     /** Loads a Hugging Face model folder; see {@link ModelLoader}. */
     public static LlamaModel load(java.nio.file.Path folder) {
         return ModelLoader.load(folder, ModelLoader.Options.defaults());

@@ -54,6 +54,19 @@ public final class ModelLoader {
         }
     }
 
+    /**
+     * The model on the process backend's device ({@code Backends.get()}, e.g. a GPU chosen with
+     * {@code -Dlora4j.backend=cuda} or automatically), so that unchanged training code runs there.
+     */
+    private static LlamaModel placed(LlamaModel model) {
+        dev.lora4j.tensor.Device device = dev.lora4j.backend.Backends.get().device();
+        if (device == dev.lora4j.tensor.Device.CPU) {
+            return model;
+        }
+        LOG.info("placing the model's weights on {} (backend {})", device, dev.lora4j.backend.Backends.get().name());
+        return model.to(device);
+    }
+
     public static LlamaModel load(Path folder, Options options) {
         if (!Files.isDirectory(folder)) {
             throw new IllegalArgumentException("model folder " + folder + " does not exist or is not a folder; expected a "
@@ -106,7 +119,7 @@ public final class ModelLoader {
             LOG.info("loaded {} ({} layers, hidden {}, {} parameters, {} MB of weights) from {}", config.modelType(),
                     config.numHiddenLayers(), config.hiddenSize(), model.baseParameterCount(),
                     model.baseByteSize() / (1 << 20), folder);
-            return model;
+            return placed(model);
         } catch (IOException e) {
             throw new UncheckedIOException("reading model folder " + folder + ": " + e.getMessage(), e);
         }

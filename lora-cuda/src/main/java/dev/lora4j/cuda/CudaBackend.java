@@ -350,6 +350,7 @@ public final class CudaBackend implements Backend, AutoCloseable {
      * stays 4-bit with its absmax (double-quantized or not), anything else (F16, a view) becomes F32.
      * Frozen weights are moved once with this; the result keeps the name.
      */
+    @Override
     public Tensor toDevice(Tensor host) {
         if (host.device() == Device.CUDA) {
             return host;
