@@ -46,8 +46,14 @@ class DeviceOptionTest {
     @Test
     void cudaFailsWithTheReasonWhenNoGpuIsUsable() {
         assumeFalse(driverInstalled(), "an NVIDIA driver is installed here");
-        for (String command : new String[] {"generate", "evaluate", "finetune", "chat"}) {
-            CliRun run = CliRun.of(command, CliRun.ARITH_TINY.toString(), "--device", "cuda");
+        String model = CliRun.ARITH_TINY.toString();
+        String out = System.getProperty("java.io.tmpdir") + "/lora4j-device-option-test";
+        for (String[] args : new String[][] {{"generate", model, "--prompt", "1"}, {"evaluate", model, "--tasks", "arithmetic"},
+            {"finetune", model, "--out", out}, {"chat", model}}) {
+            String[] withDevice = java.util.Arrays.copyOf(args, args.length + 2);
+            withDevice[args.length] = "--device";
+            withDevice[args.length + 1] = "cuda";
+            CliRun run = CliRun.of(withDevice);
             assertEquals(2, run.exitCode(), run::toString);
             assertTrue(run.err().contains("--device") && run.err().contains("no usable CUDA device"), run::toString);
             assertTrue(run.err().contains("libcuda.so.1"), "the loader's reason is passed on: " + run);
