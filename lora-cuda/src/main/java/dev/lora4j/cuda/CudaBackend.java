@@ -957,20 +957,23 @@ public final class CudaBackend implements Backend, AutoCloseable {
                 positionOffset, inverse));
     }
 
-    /** The kernels' mask: causal, no window, no key lengths, no soft-cap; anything else is named and refused. */
+    /** The kernels are causal (with or without a window, key lengths and a soft-cap); a non-causal mask is refused. */
     private static void checkMask(AttentionMask mask, String op) {
         if (!mask.causal()) {
             throw unsupported(op, "without a causal mask");
         }
-        if (mask.window() > 0) {
-            throw unsupported(op, "with a sliding window of " + mask.window());
+    }
+
+    /** The mask's key lengths on the device (one int per batch row), or null. */
+    private CudaBuffer keyLengths(AttentionMask mask, int b) {
+        int[] lengths = mask.keyLengths();
+        if (lengths == null) {
+            return null;
         }
-        if (mask.keyLengths() != null) {
-            throw unsupported(op, "with per-sequence key lengths (padding)");
+        if (lengths.length < b) {
+            throw new IllegalArgumentException("attention: " + lengths.length + " key lengths for a batch of " + b);
         }
-        if (mask.softCap() > 0) {
-            throw unsupported(op, "with soft-capped scores");
-        }
+        return ints(Arrays.copyOf(lengths, b));
     }
 
     /** k or v [B, S', G, D] as a contiguous [B, S, G, D] kernel buffer (S = queryOffset + T), copying a cache view. */
@@ -994,10 +997,11 @@ public final class CudaBackend implements Backend, AutoCloseable {
         if (q.numel() == 0) {
             return;
         }
-        CudaBuffer[] owned = new CudaBuffer[2];
+        CudaBuffer[] owned = new CudaBuffer[3];
         try {
+            owned[2] = keyLengths(mask, b);
             runtime.launch(Kernels.attentionForward(buf(out), buf(lse), buf(q), keys(k, s, owned, 0), keys(v, s, owned, 1), b, t, h,
-                    g, d, mask.queryOffset(), mask.scale()));
+                    g, d, mask.queryOffset(), mask.scale(), mask.window(), owned[2], mask.softCap()));
         } finally {
             close(owned);
         }
@@ -1012,15 +1016,17 @@ public final class CudaBackend implements Backend, AutoCloseable {
         if (q.numel() == 0) {
             return;
         }
-        CudaBuffer[] owned = new CudaBuffer[3];
+        CudaBuffer[] owned = new CudaBuffer[4];
         try {
             KernelBuffer dq = buf(dQ), dk = buf(dK), dv = buf(dV);
             runtime.launch(Kernels.fill(dq, 0f, dQ.numel()));
             runtime.launch(Kernels.fill(dk, 0f, dK.numel()));
             runtime.launch(Kernels.fill(dv, 0f, dV.numel()));
             owned[2] = scratch(4L * b * h * t);
+            owned[3] = keyLengths(mask, b);
             launch(Kernels.attentionBackward(dq, dk, dv, owned[2], buf(q), keys(k, s, owned, 0), keys(v, s, owned, 1), buf(out),
-                    buf(dOut), buf(lse), b, t, h, g, d, mask.queryOffset(), mask.scale()));
+                    buf(dOut), buf(lse), b, t, h, g, d, mask.queryOffset(), mask.scale(), mask.window(), owned[3],
+                    mask.softCap()));
         } finally {
             close(owned);
         }

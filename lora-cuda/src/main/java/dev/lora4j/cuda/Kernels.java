@@ -381,12 +381,24 @@ public final class Kernels {
     /** As above with the score scale given (Backend's AttentionMask.scale). */
     public static Launch attentionForward(KernelBuffer out, KernelBuffer lse, KernelBuffer q, KernelBuffer k, KernelBuffer v,
                                           int b, int t, int h, int g, int d, int queryOffset, float scale) {
+        return attentionForward(out, lse, q, k, v, b, t, h, g, d, queryOffset, scale, 0, null, 0f);
+    }
+
+    /**
+     * As above with the rest of Backend's AttentionMask: a sliding {@code window} (0: none), the
+     * valid keys per batch row {@code keyLengths} (b ints, or null: all) and a score {@code softCap}
+     * (0: none). A query that sees no key gets out 0 and lse −∞.
+     */
+    public static Launch attentionForward(KernelBuffer out, KernelBuffer lse, KernelBuffer q, KernelBuffer k, KernelBuffer v,
+                                          int b, int t, int h, int g, int d, int queryOffset, float scale, int window,
+                                          KernelBuffer keyLengths, float softCap) {
+        checkMask(b, window, keyLengths, softCap);
         checkAttention(q, k, v, b, t, h, g, d, queryOffset);
         need("attention out", out, f32((long) b * t * h * d));
         need("attention lse", lse, f32((long) b * h * t));
         return new Launch("attention", "attn_fwd", blocks(t, ATTENTION_TILE), h, b, ATTENTION_THREADS, new KernelArgs()
                 .ptr(out).ptr(lse).ptr(q).ptr(k).ptr(v).i32(b).i32(t).i32(h).i32(g).i32(d).i32(queryOffset)
-                .f32(scale));
+                .f32(scale).i32(window).ptr(keyLengths).f32(softCap));
     }
 
     /**
@@ -406,6 +418,16 @@ public final class Kernels {
                                                  KernelBuffer q, KernelBuffer k, KernelBuffer v, KernelBuffer out,
                                                  KernelBuffer dout, KernelBuffer lse, int b, int t, int h, int g, int d,
                                                  int queryOffset, float scale) {
+        return attentionBackward(dq, dk, dv, delta, q, k, v, out, dout, lse, b, t, h, g, d, queryOffset, scale, 0, null, 0f);
+    }
+
+    /** As above with a sliding window, key lengths and a soft-cap (see {@link #attentionForward}). */
+    public static List<Launch> attentionBackward(KernelBuffer dq, KernelBuffer dk, KernelBuffer dv, KernelBuffer delta,
+                                                 KernelBuffer q, KernelBuffer k, KernelBuffer v, KernelBuffer out,
+                                                 KernelBuffer dout, KernelBuffer lse, int b, int t, int h, int g, int d,
+                                                 int queryOffset, float scale, int window, KernelBuffer keyLengths,
+                                                 float softCap) {
+        checkMask(b, window, keyLengths, softCap);
         checkAttention(q, k, v, b, t, h, g, d, queryOffset);
         long qn = (long) b * t * h * d;
         long kn = (long) b * (queryOffset + t) * g * d;
@@ -420,11 +442,23 @@ public final class Kernels {
                 new KernelArgs().ptr(delta).ptr(out).ptr(dout).i32(b).i32(t).i32(h).i32(d));
         Launch dql = new Launch("attention", "attn_bwd_dq", blocks(t, ATTENTION_TILE), h, b, ATTENTION_THREADS,
                 new KernelArgs().ptr(dq).ptr(q).ptr(k).ptr(v).ptr(dout).ptr(lse).ptr(delta).i32(b).i32(t).i32(h).i32(g)
-                        .i32(d).i32(queryOffset).f32(scale));
+                        .i32(d).i32(queryOffset).f32(scale).i32(window).ptr(keyLengths).f32(softCap));
         Launch dkv = new Launch("attention", "attn_bwd_dkdv", blocks(queryOffset + t, ATTENTION_TILE), g, b, ATTENTION_THREADS,
                 new KernelArgs().ptr(dk).ptr(dv).ptr(q).ptr(k).ptr(v).ptr(dout).ptr(lse).ptr(delta).i32(b).i32(t).i32(h)
-                        .i32(g).i32(d).i32(queryOffset).f32(scale));
+                        .i32(g).i32(d).i32(queryOffset).f32(scale).i32(window).ptr(keyLengths).f32(softCap));
         return List.of(dl, dql, dkv);
+    }
+
+    private static void checkMask(int b, int window, KernelBuffer keyLengths, float softCap) {
+        if (window < 0) {
+            throw new IllegalArgumentException("attention: window must be ≥ 0 (0 for none), was " + window);
+        }
+        if (!(softCap >= 0) || Float.isInfinite(softCap)) {
+            throw new IllegalArgumentException("attention: softCap must be ≥ 0 (0 for none), was " + softCap);
+        }
+        if (keyLengths != null) {
+            need("attention keyLengths", keyLengths, 4L * b);
+        }
     }
 
     private static void checkAttention(KernelBuffer q, KernelBuffer k, KernelBuffer v, int b, int t, int h, int g, int d,

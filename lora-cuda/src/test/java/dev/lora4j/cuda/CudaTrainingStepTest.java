@@ -34,8 +34,8 @@ import org.junit.jupiter.api.io.TempDir;
  * a scalar is downloaded; the adapter is read back only when it is saved.
  */
 class CudaTrainingStepTest {
-    private static CudaBackend gpu;
-    private static Path root;
+    static CudaBackend gpu;
+    static Path root;
 
     @BeforeAll
     static void setUp() {
