@@ -487,11 +487,11 @@ public final class LlamaModel {
     }
 
     /** Writes the new positions into the cache and returns all cached positions [B, pos0+T, G, D]. */
-    private static Tensor appendToCache(float[] store, Tensor fresh, KvCache cache, int pos0) {
+    private static Tensor appendToCache(Tensor store, Tensor fresh, KvCache cache, int pos0) {
         int b = fresh.dim(0);
         int t = fresh.dim(1);
         int row = fresh.dim(2) * fresh.dim(3);
-        FloatStorage storage = new FloatStorage(store);
+        dev.lora4j.tensor.Storage storage = store.storage();
         int[] strides = {cache.capacity() * row, row, fresh.dim(3), 1};
         new Tensor(storage, fresh.shape(), strides, (long) pos0 * row).copyFrom(fresh);
         int s = pos0 + t;
@@ -500,7 +500,7 @@ public final class LlamaModel {
 
     /** A cache sized for this model. */
     public KvCache newCache(int batch, int capacity) {
-        return new KvCache(layers.size(), batch, capacity, config.numKeyValueHeads(), config.headDim());
+        return new KvCache(layers.size(), batch, capacity, config.numKeyValueHeads(), config.headDim(), embedTokens.device());
     }
 
     private boolean hasTrainable() {

@@ -55,10 +55,16 @@ public final class ModelLoader {
     }
 
     /**
-     * The model on the process backend's device ({@code Backends.get()}, e.g. a GPU chosen with
-     * {@code -Dlora4j.backend=cuda} or automatically), so that unchanged training code runs there.
+     * The model on the device of the backend requested with {@code -Dlora4j.backend} (e.g.
+     * {@code cuda}), so that unchanged training code runs there. A backend chosen automatically
+     * leaves the model on the CPU (move it with {@code LoraModel.to} or the CLI's --device), so that
+     * host-only work such as merging keeps working on machines with a GPU.
      */
     private static LlamaModel placed(LlamaModel model) {
+        String requested = System.getProperty(dev.lora4j.backend.Backends.PROPERTY);
+        if (requested == null || requested.isBlank()) {
+            return model;
+        }
         dev.lora4j.tensor.Device device = dev.lora4j.backend.Backends.get().device();
         if (device == dev.lora4j.tensor.Device.CPU) {
             return model;

@@ -31,7 +31,9 @@ import org.junit.jupiter.api.io.TempDir;
  * emulation of the kernels, a long-lived child process holding every buffer) against the same run on
  * the CPU backend: per-step losses and the trained adapter agree within float tolerance, the base
  * weights keep their storage on the device (NF4 stays 4-bit), and during training nothing larger than
- * a scalar is downloaded; the adapter is read back only when it is saved.
+ * a scalar is downloaded; the adapter is read back only when it is saved. The LoRA run on the device
+ * uses activation checkpointing (each block recomputed in backward), the CPU run does not: on the
+ * CPU the two give the same gradients bit for bit.
  */
 class CudaTrainingStepTest {
     static CudaBackend gpu;
@@ -60,8 +62,8 @@ class CudaTrainingStepTest {
         return out;
     }
 
-    private static Trainer trainer(LoraModel lora) {
-        return Trainer.builder(lora.model()).learningRate(1e-2).weightDecay(0.01).maxSteps(2).globalBatchSize(1)
+    private static Trainer trainer(LoraModel lora, boolean checkpointing) {
+        return Trainer.builder(lora.model()).activationCheckpointing(checkpointing).learningRate(1e-2).weightDecay(0.01).maxSteps(2).globalBatchSize(1)
                 .microBatchSize(1).maxGradNorm(1.0).seed(5).shuffle(false).warmupSteps(0).progressLogging(false).build();
     }
 
@@ -85,9 +87,10 @@ class CudaTrainingStepTest {
             assertTrue(t.requiresGrad(), t.name());
         }
 
-        TrainerListener.TrainingResult want = trainer(cpu).fit(data());
+        TrainerListener.TrainingResult want = trainer(cpu, false).fit(data());
         gpu.resetTransfers();
-        TrainerListener.TrainingResult got = trainer(dev).fit(data());
+        // the LoRA run recomputes each block in backward on the device (same gradients as keeping activations)
+        TrainerListener.TrainingResult got = trainer(dev, !nf4).fit(data());
         CudaBackend.Transfers during = gpu.transfers();
         System.out.printf("%s step on the emulated device: losses %s vs CPU %s; transfers %s%n", nf4 ? "QLoRA" : "LoRA",
                 java.util.Arrays.toString(got.lossPerStep()), java.util.Arrays.toString(want.lossPerStep()), during);
@@ -103,7 +106,9 @@ class CudaTrainingStepTest {
         long adapterBytes = 0;
         for (Map.Entry<String, Tensor> e : expected.entrySet()) {
             float[] a = actual.get(e.getKey()).toFloatArray();
-            Compare.close(e.getKey(), e.getValue().toFloatArray(), a, 2e-5, 2e-4);
+            // AdamW divides by √v: a gradient component near 0 turns float noise into up to a step of lr (1e-2)
+            // in the update, so a trained value may differ by a small fraction of lr (1e-4 is 1 %)
+            Compare.close(e.getKey(), e.getValue().toFloatArray(), a, 1e-4, 2e-4);
             adapterBytes += 4L * a.length;
         }
         assertEquals(adapterBytes, gpu.transfers().downloadBytes(), "reading the adapter back downloads exactly its bytes");
@@ -111,9 +116,29 @@ class CudaTrainingStepTest {
         dev.saveAdapter(dir);
         LoraModel reloaded = LoraModel.load(LlamaModel.load(root.resolve("model")), dir);
         for (Map.Entry<String, Tensor> e : expected.entrySet()) {
-            Compare.close("saved " + e.getKey(), e.getValue().toFloatArray(),
-                    reloaded.peftTensors("default", t -> t).get(e.getKey()).toFloatArray(), 2e-5, 2e-4);
+            Compare.close("saved " + e.getKey(), actual.get(e.getKey()).toFloatArray(),
+                    reloaded.peftTensors("default", t -> t).get(e.getKey()).toFloatArray(), 0, 0);
         }
+    }
+
+    @Test
+    void greedyGenerationWithAKvCacheOnTheDeviceEqualsTheCpu() {
+        LoraModel cpu = load(false);
+        LoraModel dev = load(false).to(Device.CUDA);
+        int[] prompt = {1, 17, 42, 5};
+        int[] want = new dev.lora4j.model.Generator(cpu.model()).temperature(0).maxNewTokens(5).generate(prompt);
+        int[] got = new dev.lora4j.model.Generator(dev.model()).temperature(0).maxNewTokens(5).generate(prompt);
+        assertEquals(java.util.Arrays.toString(want), java.util.Arrays.toString(got));
+        // the cache lives on the device: a forward with it compares logits too
+        dev.lora4j.nn.KvCache cache = dev.model().newCache(1, 16);
+        assertSame(Device.CUDA, cache.keysOf(0).device());
+        Tensor first = dev.model().forward(prompt, 1, cache);
+        Tensor next = dev.model().forward(new int[] {want[0]}, 1, cache);
+        int[] all = {1, 17, 42, 5, want[0]};
+        float[] full = cpu.model().forward(all, 1).toFloatArray();
+        float[] last = java.util.Arrays.copyOfRange(full, 4 * 96, 5 * 96);
+        Compare.close("cached logits", last, next.toFloatArray(), 1e-5, 1e-4);
+        assertEquals(4 * 96, first.numel());
     }
 
     @Test
