@@ -1,7 +1,10 @@
 // Causal scaled-dot-product attention with grouped-query heads, FlashAttention-2 style: tiles of
 // AT_BQ queries × AT_BK keys in shared memory, online softmax, the T×T matrix never stored.
 // q, out [B, T, H, D]; k, v [B, S, G, D] with S = queryOffset + T; query head h reads kv head
-// h / (H/G); query i sees keys j ≤ queryOffset + i. lse [B, H, T] is saved for backward, which
+// h / (H/G); query i sees keys j ≤ queryOffset + i, and with a sliding window W > 0 only keys
+// j > queryOffset + i − W, and with keyLengths (padding) only keys j < keyLengths[b]; a row that
+// sees no key gets out = 0 and lse = −∞. With softCap c > 0 the scores are c·tanh(s/c) (Gemma 2),
+// and dS goes through its derivative 1 − (S/c)². lse [B, H, T] is saved for backward, which
 // recomputes P = exp(S·scale − lse): dV += Pᵀ·dO, dS = P ⊙ (dO·Vᵀ − Δ), Δ_i = dO_i·O_i,
 // dQ += scale·dS·K, dK += scale·dSᵀ·Q. Head size D ≤ AT_DMAX. 128 threads: thread t owns row
 // t / 8 of a tile and head-dimension entries d ≡ t mod 8.
@@ -29,10 +32,22 @@ __device__ __forceinline__ float at_dot(const float* a, const float* b, int D) {
     return s;
 }
 
+/** Whether query i (of T) sees key j (of S) in batch row b under the mask. */
+__device__ __forceinline__ bool at_visible(int i, int j, int b, int T, int S, int queryOffset, int window,
+                                           const int* keyLengths) {
+    return i < T && j < S && j <= queryOffset + i && (window <= 0 || j > queryOffset + i - window) &&
+           (keyLengths == nullptr || j < keyLengths[b]);
+}
+
+/** The (soft-capped) score of a raw scaled dot product. */
+__device__ __forceinline__ float at_cap(float s, float softCap) {
+    return softCap > 0.0f ? softCap * tanhf(s / softCap) : s;
+}
+
 /** Launch: grid (ceil(T/16), H, B), 128 threads. */
 extern "C" __global__ void __launch_bounds__(AT_THREADS)
     attn_fwd(float* out, float* lse, const float* q, const float* k, const float* v, int B, int T, int H, int G, int D,
-             int queryOffset, float scale) {
+             int queryOffset, float scale, int window, const int* keyLengths, float softCap) {
     __shared__ float Qs[AT_BQ][AT_DMAX + 1];
     __shared__ float Ks[AT_BK][AT_DMAX + 1];
     __shared__ float Vs[AT_BK][AT_DMAX + 1];
@@ -60,8 +75,8 @@ extern "C" __global__ void __launch_bounds__(AT_THREADS)
         __syncthreads();
         for (int cc = c8; cc < AT_BK; cc += 8) {
             int j = j0 + cc;
-            bool visible = i < T && j < S && j <= queryOffset + i;
-            Ss[r][cc] = visible ? at_dot(Qs[r], Ks[cc], D) * scale : -INFINITY;
+            bool visible = at_visible(i, j, b, T, S, queryOffset, window, keyLengths);
+            Ss[r][cc] = visible ? at_cap(at_dot(Qs[r], Ks[cc], D) * scale, softCap) : -INFINITY;
         }
         __syncthreads();
         float rowMax = -INFINITY;
@@ -91,9 +106,9 @@ extern "C" __global__ void __launch_bounds__(AT_THREADS)
         #pragma unroll
         for (int j = 0; j < AT_PER; j++) {
             int d = c8 + 8 * j;
-            if (d < D) out[base + d] = o[j] / l;
+            if (d < D) out[base + d] = l > 0.0f ? o[j] / l : 0.0f;
         }
-        if (c8 == 0) lse[((long long)b * H + h) * T + i] = m + logf(l);
+        if (c8 == 0) lse[((long long)b * H + h) * T + i] = l > 0.0f ? m + logf(l) : -INFINITY;
     }
 }
 
@@ -120,7 +135,8 @@ extern "C" __global__ void __launch_bounds__(256)
 __device__ __forceinline__ void at_probs(float (*Ps)[AT_BK + 1], float (*dSs)[AT_BK + 1], float (*Qs)[AT_DMAX + 1],
                                          float (*dOs)[AT_DMAX + 1], float (*Ks)[AT_DMAX + 1],
                                          float (*Vs)[AT_DMAX + 1], const float* Ls, const float* Dl, int i0, int j0,
-                                         int T, int S, int D, int queryOffset, float scale) {
+                                         int T, int S, int D, int queryOffset, float scale, int b, int window,
+                                         const int* keyLengths, float softCap) {
     int r = threadIdx.x / 8;
     int c8 = threadIdx.x % 8;
     int i = i0 + r;
@@ -128,9 +144,14 @@ __device__ __forceinline__ void at_probs(float (*Ps)[AT_BK + 1], float (*dSs)[AT
         int j = j0 + cc;
         float p = 0.0f;
         float ds = 0.0f;
-        if (i < T && j < S && j <= queryOffset + i) {
-            p = expf(at_dot(Qs[r], Ks[cc], D) * scale - Ls[r]);
+        if (at_visible(i, j, b, T, S, queryOffset, window, keyLengths)) {
+            float sc = at_cap(at_dot(Qs[r], Ks[cc], D) * scale, softCap);
+            p = expf(sc - Ls[r]);
             ds = p * (at_dot(dOs[r], Vs[cc], D) - Dl[r]);
+            if (softCap > 0.0f) {
+                float t = sc / softCap;
+                ds *= 1.0f - t * t;
+            }
         }
         Ps[r][cc] = p;
         dSs[r][cc] = ds;
@@ -140,7 +161,8 @@ __device__ __forceinline__ void at_probs(float (*Ps)[AT_BK + 1], float (*dSs)[AT
 /** dq += scale · dS·K. Launch: grid (ceil(T/16), H, B), 128 threads. */
 extern "C" __global__ void __launch_bounds__(AT_THREADS)
     attn_bwd_dq(float* dq, const float* q, const float* k, const float* v, const float* dout, const float* lse,
-                const float* delta, int B, int T, int H, int G, int D, int queryOffset, float scale) {
+                const float* delta, int B, int T, int H, int G, int D, int queryOffset, float scale, int window,
+                const int* keyLengths, float softCap) {
     __shared__ float Qs[AT_BQ][AT_DMAX + 1];
     __shared__ float dOs[AT_BQ][AT_DMAX + 1];
     __shared__ float Ks[AT_BK][AT_DMAX + 1];
@@ -174,7 +196,8 @@ extern "C" __global__ void __launch_bounds__(AT_THREADS)
         at_load(Ks, k + kvBase, 0, S - j0, (long long)G * D, D);
         at_load(Vs, v + kvBase, 0, S - j0, (long long)G * D, D);
         __syncthreads();
-        at_probs(Ps, dSs, Qs, dOs, Ks, Vs, Ls, Dl, i0, j0, T, S, D, queryOffset, scale);
+        at_probs(Ps, dSs, Qs, dOs, Ks, Vs, Ls, Dl, i0, j0, T, S, D, queryOffset, scale, b, window, keyLengths,
+                     softCap);
         __syncthreads();
         #pragma unroll
         for (int j = 0; j < AT_PER; j++) {
@@ -201,7 +224,7 @@ extern "C" __global__ void __launch_bounds__(AT_THREADS)
 extern "C" __global__ void __launch_bounds__(AT_THREADS)
     attn_bwd_dkdv(float* dk, float* dv, const float* q, const float* k, const float* v, const float* dout,
                   const float* lse, const float* delta, int B, int T, int H, int G, int D, int queryOffset,
-                  float scale) {
+                  float scale, int window, const int* keyLengths, float softCap) {
     __shared__ float Qs[AT_BQ][AT_DMAX + 1];
     __shared__ float dOs[AT_BQ][AT_DMAX + 1];
     __shared__ float Ks[AT_BK][AT_DMAX + 1];
@@ -240,7 +263,8 @@ extern "C" __global__ void __launch_bounds__(AT_THREADS)
                 Dl[threadIdx.x] = i < T ? delta[((long long)b * H + h) * T + i] : 0.0f;
             }
             __syncthreads();
-            at_probs(Ps, dSs, Qs, dOs, Ks, Vs, Ls, Dl, i0, j0, T, S, D, queryOffset, scale);
+            at_probs(Ps, dSs, Qs, dOs, Ks, Vs, Ls, Dl, i0, j0, T, S, D, queryOffset, scale, b, window, keyLengths,
+                     softCap);
             __syncthreads();
             #pragma unroll
             for (int j = 0; j < AT_PER; j++) {

@@ -45,6 +45,9 @@ public final class ChatCommand implements Callable<Integer> {
     ModelOptions modelOptions;
 
     @Mixin
+    DeviceOptions deviceOptions;
+
+    @Mixin
     SamplingOptions sampling;
 
     @Option(names = "--template", paramLabel = "NAME",
@@ -61,9 +64,10 @@ public final class ChatCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
+        dev.lora4j.tensor.Device computeDevice = deviceOptions.resolve(spec);
         HfTokenizer tokenizer = modelOptions.tokenizer();
         ChatTemplate template = template();
-        ModelOptions.LoadedModel loaded = modelOptions.load();
+        ModelOptions.LoadedModel loaded = modelOptions.load(computeDevice);
         Set<Integer> stopTokens = ModelOptions.stopTokens(loaded, tokenizer);
         Generator generator = sampling.configure(new Generator(loaded.model())).tokenizer(tokenizer)
                 .stopTokens(stopTokens).stopStrings(template.stopStrings());

@@ -79,6 +79,9 @@ public final class EvaluateCommand implements Callable<Integer> {
     @Mixin
     ModelOptions modelOptions;
 
+    @Mixin
+    DeviceOptions deviceOptions;
+
     @Option(names = {"-t", "--tasks"}, required = true, split = ",", paramLabel = "TASK", converter = TaskConverter.class,
             description = "Comma-separated tasks: val_loss, exact_match (both on --data/--val-data), arithmetic_2da ... arithmetic_5ds (arithmetic: 2da,2ds,4da,4ds), "
                     + "truthfulqa_mc1, truthfulqa_mc2 (truthfulqa: both).")
@@ -127,6 +130,7 @@ public final class EvaluateCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws IOException {
+        dev.lora4j.tensor.Device computeDevice = deviceOptions.resolve(spec);
         Set<String> tasks = new LinkedHashSet<>();
         taskNames.forEach(name -> tasks.addAll(TASK_NAMES.get(name)));
         List<ArithmeticEvaluation.Task> arithmetic = tasks.stream().filter(t -> t.startsWith("arithmetic_"))
@@ -162,7 +166,7 @@ public final class EvaluateCommand implements Callable<Integer> {
         }
         ArithmeticEvaluation arithmeticEvaluation = arithmetic.isEmpty() ? null : arithmeticEvaluation(arithmetic);
 
-        ModelOptions.LoadedModel loaded = modelOptions.load();
+        ModelOptions.LoadedModel loaded = modelOptions.load(computeDevice);
         EvaluationReport report = EvaluationReport.empty().model(loaded.folder().toString())
                 .config("lora4j_version", Lora4j.version())
                 .config("tasks", String.join(",", tasks));

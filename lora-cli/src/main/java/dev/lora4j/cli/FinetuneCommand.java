@@ -81,6 +81,9 @@ public final class FinetuneCommand implements Callable<Integer> {
     ModelOptions modelOptions;
 
     @Mixin
+    DeviceOptions deviceOptions;
+
+    @Mixin
     DataOptions dataOptions;
 
     @Mixin
@@ -125,6 +128,7 @@ public final class FinetuneCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
+        dev.lora4j.tensor.Device computeDevice = deviceOptions.resolve(spec);
         Path folder = modelOptions.folder();
         if (!modelOptions.adapters().isEmpty()) {
             throw OptionErrors.usage(spec, "finetune trains a new adapter on the base model; --adapter is not supported "
@@ -151,7 +155,7 @@ public final class FinetuneCommand implements Callable<Integer> {
         if (resumePoint != null) {
             checkSameRun(settings, resumePoint);
         }
-        ModelOptions.LoadedModel loaded = modelOptions.load();
+        ModelOptions.LoadedModel loaded = modelOptions.load(computeDevice);
         LoraModel lora = LoraModel.wrap(loaded.model(), loraConfig).baseModel(folder.toString());
         LOG.info(String.format(Locale.ROOT, "LoRA r=%d alpha=%s on %s%s: %,d trainable of %,d parameters (%.3f%%)",
                 loraConfig.rank(), loraConfig.alpha(), loraConfig.targetModules(), loaded.quantizedBase()

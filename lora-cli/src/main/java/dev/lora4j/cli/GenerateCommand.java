@@ -38,6 +38,9 @@ public final class GenerateCommand implements Callable<Integer> {
     ModelOptions modelOptions;
 
     @Mixin
+    DeviceOptions deviceOptions;
+
+    @Mixin
     SamplingOptions sampling;
 
     @Option(names = {"-p", "--prompt"}, paramLabel = "TEXT",
@@ -52,6 +55,7 @@ public final class GenerateCommand implements Callable<Integer> {
 
     @Override
     public Integer call() {
+        dev.lora4j.tensor.Device computeDevice = deviceOptions.resolve(spec);
         HfTokenizer tokenizer = modelOptions.tokenizer();
         String text = prompt != null ? DataOptions.unescape(prompt) : readStdin();
         List<String> stops = stopStrings.stream().map(DataOptions::unescape).toList();
@@ -60,7 +64,7 @@ public final class GenerateCommand implements Callable<Integer> {
                 throw OptionErrors.usage(spec, "--stop value " + (i + 1) + " is empty; give the text to stop at");
             }
         }
-        ModelOptions.LoadedModel loaded = modelOptions.load();
+        ModelOptions.LoadedModel loaded = modelOptions.load(computeDevice);
         Set<Integer> stop = ModelOptions.stopTokens(loaded, tokenizer);
         Generator generator = sampling.configure(new Generator(loaded.model())).tokenizer(tokenizer).stopTokens(stop)
                 .stopStrings(stops);

@@ -211,6 +211,14 @@ public final class ModelOptions {
      * (weights memory-mapped as stored); then --quantize, then the adapters, all active.
      */
     public LoadedModel load() {
+        return load(null);
+    }
+
+    /**
+     * As {@link #load()}, with the base model placed on {@code device} (null: where the loader put
+     * it) before the adapters are attached, so that they are created there too.
+     */
+    public LoadedModel load(dev.lora4j.tensor.Device device) {
         Path folder = folder();
         List<AdapterRef> refs = adapters();
         if (isGguf() && quantize != null) {
@@ -226,6 +234,9 @@ public final class ModelOptions {
                         + "has a quantization_config); drop --quantize");
             }
             Quantizer.quantize(model, quantize);
+        }
+        if (device != null && model.embedTokens().device() != device) {
+            model = model.to(device);
         }
         LoraModel lora = null;
         for (AdapterRef ref : refs) {

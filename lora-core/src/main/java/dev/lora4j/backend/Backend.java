@@ -69,6 +69,21 @@ public interface Backend {
     /** Copies host floats into a new tensor of this device (not from an arena: it persists). */
     Tensor fromHost(float[] values, int... shape);
 
+    /**
+     * {@code t} on this backend's device, persistent (not from an arena), with its name and
+     * requiresGrad flag: {@code t} itself when it is there already, else a copy. A device backend
+     * keeps the storage kinds its kernels read (a BF16 or 4-bit frozen weight stays BF16 or 4-bit);
+     * this default copies F32 values through the host. {@link Tensor#to} and model placement use it.
+     */
+    default Tensor toDevice(Tensor t) {
+        if (t.device() == device()) {
+            return t;
+        }
+        float[] host = new float[Math.toIntExact(t.numel())];
+        t.backend().toHost(host, 0, t);
+        return fromHost(host, t.shape()).name(t.name()).requiresGrad(t.requiresGrad());
+    }
+
     /** Copies {@code src} (any layout, any storage of this device) to {@code dst[dstOffset ..]}, row-major. */
     void toHost(float[] dst, int dstOffset, Tensor src);
 

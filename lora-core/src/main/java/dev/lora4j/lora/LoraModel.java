@@ -83,6 +83,57 @@ public final class LoraModel {
     }
 
     /**
+     * This LoRA model on {@code device}: the base weights moved once ({@link LlamaModel#to}; frozen
+     * BF16 and 4-bit weights keep their form on a device that computes on them) and every adapter's
+     * A and B copied there, trainable, with the same configs, names and active set. Returns a new
+     * LoraModel (itself when it is there already); train and save through the returned one.
+     */
+    public LoraModel to(dev.lora4j.tensor.Device device) {
+        if (model.embedTokens().device() == device) {
+            return this;
+        }
+        Map<String, LoraLinear> wrapped = new LinkedHashMap<>();
+        for (Map.Entry<String, Linear> e : model.linears().entrySet()) {
+            if (e.getValue() instanceof LoraLinear ll) {
+                if (!ll.merged().isEmpty()) {
+                    throw new IllegalStateException(ll.name() + ": adapters " + ll.merged() + " are merged; unmerge them "
+                            + "before moving the model");
+                }
+                wrapped.put(e.getKey(), ll);
+                model.replaceLinear(e.getKey(), new Linear(ll.name(), ll.weight(), ll.bias()));
+            }
+        }
+        LlamaModel movedBase;
+        try {
+            movedBase = model.to(device);
+        } finally {
+            for (Map.Entry<String, LoraLinear> e : wrapped.entrySet()) {
+                model.replaceLinear(e.getKey(), e.getValue());
+            }
+        }
+        LoraModel moved = new LoraModel(movedBase);
+        moved.baseModelNameOrPath = baseModelNameOrPath;
+        moved.configs.putAll(configs);
+        Map<String, Linear> targets = movedBase.linears();
+        for (Map.Entry<String, LoraLinear> e : wrapped.entrySet()) {
+            LoraLinear from = e.getValue();
+            LoraLinear to = new LoraLinear(targets.get(e.getKey()), e.getKey().equals("lm_head")
+                    && movedBase.config().tieWordEmbeddings());
+            for (Map.Entry<String, LoraAdapter> ad : from.adapters().entrySet()) {
+                LoraAdapter a = ad.getValue();
+                Tensor am = a.a().detach().to(device).requiresGrad(a.a().requiresGrad()).name(a.a().name());
+                Tensor bm = a.b().detach().to(device).requiresGrad(a.b().requiresGrad()).name(a.b().name());
+                to.addAdapter(ad.getKey(), new LoraAdapter(am, bm, a.rank(), a.alpha(), a.scaling(), a.dropout()));
+            }
+            to.setActive(from.active());
+            to.setDisabled(from.isDisabled());
+            movedBase.replaceLinear(e.getKey(), to);
+        }
+        moved.active = new ArrayList<>(active);
+        return moved;
+    }
+
+    /**
      * Records the base model's name or folder (PEFT's {@code base_model_name_or_path}), written
      * into every adapter_config.json this model saves, so that the adapter says which base it
      * belongs to; e.g. {@code lora.baseModel(modelDir.toString())}. Loading an adapter whose
@@ -191,6 +242,9 @@ public final class LoraModel {
     }
 
     private void attach(String module, String adapterName, Tensor a, Tensor b, ModuleLora m) {
+        // adapters live where the base model does (a GPU when the model was placed there)
+        a = a.to(model.embedTokens().device());
+        b = b.to(model.embedTokens().device());
         a.requiresGrad(true).name(peftKey(module, "lora_A") + (adapterName.equals(DEFAULT_ADAPTER) ? "" : "@" + adapterName));
         b.requiresGrad(true).name(peftKey(module, "lora_B") + (adapterName.equals(DEFAULT_ADAPTER) ? "" : "@" + adapterName));
         Linear lin = model.linears().get(module);

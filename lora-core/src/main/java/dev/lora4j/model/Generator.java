@@ -346,6 +346,12 @@ public final class Generator {
 
     private static float[] lastRow(Tensor logits) {
         int v = logits.dim(-1);
+        if (!(logits.storage() instanceof dev.lora4j.tensor.FloatStorage)) {
+            // logits on a device: read back only the last row (V floats)
+            float[] row = new float[v];
+            logits.storage().decode(logits.offset() + logits.numel() - v, v, row, 0);
+            return row;
+        }
         float[] all = logits.data();
         int end = logits.intOffset() + Math.toIntExact(logits.numel());
         return Arrays.copyOfRange(all, end - v, end);

@@ -190,6 +190,37 @@ public final class LlamaModel {
         });
     }
 
+    /**
+     * This model with every base tensor on {@code device} ({@link Tensor#to}: frozen BF16 and 4-bit
+     * weights keep their form on a device that computes on them), as a new model; itself when it is
+     * there already. LoRA adapters are not carried: move a LoRA model with
+     * {@link dev.lora4j.lora.LoraModel#to}. The weights are copied once; keep using the returned model.
+     */
+    public LlamaModel to(dev.lora4j.tensor.Device device) {
+        if (embedTokens.device() == device) {
+            return this;
+        }
+        for (Linear lin : linears().values()) {
+            if (lin.getClass() != Linear.class) {
+                throw new IllegalStateException(lin.name() + " is a " + lin.getClass().getSimpleName() + "; move the "
+                        + "LoraModel that wraps this model (LoraModel.to) instead of the base model");
+            }
+        }
+        Map<String, Tensor> moved = new LinkedHashMap<>();
+        for (Map.Entry<String, Tensor> e : allTensors().entrySet()) {
+            moved.put(e.getKey(), e.getValue().to(device).name(e.getKey()));
+        }
+        LlamaModel m = assemble(config, (name, shape) -> {
+            Tensor t = moved.get(name);
+            if (t == null) {
+                throw new IllegalStateException("moving the model to " + device + ": tensor " + name + " is missing");
+            }
+            return t;
+        });
+        m.activationCheckpointing = activationCheckpointing;
+        return m;
+    }
+
     /** Loads a Hugging Face model folder; see {@link ModelLoader}. */
     public static LlamaModel load(java.nio.file.Path folder) {
         return ModelLoader.load(folder, ModelLoader.Options.defaults());
@@ -456,11 +487,11 @@ public final class LlamaModel {
     }
 
     /** Writes the new positions into the cache and returns all cached positions [B, pos0+T, G, D]. */
-    private static Tensor appendToCache(float[] store, Tensor fresh, KvCache cache, int pos0) {
+    private static Tensor appendToCache(Tensor store, Tensor fresh, KvCache cache, int pos0) {
         int b = fresh.dim(0);
         int t = fresh.dim(1);
         int row = fresh.dim(2) * fresh.dim(3);
-        FloatStorage storage = new FloatStorage(store);
+        dev.lora4j.tensor.Storage storage = store.storage();
         int[] strides = {cache.capacity() * row, row, fresh.dim(3), 1};
         new Tensor(storage, fresh.shape(), strides, (long) pos0 * row).copyFrom(fresh);
         int s = pos0 + t;
@@ -469,7 +500,7 @@ public final class LlamaModel {
 
     /** A cache sized for this model. */
     public KvCache newCache(int batch, int capacity) {
-        return new KvCache(layers.size(), batch, capacity, config.numKeyValueHeads(), config.headDim());
+        return new KvCache(layers.size(), batch, capacity, config.numKeyValueHeads(), config.headDim(), embedTokens.device());
     }
 
     private boolean hasTrainable() {

@@ -54,6 +54,25 @@ public final class ModelLoader {
         }
     }
 
+    /**
+     * The model on the device of the backend requested with {@code -Dlora4j.backend} (e.g.
+     * {@code cuda}), so that unchanged training code runs there. A backend chosen automatically
+     * leaves the model on the CPU (move it with {@code LoraModel.to} or the CLI's --device), so that
+     * host-only work such as merging keeps working on machines with a GPU.
+     */
+    private static LlamaModel placed(LlamaModel model) {
+        String requested = System.getProperty(dev.lora4j.backend.Backends.PROPERTY);
+        if (requested == null || requested.isBlank()) {
+            return model;
+        }
+        dev.lora4j.tensor.Device device = dev.lora4j.backend.Backends.get().device();
+        if (device == dev.lora4j.tensor.Device.CPU) {
+            return model;
+        }
+        LOG.info("placing the model's weights on {} (backend {})", device, dev.lora4j.backend.Backends.get().name());
+        return model.to(device);
+    }
+
     public static LlamaModel load(Path folder, Options options) {
         if (!Files.isDirectory(folder)) {
             throw new IllegalArgumentException("model folder " + folder + " does not exist or is not a folder; expected a "
@@ -106,7 +125,7 @@ public final class ModelLoader {
             LOG.info("loaded {} ({} layers, hidden {}, {} parameters, {} MB of weights) from {}", config.modelType(),
                     config.numHiddenLayers(), config.hiddenSize(), model.baseParameterCount(),
                     model.baseByteSize() / (1 << 20), folder);
-            return model;
+            return placed(model);
         } catch (IOException e) {
             throw new UncheckedIOException("reading model folder " + folder + ": " + e.getMessage(), e);
         }

@@ -153,13 +153,17 @@ public final class Tensor {
     }
 
     /**
-     * This tensor on {@code target}: itself when it is there already, else a contiguous F32 copy
-     * made through the host by the target's backend. Explicit by design: operations never move
-     * tensors, and mixing devices in one operation is an error.
+     * This tensor on {@code target}: itself when it is there already, else a contiguous copy made
+     * by the target's backend ({@link Backend#toDevice}: F32, except that a device backend keeps a
+     * frozen BF16 or 4-bit weight in that form). Explicit by design: operations never move tensors,
+     * and mixing devices in one operation is an error.
      */
     public Tensor to(Device target) {
         if (target == device()) {
             return this;
+        }
+        if (device() == Device.CPU) {
+            return Backends.forDevice(target).toDevice(this).name(name);
         }
         float[] host = new float[Math.toIntExact(numel())];
         backend().toHost(host, 0, this);

@@ -37,13 +37,13 @@ final class CublasGemm implements AutoCloseable {
         }
     }
 
-    void gemm(boolean transA, boolean transB, int m, int n, int k, float alpha, CudaBuffer a, int aType, int lda, CudaBuffer b,
-              int bType, int ldb, float beta, CudaBuffer c, int ldc) {
+    void gemm(boolean transA, boolean transB, int m, int n, int k, float alpha, KernelBuffer a, int aType, int lda,
+              KernelBuffer b, int bType, int ldb, float beta, KernelBuffer c, int ldc) {
         context.makeCurrent();
         try (FloatPointer al = new FloatPointer(1).put(0, alpha); FloatPointer be = new FloatPointer(1).put(0, beta)) {
             int status = cublas.cublasGemmEx(handle, transB ? cublas.CUBLAS_OP_T : cublas.CUBLAS_OP_N,
-                    transA ? cublas.CUBLAS_OP_T : cublas.CUBLAS_OP_N, n, m, k, al, new DevicePointer(b.address()), bType, ldb,
-                    new DevicePointer(a.address()), aType, lda, be, new DevicePointer(c.address()), cudart.CUDA_R_32F, ldc,
+                    transA ? cublas.CUBLAS_OP_T : cublas.CUBLAS_OP_N, n, m, k, al, new DevicePointer(DeviceRuntime.addressOf(b)), bType, ldb,
+                    new DevicePointer(DeviceRuntime.addressOf(a)), aType, lda, be, new DevicePointer(DeviceRuntime.addressOf(c)), cudart.CUDA_R_32F, ldc,
                     cublas.CUBLAS_COMPUTE_32F, cublas.CUBLAS_GEMM_DEFAULT);
             checkCublas(status, "cublasGemmEx(m=" + m + ", n=" + n + ", k=" + k + (transA ? ", Aᵀ" : "") + (transB ? ", Bᵀ" : "") + ")");
         }

@@ -27,7 +27,7 @@ import org.bytedeco.javacpp.SizeTPointer;
  * The stream is a blocking one, so the synchronous copies ({@code cuMemcpyHtoD/DtoH}) are ordered
  * after the launches before them.
  */
-public final class CudaContext implements KernelLauncher, AutoCloseable {
+public final class CudaContext implements DeviceRuntime {
     /** Oldest compute capability the kernels run on (BF16 tensor-core wmma). */
     public static final int MIN_MAJOR = 8;
 
@@ -76,22 +76,7 @@ public final class CudaContext implements KernelLauncher, AutoCloseable {
         check(cudart.cuDevicePrimaryCtxRetain(context, device), "cuDevicePrimaryCtxRetain(" + ordinal + ")");
         makeCurrent();
         check(cudart.cuStreamCreate(stream, cudart.CU_STREAM_DEFAULT), "cuStreamCreate");
-        this.allocator = new CachingAllocator(new CachingAllocator.Raw() {
-            @Override
-            public long allocate(long bytes) {
-                makeCurrent();
-                try (LongPointer p = new LongPointer(1)) {
-                    check(cudart.cuMemAlloc(p, bytes), "cuMemAlloc(" + bytes + " bytes)");
-                    return p.get();
-                }
-            }
-
-            @Override
-            public void free(long address) {
-                makeCurrent();
-                check(cudart.cuMemFree(address), "cuMemFree(0x" + Long.toHexString(address) + ")");
-            }
-        });
+        this.allocator = new CachingAllocator(this);
     }
 
     /** Opens device {@code ordinal}; throws UnsupportedOperationException with the reason when it cannot run the kernels. */
@@ -173,13 +158,7 @@ public final class CudaContext implements KernelLauncher, AutoCloseable {
     }
 
     private long addressOf(KernelBuffer b) {
-        if (b instanceof BufferSlice s) {
-            return addressOf(s.base()) + s.offset();
-        }
-        if (!(b instanceof CudaBuffer cb)) {
-            throw new IllegalArgumentException("kernel argument " + b + " is not device memory of this context");
-        }
-        return cb.address();
+        return DeviceRuntime.addressOf(b);
     }
 
     // ------------------------------------------------------------------ copies
@@ -225,6 +204,59 @@ public final class CudaContext implements KernelLauncher, AutoCloseable {
         }
     }
 
+    // ------------------------------------------------------------------ DeviceRuntime
+
+    @Override
+    public String describe() {
+        return toString();
+    }
+
+    @Override
+    public long allocate(long bytes) {
+        makeCurrent();
+        try (LongPointer p = new LongPointer(1)) {
+            check(cudart.cuMemAlloc(p, Math.max(bytes, 1)), "cuMemAlloc(" + bytes + " bytes)");
+            return p.get();
+        }
+    }
+
+    @Override
+    public void free(long address) {
+        makeCurrent();
+        check(cudart.cuMemFree(address), "cuMemFree(0x" + Long.toHexString(address) + ")");
+    }
+
+    @Override
+    public void upload(long address, byte[] src, int offset, int count) {
+        makeCurrent();
+        if (count > 0) {
+            try (BytePointer host = new BytePointer(count)) {
+                host.put(src, offset, count);
+                check(cudart.cuMemcpyHtoD(address, host, count), "cuMemcpyHtoD(" + count + " bytes)");
+            }
+        }
+    }
+
+    @Override
+    public void download(long address, byte[] dst, int offset, int count) {
+        makeCurrent();
+        if (count > 0) {
+            try (BytePointer host = new BytePointer(count)) {
+                check(cudart.cuMemcpyDtoH(host, address, count), "cuMemcpyDtoH(" + count + " bytes)");
+                host.get(dst, offset, count);
+            }
+        }
+    }
+
+    @Override
+    public void copy(long dstAddress, long srcAddress, long bytes) {
+        makeCurrent();
+        if (bytes > 0) {
+            check(cudart.cuMemcpyDtoDAsync(dstAddress, srcAddress, bytes, stream), "cuMemcpyDtoDAsync(" + bytes + " bytes)");
+        }
+    }
+
+    @Override
     public void synchronize() {
         makeCurrent();
         check(cudart.cuStreamSynchronize(stream), "cuStreamSynchronize");

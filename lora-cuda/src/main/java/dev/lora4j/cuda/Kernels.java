@@ -245,6 +245,12 @@ public final class Kernels {
     /** y = x·r·w per row of c, r = 1/sqrt(mean(x²) + eps), saved to rstd [rows]. */
     public static Launch rmsNormForward(KernelBuffer y, KernelBuffer rstd, KernelBuffer x, KernelBuffer w, int rows, int c,
                                         float eps) {
+        return rmsNormForward(y, rstd, x, w, rows, c, eps, 0f);
+    }
+
+    /** y = x·r·(w + weightOffset) per row (Gemma's (1 + w) norms use offset 1), r saved to rstd [rows]. */
+    public static Launch rmsNormForward(KernelBuffer y, KernelBuffer rstd, KernelBuffer x, KernelBuffer w, int rows, int c,
+                                        float eps, float weightOffset) {
         positive("rmsnorm", "rows", rows);
         positive("rmsnorm", "c", c);
         need("rmsnorm x", x, f32((long) rows * c));
@@ -252,22 +258,36 @@ public final class Kernels {
         need("rmsnorm w", w, f32(c));
         need("rmsnorm rstd", rstd, f32(rows));
         return new Launch("norm", "rmsnorm_fwd", rows, 1, 1, THREADS,
-                new KernelArgs().ptr(y).ptr(rstd).ptr(x).ptr(w).i32(rows).i32(c).f32(eps));
+                new KernelArgs().ptr(y).ptr(rstd).ptr(x).ptr(w).i32(rows).i32(c).f32(eps).f32(weightOffset));
     }
 
     /** dx += r·g − x·r³·mean(g ⊙ x) with g = dy ⊙ w; dw += Σ_rows dy ⊙ x·r (dw may be null: frozen). */
     public static List<Launch> rmsNormBackward(KernelBuffer dx, KernelBuffer dw, KernelBuffer dy, KernelBuffer x, KernelBuffer w,
                                                KernelBuffer rstd, int rows, int c) {
-        need("rmsnorm dx", dx, f32((long) rows * c));
+        return rmsNormBackward(dx, dw, dy, x, w, 0f, rstd, rows, c);
+    }
+
+    /** As above with w' = w + weightOffset in the dx term; dx or dw may be null (skipped). */
+    public static List<Launch> rmsNormBackward(KernelBuffer dx, KernelBuffer dw, KernelBuffer dy, KernelBuffer x, KernelBuffer w,
+                                               float weightOffset, KernelBuffer rstd, int rows, int c) {
+        positive("rmsnorm", "rows", rows);
+        positive("rmsnorm", "c", c);
         need("rmsnorm dy", dy, f32((long) rows * c));
-        Launch dxl = new Launch("norm", "rmsnorm_bwd_dx", rows, 1, 1, THREADS,
-                new KernelArgs().ptr(dx).ptr(dy).ptr(x).ptr(w).ptr(rstd).i32(rows).i32(c));
-        if (dw == null) {
-            return List.of(dxl);
+        need("rmsnorm x", x, f32((long) rows * c));
+        need("rmsnorm rstd", rstd, f32(rows));
+        List<Launch> out = new java.util.ArrayList<>();
+        if (dx != null) {
+            need("rmsnorm dx", dx, f32((long) rows * c));
+            need("rmsnorm w", w, f32(c));
+            out.add(new Launch("norm", "rmsnorm_bwd_dx", rows, 1, 1, THREADS,
+                    new KernelArgs().ptr(dx).ptr(dy).ptr(x).ptr(w).ptr(rstd).i32(rows).i32(c).f32(weightOffset)));
         }
-        need("rmsnorm dw", dw, f32(c));
-        return List.of(dxl, new Launch("norm", "rmsnorm_bwd_dw", blocks(c, THREADS), 1, 1, THREADS,
-                new KernelArgs().ptr(dw).ptr(dy).ptr(x).ptr(rstd).i32(rows).i32(c)));
+        if (dw != null) {
+            need("rmsnorm dw", dw, f32(c));
+            out.add(new Launch("norm", "rmsnorm_bwd_dw", blocks(c, THREADS), 1, 1, THREADS,
+                    new KernelArgs().ptr(dw).ptr(dy).ptr(x).ptr(rstd).i32(rows).i32(c)));
+        }
+        return out;
     }
 
     /**
@@ -355,12 +375,30 @@ public final class Kernels {
      */
     public static Launch attentionForward(KernelBuffer out, KernelBuffer lse, KernelBuffer q, KernelBuffer k, KernelBuffer v,
                                           int b, int t, int h, int g, int d, int queryOffset) {
+        return attentionForward(out, lse, q, k, v, b, t, h, g, d, queryOffset, (float) (1.0 / Math.sqrt(d)));
+    }
+
+    /** As above with the score scale given (Backend's AttentionMask.scale). */
+    public static Launch attentionForward(KernelBuffer out, KernelBuffer lse, KernelBuffer q, KernelBuffer k, KernelBuffer v,
+                                          int b, int t, int h, int g, int d, int queryOffset, float scale) {
+        return attentionForward(out, lse, q, k, v, b, t, h, g, d, queryOffset, scale, 0, null, 0f);
+    }
+
+    /**
+     * As above with the rest of Backend's AttentionMask: a sliding {@code window} (0: none), the
+     * valid keys per batch row {@code keyLengths} (b ints, or null: all) and a score {@code softCap}
+     * (0: none). A query that sees no key gets out 0 and lse −∞.
+     */
+    public static Launch attentionForward(KernelBuffer out, KernelBuffer lse, KernelBuffer q, KernelBuffer k, KernelBuffer v,
+                                          int b, int t, int h, int g, int d, int queryOffset, float scale, int window,
+                                          KernelBuffer keyLengths, float softCap) {
+        checkMask(b, window, keyLengths, softCap);
         checkAttention(q, k, v, b, t, h, g, d, queryOffset);
         need("attention out", out, f32((long) b * t * h * d));
         need("attention lse", lse, f32((long) b * h * t));
         return new Launch("attention", "attn_fwd", blocks(t, ATTENTION_TILE), h, b, ATTENTION_THREADS, new KernelArgs()
                 .ptr(out).ptr(lse).ptr(q).ptr(k).ptr(v).i32(b).i32(t).i32(h).i32(g).i32(d).i32(queryOffset)
-                .f32((float) (1.0 / Math.sqrt(d))));
+                .f32(scale).i32(window).ptr(keyLengths).f32(softCap));
     }
 
     /**
@@ -371,6 +409,25 @@ public final class Kernels {
                                                  KernelBuffer q, KernelBuffer k, KernelBuffer v, KernelBuffer out,
                                                  KernelBuffer dout, KernelBuffer lse, int b, int t, int h, int g, int d,
                                                  int queryOffset) {
+        return attentionBackward(dq, dk, dv, delta, q, k, v, out, dout, lse, b, t, h, g, d, queryOffset,
+                (float) (1.0 / Math.sqrt(d)));
+    }
+
+    /** As above with the score scale given. */
+    public static List<Launch> attentionBackward(KernelBuffer dq, KernelBuffer dk, KernelBuffer dv, KernelBuffer delta,
+                                                 KernelBuffer q, KernelBuffer k, KernelBuffer v, KernelBuffer out,
+                                                 KernelBuffer dout, KernelBuffer lse, int b, int t, int h, int g, int d,
+                                                 int queryOffset, float scale) {
+        return attentionBackward(dq, dk, dv, delta, q, k, v, out, dout, lse, b, t, h, g, d, queryOffset, scale, 0, null, 0f);
+    }
+
+    /** As above with a sliding window, key lengths and a soft-cap (see {@link #attentionForward}). */
+    public static List<Launch> attentionBackward(KernelBuffer dq, KernelBuffer dk, KernelBuffer dv, KernelBuffer delta,
+                                                 KernelBuffer q, KernelBuffer k, KernelBuffer v, KernelBuffer out,
+                                                 KernelBuffer dout, KernelBuffer lse, int b, int t, int h, int g, int d,
+                                                 int queryOffset, float scale, int window, KernelBuffer keyLengths,
+                                                 float softCap) {
+        checkMask(b, window, keyLengths, softCap);
         checkAttention(q, k, v, b, t, h, g, d, queryOffset);
         long qn = (long) b * t * h * d;
         long kn = (long) b * (queryOffset + t) * g * d;
@@ -381,16 +438,27 @@ public final class Kernels {
         need("attention dv", dv, f32(kn));
         need("attention lse", lse, f32((long) b * h * t));
         need("attention delta", delta, f32((long) b * h * t));
-        float scale = (float) (1.0 / Math.sqrt(d));
         Launch dl = new Launch("attention", "attn_bwd_delta", blocks((long) b * t * h, 8), 1, 1, 256,
                 new KernelArgs().ptr(delta).ptr(out).ptr(dout).i32(b).i32(t).i32(h).i32(d));
         Launch dql = new Launch("attention", "attn_bwd_dq", blocks(t, ATTENTION_TILE), h, b, ATTENTION_THREADS,
                 new KernelArgs().ptr(dq).ptr(q).ptr(k).ptr(v).ptr(dout).ptr(lse).ptr(delta).i32(b).i32(t).i32(h).i32(g)
-                        .i32(d).i32(queryOffset).f32(scale));
+                        .i32(d).i32(queryOffset).f32(scale).i32(window).ptr(keyLengths).f32(softCap));
         Launch dkv = new Launch("attention", "attn_bwd_dkdv", blocks(queryOffset + t, ATTENTION_TILE), g, b, ATTENTION_THREADS,
                 new KernelArgs().ptr(dk).ptr(dv).ptr(q).ptr(k).ptr(v).ptr(dout).ptr(lse).ptr(delta).i32(b).i32(t).i32(h)
-                        .i32(g).i32(d).i32(queryOffset).f32(scale));
+                        .i32(g).i32(d).i32(queryOffset).f32(scale).i32(window).ptr(keyLengths).f32(softCap));
         return List.of(dl, dql, dkv);
+    }
+
+    private static void checkMask(int b, int window, KernelBuffer keyLengths, float softCap) {
+        if (window < 0) {
+            throw new IllegalArgumentException("attention: window must be ≥ 0 (0 for none), was " + window);
+        }
+        if (!(softCap >= 0) || Float.isInfinite(softCap)) {
+            throw new IllegalArgumentException("attention: softCap must be ≥ 0 (0 for none), was " + softCap);
+        }
+        if (keyLengths != null) {
+            need("attention keyLengths", keyLengths, 4L * b);
+        }
     }
 
     private static void checkAttention(KernelBuffer q, KernelBuffer k, KernelBuffer v, int b, int t, int h, int g, int d,
@@ -438,13 +506,19 @@ public final class Kernels {
     /** lossRow[r] = lse_r − z_r[y_r] and lse[r] for a chunk of rows (ce_fwd alone; see {@link #crossEntropyMean}). */
     public static Launch crossEntropyRows(KernelBuffer lossRow, KernelBuffer lse, KernelBuffer z, KernelBuffer labels, int rows,
                                           int vocab) {
+        return crossEntropyRows(lossRow, lse, z, labels, rows, vocab, IGNORE_INDEX);
+    }
+
+    /** As above with the ignored label given. */
+    public static Launch crossEntropyRows(KernelBuffer lossRow, KernelBuffer lse, KernelBuffer z, KernelBuffer labels, int rows,
+                                          int vocab, int ignoreIndex) {
         positive("cross_entropy", "rows", rows);
         need("cross_entropy z", z, f32((long) rows * vocab));
         need("cross_entropy labels", labels, 4L * rows);
         need("cross_entropy lossRow", lossRow, f32(rows));
         need("cross_entropy lse", lse, f32(rows));
         return new Launch("loss", "ce_fwd", rows, 1, 1, THREADS, new KernelArgs().ptr(lossRow).ptr(lse).ptr(z).ptr(labels).i32(rows)
-                .i32(vocab).i32(IGNORE_INDEX));
+                .i32(vocab).i32(ignoreIndex));
     }
 
     /** loss[0] = mean of lossRow over the rows whose label is not ignored (NaN if none), count[0] = their number. */
@@ -488,5 +562,253 @@ public final class Kernels {
         return new Launch("adamw", "adamw", blocks(n, THREADS), 1, 1, THREADS, new KernelArgs().ptr(p).ptr(m).ptr(v).ptr(g)
                 .i64(n).f32((float) (1 - lr * weightDecay)).f32((float) beta1).f32((float) beta2).f32((float) (1 - beta1))
                 .f32((float) (1 - beta2)).f32((float) (lr / bias1)).f64(bias2Sqrt).f64(eps));
+    }
+    /** One AdamW update with the step's constants given as the CPU backend derives them (Backend.adamW's AdamWStep). */
+    public static Launch adamW(KernelBuffer p, KernelBuffer m, KernelBuffer v, KernelBuffer g, long n, float decay, float beta1,
+                               float beta2, float c1, float c2, float stepSize, double bias2Sqrt, double eps) {
+        positive("adamw", "n", n);
+        for (KernelBuffer buf : new KernelBuffer[] {p, m, v, g}) {
+            need("adamw operand", buf, f32(n));
+        }
+        return new Launch("adamw", "adamw", blocks(n, THREADS), 1, 1, THREADS, new KernelArgs().ptr(p).ptr(m).ptr(v).ptr(g)
+                .i64(n).f32(decay).f32(beta1).f32(beta2).f32(c1).f32(c2).f32(stepSize).f64(bias2Sqrt).f64(eps));
+    }
+
+    /** One SGD step (torch.optim.SGD) over n parameters; buf (the momentum buffer) may be null. */
+    public static Launch sgd(KernelBuffer w, KernelBuffer g, KernelBuffer buf, long n, float lr, float momentum,
+                             float dampeningComplement, float weightDecay, boolean nesterov, boolean firstStep) {
+        positive("sgd", "n", n);
+        need("sgd w", w, f32(n));
+        need("sgd g", g, f32(n));
+        if (buf != null) {
+            need("sgd momentum buffer", buf, f32(n));
+        }
+        return new Launch("ops", "sgd_f32", blocks(n, THREADS), 1, 1, THREADS, new KernelArgs().ptr(w).ptr(g).ptr(buf).i64(n)
+                .f32(lr).f32(momentum).f32(dampeningComplement).f32(weightDecay).i32(nesterov).i32(firstStep));
+    }
+
+    // ------------------------------------------------------------------ ops of the Backend SPI (ops.cu)
+
+    /** The largest rank {@link #strided} handles (after dropping dimensions of size 1). */
+    public static final int MAX_STRIDED_RANK = 4;
+
+    /**
+     * dst = src (F32, or BF16 widened) or, with src null, dst = value, over views of {@code shape}
+     * (rank ≤ {@value #MAX_STRIDED_RANK}) with element strides; the buffers start at each view's
+     * first element. {@code dstSpan}/{@code srcSpan} (elements reachable from the start) are checked.
+     */
+    public static Launch strided(KernelBuffer dst, int[] dstStrides, KernelBuffer src, boolean srcBf16, int[] srcStrides,
+                                 float value, int[] shape) {
+        if (shape.length > MAX_STRIDED_RANK) {
+            throw new IllegalArgumentException("strided copy: rank " + shape.length + " is above " + MAX_STRIDED_RANK);
+        }
+        long n = 1;
+        long dstSpan = 1;
+        long srcSpan = 1;
+        int pad = MAX_STRIDED_RANK - shape.length;
+        int[] s = new int[MAX_STRIDED_RANK];
+        long[] ds = new long[MAX_STRIDED_RANK];
+        long[] ss = new long[MAX_STRIDED_RANK];
+        java.util.Arrays.fill(s, 1);
+        for (int d = 0; d < shape.length; d++) {
+            s[pad + d] = shape[d];
+            ds[pad + d] = dstStrides[d];
+            ss[pad + d] = src == null ? 0 : srcStrides[d];
+            n *= shape[d];
+            dstSpan += (long) (shape[d] - 1) * dstStrides[d];
+            srcSpan += src == null ? 0 : (long) (shape[d] - 1) * srcStrides[d];
+        }
+        positive("strided copy", "elements", n);
+        need("strided dst", dst, f32(dstSpan));
+        if (src != null) {
+            need("strided src", src, (srcBf16 ? 2 : 4) * srcSpan);
+        }
+        return new Launch("ops", "strided_f32", blocks(n, THREADS), 1, 1, THREADS, new KernelArgs().ptr(dst).ptr(src)
+                .i32(srcBf16).f32(value).i64(n).i32(s[1]).i32(s[2]).i32(s[3]).i64(ds[0]).i64(ds[1]).i64(ds[2]).i64(ds[3])
+                .i64(ss[0]).i64(ss[1]).i64(ss[2]).i64(ss[3]));
+    }
+
+    /** Element-wise operations of {@code ew_f32} (ops.cu): the code of each is its ordinal. */
+    public enum Ew {
+        ADD, ADD_SCALED, MUL, ADD_PRODUCT, SCALE, SILU, SILU_BACKWARD, GELU, GELU_BACKWARD, SWIGLU, GEGLU, SOFT_CAP,
+        SOFT_CAP_BACKWARD, DROPOUT
+    }
+
+    /** out = op(a, b) over n elements (see ops.cu for each op; b may be null when the op does not read it). */
+    public static Launch elementwise(Ew op, KernelBuffer out, KernelBuffer a, KernelBuffer b, long n, float alpha, long aux) {
+        positive("ew_f32", "n", n);
+        need("ew_f32 out", out, f32(n));
+        need("ew_f32 a", a, f32(n));
+        boolean readsB = switch (op) {
+            case ADD, MUL, ADD_PRODUCT, SILU_BACKWARD, GELU_BACKWARD, SWIGLU, GEGLU, SOFT_CAP_BACKWARD -> true;
+            default -> false;
+        };
+        if (readsB) {
+            need("ew_f32 b", b, f32(n));
+        }
+        return new Launch("ops", "ew_f32", blocks(n, THREADS), 1, 1, THREADS, new KernelArgs().ptr(out).ptr(a)
+                .ptr(readsB ? b : null).i64(n).i32(op.ordinal()).f32(alpha).i64(aux));
+    }
+
+    /** dgate += dh ⊙ up ⊙ act'(gate), dup += dh ⊙ act(gate); act 0 silu, 1 gelu tanh, 2 gelu erf; either output may be null. */
+    public static Launch gluBackward(KernelBuffer dgate, KernelBuffer dup, KernelBuffer dh, KernelBuffer gate, KernelBuffer up,
+                                     long n, int act) {
+        positive("glu_bwd", "n", n);
+        for (KernelBuffer buf : new KernelBuffer[] {dh, gate, up}) {
+            need("glu_bwd operand", buf, f32(n));
+        }
+        if (dgate != null) {
+            need("glu_bwd dgate", dgate, f32(n));
+        }
+        if (dup != null) {
+            need("glu_bwd dup", dup, f32(n));
+        }
+        return new Launch("ops", "glu_bwd", blocks(n, THREADS), 1, 1, THREADS, new KernelArgs().ptr(dgate).ptr(dup).ptr(dh)
+                .ptr(gate).ptr(up).i64(n).i32(act));
+    }
+
+    /** out[r, c] = x[r, c] + bias[c]. */
+    public static Launch addRow(KernelBuffer out, KernelBuffer x, KernelBuffer bias, long rows, int cols) {
+        positive("add_row", "rows", rows);
+        positive("add_row", "cols", cols);
+        need("add_row x", x, f32(rows * cols));
+        need("add_row out", out, f32(rows * cols));
+        need("add_row bias", bias, f32(cols));
+        return new Launch("ops", "add_row", blocks(rows * cols, THREADS), 1, 1, THREADS, new KernelArgs().ptr(out).ptr(x).ptr(bias)
+                .i64(rows).i32(cols));
+    }
+
+    /** dst[c] += Σ_r x[r, c]. */
+    public static Launch sumRows(KernelBuffer dst, KernelBuffer x, int rows, int cols) {
+        positive("sum_rows", "rows", rows);
+        positive("sum_rows", "cols", cols);
+        need("sum_rows x", x, f32((long) rows * cols));
+        need("sum_rows dst", dst, f32(cols));
+        return new Launch("ops", "sum_rows", blocks(cols, THREADS), 1, 1, THREADS, new KernelArgs().ptr(dst).ptr(x).i32(rows)
+                .i32(cols));
+    }
+
+    /** Blocks of the first pass of {@link #reduce}: partial needs 8 bytes for each. */
+    public static final int REDUCE_BLOCKS = 256;
+
+    /** Reductions to one double: Σx, Σx², Σx·w. */
+    public enum Reduction {
+        SUM, SUM_OF_SQUARES, WEIGHTED_SUM
+    }
+
+    /** out[0] (a double) = the reduction of x [n] (with weights w for WEIGHTED_SUM), through partial [REDUCE_BLOCKS doubles]. */
+    public static List<Launch> reduce(KernelBuffer out, KernelBuffer partial, KernelBuffer x, KernelBuffer w, long n,
+                                      Reduction op) {
+        positive("reduce", "n", n);
+        need("reduce x", x, f32(n));
+        if (op == Reduction.WEIGHTED_SUM) {
+            need("reduce w", w, f32(n));
+        }
+        int grid = (int) Math.min(REDUCE_BLOCKS, blocks(n, THREADS));
+        need("reduce partial", partial, 8L * grid);
+        need("reduce out", out, 8);
+        return List.of(new Launch("ops", "reduce_f64", grid, 1, 1, THREADS, new KernelArgs().ptr(partial).ptr(x)
+                        .ptr(op == Reduction.WEIGHTED_SUM ? w : null).i64(n).i32(op.ordinal())),
+                new Launch("ops", "reduce_final", 1, 1, 1, THREADS, new KernelArgs().ptr(out).ptr(partial).i32(grid)));
+    }
+
+    /** y = softmax over each row of x [rows, v]. */
+    public static Launch softmax(KernelBuffer y, KernelBuffer x, int rows, int v) {
+        positive("softmax", "rows", rows);
+        positive("softmax", "v", v);
+        need("softmax x", x, f32((long) rows * v));
+        need("softmax y", y, f32((long) rows * v));
+        return new Launch("ops", "softmax_fwd", rows, 1, 1, THREADS, new KernelArgs().ptr(y).ptr(x).i32(rows).i32(v));
+    }
+
+    /** dx += y ⊙ (dy − Σ dy ⊙ y) per row. */
+    public static Launch softmaxBackward(KernelBuffer dx, KernelBuffer dy, KernelBuffer y, int rows, int v) {
+        positive("softmax", "rows", rows);
+        positive("softmax", "v", v);
+        for (KernelBuffer buf : new KernelBuffer[] {dx, dy, y}) {
+            need("softmax_bwd operand", buf, f32((long) rows * v));
+        }
+        return new Launch("ops", "softmax_bwd", rows, 1, 1, THREADS, new KernelArgs().ptr(dx).ptr(dy).ptr(y).i32(rows).i32(v));
+    }
+
+    /** dz += scale·(softmax(z) − onehot(label)) on valid rows (overwrite: dz is z, set to the gradient, ignored rows 0). */
+    public static Launch crossEntropyBackward(KernelBuffer dz, KernelBuffer z, KernelBuffer lse, KernelBuffer labels, int rows,
+                                              int vocab, int ignoreIndex, float scale, boolean overwrite) {
+        positive("cross_entropy", "rows", rows);
+        positive("cross_entropy", "vocab", vocab);
+        need("cross_entropy dz", dz, f32((long) rows * vocab));
+        need("cross_entropy z", z, f32((long) rows * vocab));
+        need("cross_entropy lse", lse, f32(rows));
+        need("cross_entropy labels", labels, 4L * rows);
+        return new Launch("ops", "ce_bwd_scaled", blocks(vocab, THREADS), rows, 1, THREADS, new KernelArgs().ptr(dz).ptr(z)
+                .ptr(lse).ptr(labels).i32(rows).i32(vocab).i32(ignoreIndex).f32(scale).i32(overwrite));
+    }
+
+    /**
+     * RoPE on the first {@code rotary} dimensions of each head of x [b, t, h, d] (the rest copied),
+     * tables [positions, rotary/2]; {@code inverse} rotates by −θ.
+     */
+    public static Launch ropePartial(KernelBuffer out, KernelBuffer x, KernelBuffer cos, KernelBuffer sin, int b, int t, int h,
+                                     int d, int rotary, int pos0, boolean inverse) {
+        if (rotary < 2 || rotary % 2 != 0 || rotary > d) {
+            throw new IllegalArgumentException("rope: rotary dimensions must be even, ≥ 2 and ≤ the head size " + d + ", was "
+                    + rotary);
+        }
+        long n = (long) b * t * h * d;
+        positive("rope", "elements", n);
+        need("rope x", x, f32(n));
+        need("rope out", out, f32(n));
+        need("rope cos", cos, f32((long) (pos0 + t) * (rotary / 2)));
+        need("rope sin", sin, f32((long) (pos0 + t) * (rotary / 2)));
+        return new Launch("ops", "rope_partial", blocks((long) b * t * h * (d - rotary / 2), THREADS), 1, 1, THREADS,
+                new KernelArgs().ptr(out).ptr(x).ptr(cos).ptr(sin).i32(b).i32(t).i32(h).i32(d).i32(rotary).i32(pos0)
+                        .f32(inverse ? -1f : 1f));
+    }
+
+    /** LayerNorm forward: y, mean, rstd; b may be null. */
+    public static Launch layerNormForward(KernelBuffer y, KernelBuffer mean, KernelBuffer rstd, KernelBuffer x, KernelBuffer w,
+                                          KernelBuffer b, int rows, int c, float eps) {
+        positive("layernorm", "rows", rows);
+        positive("layernorm", "c", c);
+        need("layernorm x", x, f32((long) rows * c));
+        need("layernorm y", y, f32((long) rows * c));
+        need("layernorm w", w, f32(c));
+        if (b != null) {
+            need("layernorm b", b, f32(c));
+        }
+        need("layernorm mean", mean, f32(rows));
+        need("layernorm rstd", rstd, f32(rows));
+        return new Launch("ops", "layernorm_fwd", rows, 1, 1, THREADS, new KernelArgs().ptr(y).ptr(mean).ptr(rstd).ptr(x).ptr(w)
+                .ptr(b).i32(rows).i32(c).f32(eps));
+    }
+
+    /** LayerNorm backward: dx += …, dw += Σ dy ⊙ x̂, db += Σ dy; each may be null. */
+    public static List<Launch> layerNormBackward(KernelBuffer dx, KernelBuffer dw, KernelBuffer db, KernelBuffer dy,
+                                                 KernelBuffer x, KernelBuffer w, KernelBuffer mean, KernelBuffer rstd, int rows,
+                                                 int c) {
+        positive("layernorm", "rows", rows);
+        positive("layernorm", "c", c);
+        need("layernorm dy", dy, f32((long) rows * c));
+        need("layernorm x", x, f32((long) rows * c));
+        need("layernorm mean", mean, f32(rows));
+        need("layernorm rstd", rstd, f32(rows));
+        List<Launch> out = new java.util.ArrayList<>();
+        if (dx != null) {
+            need("layernorm dx", dx, f32((long) rows * c));
+            need("layernorm w", w, f32(c));
+            out.add(new Launch("ops", "layernorm_bwd_dx", rows, 1, 1, THREADS, new KernelArgs().ptr(dx).ptr(dy).ptr(x).ptr(w)
+                    .ptr(mean).ptr(rstd).i32(rows).i32(c)));
+        }
+        if (dw != null || db != null) {
+            if (dw != null) {
+                need("layernorm dw", dw, f32(c));
+            }
+            if (db != null) {
+                need("layernorm db", db, f32(c));
+            }
+            out.add(new Launch("ops", "layernorm_bwd_dwdb", blocks(c, THREADS), 1, 1, THREADS, new KernelArgs().ptr(dw).ptr(db)
+                    .ptr(dy).ptr(x).ptr(mean).ptr(rstd).i32(rows).i32(c)));
+        }
+        return out;
     }
 }

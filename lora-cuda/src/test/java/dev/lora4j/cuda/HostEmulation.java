@@ -46,6 +46,15 @@ final class HostEmulation {
         return Built.DRIVER;
     }
 
+    /** The driver, or null when it cannot be built (see {@link #problem()}). */
+    static Path driverOrNull() {
+        return Built.DRIVER;
+    }
+
+    static String problem() {
+        return Built.PROBLEM;
+    }
+
     private static Path locateModule() {
         Path here = Paths.get("").toAbsolutePath();
         if (Files.isDirectory(here.resolve("src/main/cuda"))) {

@@ -65,6 +65,27 @@ class PtxSignatureTest {
         all.add(Kernels.random(b, true, 1f, 1, 100));
         all.add(Kernels.randomBytes(b, 1, 100));
         all.add(Kernels.adamW(b, b, b, b, 100, 1e-3, 0.9, 0.999, 1e-8, 0.01, 1));
+        all.add(Kernels.adamW(b, b, b, b, 100, 0.99f, 0.9f, 0.999f, 0.1f, 0.001f, 1e-3f, 0.03, 1e-8));
+        // ops.cu: the rest of the Backend SPI
+        all.add(Kernels.rmsNormForward(b, b, b, b, 4, 64, 1e-5f, 1f));
+        all.addAll(Kernels.rmsNormBackward(b, b, b, b, b, 1f, b, 4, 64));
+        all.add(Kernels.sgd(b, b, b, 100, 0.1f, 0.9f, 1f, 0f, true, false));
+        all.add(Kernels.strided(b, new int[] {1, 8}, b, true, new int[] {8, 1}, 0f, new int[] {8, 8}));
+        all.add(Kernels.strided(b, new int[] {1}, null, false, null, 2f, new int[] {8}));
+        for (Kernels.Ew op : Kernels.Ew.values()) {
+            all.add(Kernels.elementwise(op, b, b, b, 100, 0.5f, 0));
+        }
+        all.add(Kernels.gluBackward(b, b, b, b, b, 100, 0));
+        all.add(Kernels.addRow(b, b, b, 4, 64));
+        all.add(Kernels.sumRows(b, b, 4, 64));
+        all.addAll(Kernels.reduce(b, b, b, b, 100, Kernels.Reduction.WEIGHTED_SUM));
+        all.add(Kernels.softmax(b, b, 4, 100));
+        all.add(Kernels.softmaxBackward(b, b, b, 4, 100));
+        all.add(Kernels.crossEntropyBackward(b, b, b, b, 4, 100, -100, 0.5f, false));
+        all.add(Kernels.ropePartial(b, b, b, b, 1, 4, 2, 64, 32, 0, false));
+        all.add(Kernels.layerNormForward(b, b, b, b, b, b, 4, 64, 1e-5f));
+        all.addAll(Kernels.layerNormBackward(b, b, b, b, b, b, b, b, 4, 64));
+        all.add(Kernels.attentionForward(b, b, b, b, b, 1, 16, 4, 2, 64, 0, 0.5f));
         return all;
     }
 

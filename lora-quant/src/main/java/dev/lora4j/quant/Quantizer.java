@@ -48,7 +48,9 @@ public final class Quantizer {
                 throw new IllegalStateException(lin.name() + ": adapters " + ll.merged() + " are merged into the weight; "
                         + "unmerge them before quantizing the base");
             }
-            lin.setWeight(quantize(lin.weight(), config));
+            Tensor q = quantize(lin.weight(), config);
+            // a weight placed on a device is quantized on the host (one copy each way) and goes back 4-bit
+            lin.setWeight(lin.weight().device() == q.device() ? q : q.to(lin.weight().device()));
             done.add(lin.name());
         }
         LOG.info("quantized {} projections to {} ({} bits per parameter): frozen weights {} MB -> {} MB", done.size(), config,
