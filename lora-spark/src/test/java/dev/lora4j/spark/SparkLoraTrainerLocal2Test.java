@@ -91,6 +91,18 @@ class SparkLoraTrainerLocal2Test {
     }
 
     @Test
+    void qloraWorkersQuantizeTheBaseAsOneProcessDoes() {
+        List<Example> data = SparkRuns.examples(8);
+        TrainerSettings settings = SparkRuns.settings(2);
+        SparkRuns.Reference one = SparkRuns.single(model, "nf4", settings, data, tmp.resolve("single"));
+        SparkTrainingResult r = trainer("qlora", settings).quantize("nf4").build().fitTokens(SparkRuns.tokenRows(spark, data));
+        assertArrayEquals(one.losses(), r.lossPerStep(), "QLoRA, 2 workers: bit-exact loss curve");
+        assertArrayEquals(one.adapter(), SparkRuns.adapter(Path.of(r.adapterDir())), "QLoRA, 2 workers: bit-exact adapter");
+        SparkRuns.Reference full = SparkRuns.single(model, settings, data, tmp.resolve("full"));
+        assertTrue(full.losses()[0] != r.lossPerStep()[0], "the 4-bit base gives another loss than the F32 one");
+    }
+
+    @Test
     void instructionRowsAreTokenizedOnTheWorkersAsOneProcessDoes() throws Exception {
         List<InstructionRecord> records = new ArrayList<>();
         String[] words = {"Once", "upon", "a", "time", "there", "was", "a", "little", "girl", "named", "Lily"};

@@ -7,7 +7,10 @@ import dev.lora4j.io.SafetensorsFile;
 import dev.lora4j.lora.LoraConfig;
 import dev.lora4j.lora.LoraModel;
 import dev.lora4j.lora.Target;
+import dev.lora4j.model.LlamaModel;
 import dev.lora4j.model.ModelLoader;
+import dev.lora4j.quant.QuantConfig;
+import dev.lora4j.quant.Quantizer;
 import dev.lora4j.tokenizer.HfTokenizer;
 import dev.lora4j.train.Trainer;
 import dev.lora4j.train.TrainerListener;
@@ -104,7 +107,16 @@ final class SparkRuns {
 
     /** What one process does with the same model, LoRA config, Trainer settings and examples. */
     static Reference single(Path model, TrainerSettings settings, List<Example> examples, Path adapterDir) {
-        LoraModel lora = LoraModel.wrap(ModelLoader.load(model, ModelLoader.Options.defaults()), lora());
+        return single(model, null, settings, examples, adapterDir);
+    }
+
+    /** The same, QLoRA: the base quantized to {@code quantize} (e.g. "nf4") at load time. */
+    static Reference single(Path model, String quantize, TrainerSettings settings, List<Example> examples, Path adapterDir) {
+        LlamaModel base = ModelLoader.load(model, ModelLoader.Options.defaults());
+        if (quantize != null) {
+            Quantizer.quantize(base, QuantConfig.parse(quantize));
+        }
+        LoraModel lora = LoraModel.wrap(base, lora());
         Trainer.Builder b = Trainer.builder(lora.model());
         try {
             HfTokenizer tokenizer = HfTokenizer.load(model);
