@@ -139,6 +139,13 @@ final class BarrierWorker extends AbstractFunction1<Iterator<Records.Indexed>, I
         if (rank != 0) {
             builder.progressLogging(false); // one progress line per run, from rank 0
         }
+        if (ctx.stageAttemptNumber() > 0 && !job.resume()) {
+            // Spark retries a failed barrier stage (spark.task.maxFailures); without resume the
+            // retry would only refuse the first attempt's checkpoints and hide its error
+            throw new IllegalStateException("attempt " + (ctx.stageAttemptNumber() + 1) + " of the training stage: an "
+                    + "earlier attempt failed (its task error is in the driver's log); Spark's retries continue a run "
+                    + "only with resume(true), from the newest checkpoint in " + checkpoints);
+        }
         // rank 0 decides where to resume from, so that every worker restores the same checkpoint
         String resumeFrom = "";
         if (rank == 0) {

@@ -130,6 +130,9 @@ final class Records {
         if (row.isNullAt(at)) {
             return null;
         }
+        if (row.get(at) instanceof int[] ids) {
+            return ids.clone(); // a Row built by hand; Rows read from a Dataset hold a Scala Seq
+        }
         List<Object> list = row.getList(at);
         int[] out = new int[list.size()];
         for (int i = 0; i < out.length; i++) {

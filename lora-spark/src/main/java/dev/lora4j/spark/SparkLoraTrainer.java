@@ -59,9 +59,9 @@ import scala.reflect.ClassTag$;
  * of their adapters and stop on a mismatch.
  *
  * <p>The stage needs N free task slots at once (Spark's barrier scheduling), e.g. {@code local[4]}
- * or 4 executors with one core per task. Spark must not retry the stage past the first failure
- * unless the run resumes ({@code resume(true)}), since a retried stage would otherwise refuse the
- * checkpoints its first attempt wrote.
+ * or 4 executors with one task slot each. On a cluster Spark retries a failed barrier stage
+ * ({@code spark.task.maxFailures}); with {@code resume(true)} each retry continues from the newest
+ * checkpoint, without it a retry fails at once, pointing to the first attempt's error.
  */
 public final class SparkLoraTrainer {
     /** Where rank 0 writes checkpoints, under {@link Builder#output}. */

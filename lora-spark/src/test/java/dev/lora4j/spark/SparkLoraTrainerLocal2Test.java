@@ -131,6 +131,28 @@ class SparkLoraTrainerLocal2Test {
     }
 
     @Test
+    void sparkFinetuneTrainsFromAJsonLinesFile() throws Exception {
+        Path data = tmp.resolve("alpaca.jsonl");
+        StringBuilder lines = new StringBuilder();
+        for (int i = 0; i < 6; i++) {
+            lines.append("{\"instruction\": \"Tell story ").append(i).append("\", \"input\": \"\", \"output\": \"Once upon a time ")
+                    .append("there was a cat number ").append(i).append(".\"}\n");
+        }
+        Files.writeString(data, lines);
+        Path out = tmp.resolve("cli");
+        SparkTrainingResult r = SparkFinetune.run(spark, new String[] {"--model", model.toString(), "--data", data.toString(),
+                "--output", out.toString(), "--workers", "2", "--rank", "4", "--targets", "q_proj,v_proj", "--global-batch", "2",
+                "--micro-batch", "1", "--max-steps", "2", "--lr", "1e-3", "--max-length", "48"});
+        assertTrue(r.completed(), r.toString());
+        assertEquals(6, r.examples());
+        assertTrue(Files.isRegularFile(out.resolve("adapter/adapter_config.json")));
+        assertTrue(Files.readString(out.resolve("adapter/adapter_config.json")).contains("\"r\": 4"));
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                () -> SparkFinetune.run(spark, new String[] {"--model", model.toString(), "--ouput", "x"}));
+        assertTrue(e.getMessage().startsWith("unknown option --ouput; options: [--model, --data, --output"), e.getMessage());
+    }
+
+    @Test
     void aFailingTaskFailsTheStageWithTheWorkersError() {
         List<Example> data = new ArrayList<>(SparkRuns.examples(8));
         // a bad record: token id 9999 in a 512-token vocabulary
