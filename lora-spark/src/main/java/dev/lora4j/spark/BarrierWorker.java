@@ -89,8 +89,25 @@ final class BarrierWorker extends AbstractFunction1<Iterator<Records.Indexed>, I
         try (TcpRingReducer ring = TcpRingReducer.connect(server, peers, rank, job.ringOptions())) {
             List<Records.Indexed> all = exchange(ring, mine);
             result = train(ctx, ring, rank, workers, all);
+        } catch (UncheckedIOException e) {
+            // A ring error here is usually the echo of another worker's failure (it closed its
+            // sockets). Spark reports the first failed task of a barrier stage, so let the worker
+            // that failed first report its own error before this one.
+            pause(PEER_ERROR_DELAY_MILLIS);
+            throw e;
         }
         return CollectionConverters.asScala(List.of(result).iterator());
+    }
+
+    /** How long a worker whose ring broke waits before failing, so that the cause reaches the driver first. */
+    static final long PEER_ERROR_DELAY_MILLIS = 3000;
+
+    private static void pause(long millis) {
+        try {
+            Thread.sleep(millis);
+        } catch (InterruptedException e) {
+            Thread.currentThread().interrupt(); // Spark is killing the task: fail now
+        }
     }
 
     /** Every worker's rows, in the Dataset's order: two gathers over the ring (lengths, then zero-padded rows). */
