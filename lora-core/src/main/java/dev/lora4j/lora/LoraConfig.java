@@ -64,7 +64,9 @@ import com.google.re2j.PatternSyntaxException;
  * <p>Equality and {@link #toString()} use effective values: a config whose alpha is derived as
  * 2 · 16 equals one given {@code alpha(32)} at rank 16.
  */
-public final class LoraConfig {
+public final class LoraConfig implements java.io.Serializable {
+    // Serializable so that a cluster (lora-spark) can ship one config to every worker
+    private static final long serialVersionUID = 1L;
 
     public static final int DEFAULT_RANK = 8;
     public static final double DEFAULT_DROPOUT = 0.0;
