@@ -25,14 +25,15 @@ import java.util.Arrays;
  * recomputes each P tile from L; dQ rows accumulate over the key tiles in increasing order. Tiles
  * that no row of a block can see (outside the causal range, the sliding window or a sequence's
  * keys) are never scored, and query rows that see none of a tile's keys are left out of its
- * products. Exponentials and row maxima go through the backend ({@link CpuBackend#expShiftedSum},
- * {@link CpuBackend#maxOf}), vectorized by the Vector API backend. A one-row block (a KV-cache
+ * products. The exponentials go through the backend ({@link CpuBackend#expShiftedSum}), vectorized
+ * by the Vector API backend with the same bits. A one-row block (a KV-cache
  * decode step) runs the same online softmax as a dot/axpy loop per key: packing K and V for gemm
  * would copy them for products that have nothing to reuse.
  *
  * <p>The scratch per thread is O(tile), independent of the sequence length: scores and their
  * gradient (two 64 × 128 blocks, a third for the soft-cap's derivative), an output or dQ block
- * (D × 64) and the dK, dV tiles (D × 128 each), reused across calls.
+ * (D × 64) and the dK, dV tiles (D × 128 each), reused across calls; backward also keeps
+ * Dᵢ = dOᵢ·Oᵢ of the rows of one kv group (H/G × T floats, as many as L holds).
  *
  * <p>Results are deterministic and independent of the thread count: tasks are (batch, head) in
  * forward and (batch, kv head) in backward, each writing its own rows, and within a task tiles,
@@ -169,6 +170,15 @@ final class CpuAttention {
         FloatStorage outTStorage;
         FloatStorage dkTStorage;
         FloatStorage dvTStorage;
+        /** Dᵢ = dOᵢ·Oᵢ of the query rows of one kv group in backward, (head in group) × T. */
+        float[] rowDots = new float[0];
+
+        float[] rowDots(int n) {
+            if (rowDots.length < n) {
+                rowDots = new float[n];
+            }
+            return rowDots;
+        }
 
         Scratch ensure(int d) {
             if (outT.length < d * QUERY_BLOCK) {
@@ -299,7 +309,7 @@ final class CpuAttention {
                         p[j] = capped(p[j]);
                     }
                 }
-                float m = Math.max(max[r], be.maxOf(p, row + a, e - a));
+                float m = Math.max(max[r], maxOf(p, row + a, e - a));
                 if (m > max[r] && max[r] != Float.NEGATIVE_INFINITY) {
                     corr[r] = be.expf(max[r] - m);
                     sum[r] *= corr[r];
@@ -333,6 +343,15 @@ final class CpuAttention {
         }
     }
 
+    /** The largest of x[off], ..., x[off + n − 1] (−∞ for n = 0). */
+    private static float maxOf(float[] x, int off, int n) {
+        float m = Float.NEGATIVE_INFINITY;
+        for (int i = off; i < off + n; i++) {
+            m = Math.max(m, x[i]);
+        }
+        return m;
+    }
+
     /** Whether query row i of batch row bi sees a key in [j0, j1). */
     private boolean sees(int bi, int i, int j0, int j1) {
         return Math.max(from(i), j0) < Math.min(to(bi, i), j1);
@@ -358,7 +377,7 @@ final class CpuAttention {
             for (int j = 0; j < kb; j++) {
                 scores[j] = capped(scale * be.dot(q, qo, k, keyRow(bi, j0 + j, gi), d));
             }
-            float m = Math.max(max, be.maxOf(scores, 0, kb));
+            float m = Math.max(max, maxOf(scores, 0, kb));
             if (m > max && max != Float.NEGATIVE_INFINITY) {
                 float corr = be.expf(max - m);
                 sum *= corr;
@@ -410,10 +429,12 @@ final class CpuAttention {
                 for (int bg = p0; bg < p1; bg++) {
                     int bi = bg / g;
                     int gi = bg % g;
+                    float[] rowDots = w.rowDots(groupSize * t);
                     for (int hi = gi * groupSize; hi < (gi + 1) * groupSize; hi++) {
                         for (int i = 0; i < t; i++) {
-                            int row = x.dqOff + queryRow(bi, i, hi) - qOff;
-                            Arrays.fill(dq, row, row + d, 0f);
+                            int row = queryRow(bi, i, hi) - qOff;
+                            Arrays.fill(dq, x.dqOff + row, x.dqOff + row + d, 0f);
+                            rowDots[(hi - gi * groupSize) * t + i] = be.dot(dO, x.dOOff + row, o, x.outOff + row, d);
                         }
                     }
                     // keys no query row sees get no gradient
@@ -521,8 +542,7 @@ final class CpuAttention {
         be.gemm(false, true, rows, kb, d, 1f, x.dOs, x.dOOff + rel, ldq, vs, vo, vPos, 0f, w.otherStorage, 0, kb);
         for (int r = 0; r < rows; r++) {
             int row = r * kb;
-            int oRow = rel + r * ldq;
-            float rowDot = be.dot(x.dO, x.dOOff + oRow, x.out, x.outOff + oRow, d);
+            float rowDot = w.rowDots[(hi - gi * groupSize) * t + i0 + r];
             for (int j = row; j < row + kb; j++) {
                 dp[j] = p[j] * (dp[j] - rowDot);
             }

@@ -899,20 +899,11 @@ public abstract class CpuBackend implements Backend {
 
     /**
      * x[off + i] = exp(x[off + i] − shift) for i &lt; n, in place, returning their sum (in float,
-     * index order here; the Vector API backend sums lane-wise, then over lanes, then the tail).
+     * in index order; the Vector API backend gives the same bits).
      * Attention's online softmax: each key tile's numerators against the running maximum.
      */
     float expShiftedSum(float[] x, int off, int n, float shift) {
         return Exp.expShiftSum(x, off, shift, x, off, n);
-    }
-
-    /** The largest of x[off], ..., x[off + n − 1] (−∞ for n = 0; NaN if one is NaN). */
-    float maxOf(float[] x, int off, int n) {
-        float m = Float.NEGATIVE_INFINITY;
-        for (int i = off; i < off + n; i++) {
-            m = Math.max(m, x[i]);
-        }
-        return m;
     }
 
     @Override

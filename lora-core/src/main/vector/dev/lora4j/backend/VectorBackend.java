@@ -296,27 +296,20 @@ public class VectorBackend extends ScalarBackend {
         }
     }
 
+    /**
+     * The numerators with vectors ({@link #expShifted}), then their sum in float in index order,
+     * as the scalar kernel sums: the same bits as {@link CpuBackend#expShiftedSum}. A vector
+     * accumulator carried through the loop (as {@link VectorExp#expShiftSum} has) was boxed on the
+     * heap by C2 in some JVM runs, megabytes per attention call.
+     */
     @Override
     float expShiftedSum(float[] x, int off, int n, float shift) {
-        return VectorExp.expShiftSum(x, off, shift, x, off, n);
-    }
-
-    /** The maximum lane-wise, then over the lanes: max is exact, so reduceLanes' open order does not matter. */
-    @Override
-    float maxOf(float[] x, int off, int n) {
-        int i = 0;
-        float m = Float.NEGATIVE_INFINITY;
-        if (n >= L) {
-            FloatVector acc = FloatVector.fromArray(F, x, off);
-            for (i = L; i <= n - L; i += L) {
-                acc = acc.max(FloatVector.fromArray(F, x, off + i));
-            }
-            m = acc.reduceLanes(VectorOperators.MAX);
+        expShifted(x, off, n, shift);
+        float sum = 0f;
+        for (int i = off; i < off + n; i++) {
+            sum += x[i];
         }
-        for (; i < n; i++) {
-            m = Math.max(m, x[off + i]);
-        }
-        return m;
+        return sum;
     }
 
     /** Σ exp(x − max) over a chunk: the terms with vectors, summed in double in index order as the scalar kernel sums. */
