@@ -395,11 +395,12 @@ public class VectorBackend extends ScalarBackend {
     }
 
     /**
-     * Elements per pass of {@link #swigluBackward}: σ of a chunk first, then the two gradients.
-     * In one loop, σ's exponential and the gradients made a body that C2 compiled without
-     * intrinsifying some of the vector operations, which then boxed every intermediate vector:
-     * about 200 MB per step of the SmolLM2-135M shape, a 30-layer MLP backward being the only
-     * place it happened.
+     * Elements per pass of {@link #swigluBackward}: σ of a chunk with vectors first (the
+     * exponential), then the two gradients in a plain loop that C2 vectorizes itself. Written with
+     * vector operations, that second loop (and the fused loop before it) was compiled in some JVM
+     * runs without intrinsifying some of its operations, which then boxed every intermediate
+     * vector: about 200 MB per step of the SmolLM2-135M shape, depending on what the type profiles
+     * of the shared Vector API methods held when C2 compiled it.
      */
     private static final int SWIGLU_CHUNK = 1024;
 
@@ -415,20 +416,10 @@ public class VectorBackend extends ScalarBackend {
         }
     }
 
-    /** du += d·g·σ, dg += d·u·σ·(1 + g·(1 − σ)), in the scalar kernel's order of operations. */
+    /** du += d·g·σ, dg += d·u·σ·(1 + g·(1 − σ)): the scalar kernel's operations in its order. */
     private static void swigluGrads(float[] d, int dOff, float[] g, int go, float[] u, int uo, float[] sig, float[] du,
                                     int duo, float[] dg, int dgo, int n) {
-        FloatVector one = FloatVector.broadcast(F, 1f);
-        int i = 0;
-        for (int bound = F.loopBound(n); i < bound; i += L) {
-            FloatVector gv = FloatVector.fromArray(F, g, go + i);
-            FloatVector s = FloatVector.fromArray(F, sig, i);
-            FloatVector dv = FloatVector.fromArray(F, d, dOff + i);
-            dv.mul(gv).mul(s).add(FloatVector.fromArray(F, du, duo + i)).intoArray(du, duo + i);
-            dv.mul(FloatVector.fromArray(F, u, uo + i)).mul(s).mul(one.sub(s).mul(gv).add(1f))
-                    .add(FloatVector.fromArray(F, dg, dgo + i)).intoArray(dg, dgo + i);
-        }
-        for (; i < n; i++) {
+        for (int i = 0; i < n; i++) {
             float gv = g[go + i];
             float s = sig[i];
             float dv = d[dOff + i];
