@@ -13,30 +13,45 @@ import java.util.Arrays;
  * P = exp(S − L) (the FlashAttention recipe), so memory stays linear in T.
  * Backward, with Dᵢ = dOᵢ·Oᵢ: dV = Pᵀ·dO, dS = P ⊙ (dO·Vᵀ − D), dQ = scale·dS·K, dK = scale·dSᵀ·Q.
  *
- * <p>Both passes walk each head in blocks of {@value #QUERY_BLOCK} query rows, as FlashAttention-2
- * does, and do every product of a block as one {@link Backend#gemm} over the key range that block
- * can see (from the first row's window start to the last row's last visible key; keys outside
- * are never touched). With a head size D of 8 to 128, one (query, key) pair at a time is a dot
- * product too short to vectorize; a block turns it into products of 64 × keys × D that the blocked
- * gemm runs at full vector width (a one-row block, a KV-cache decode step, keeps a dot/axpy loop:
- * it has nothing to reuse). The scratch per thread is two blocks of scores, QUERY_BLOCK × S floats,
- * never T × S per head, plus dKᵀ and dVᵀ of one kv head (D × S) in backward, reused across calls.
- * The whole visible key range of a block is scored at once (no online rescaling as on a GPU, whose
- * fast memory holds only a tile): each row's maximum is exact before the first exponential, so P
- * is the same whichever way the rows are split.
+ * <p>Both passes are tiled as FlashAttention-2 tiles them (T. Dao, "FlashAttention-2", 2023): blocks
+ * of {@value #QUERY_BLOCK} query rows against tiles of {@value #KEY_BLOCK} keys, every product of a
+ * tile one {@link Backend#gemm} (with a head size D of 8 to 128 a single (query, key) pair is a dot
+ * product too short to vectorize; a tile is a product of 64 × 128 × D that the blocked gemm runs at
+ * full vector width). Forward keeps, per query row, a running maximum m and sum l of the
+ * exponentials: a tile's scores are exponentiated against max(m, the tile's maximum), and when that
+ * raises m the row's output accumulator and l are first rescaled by exp(m_old − m_new); after the
+ * last tile O = acc / l and L = m + log l. Backward runs tiles of keys in the outer loop (their dK
+ * and dV accumulate in tile-sized buffers over the query heads and blocks that see them) and
+ * recomputes each P tile from L; dQ rows accumulate over the key tiles in increasing order. Tiles
+ * that no row of a block can see (outside the causal range, the sliding window or a sequence's
+ * keys) are never scored, and query rows that see none of a tile's keys are left out of its
+ * products. The exponentials go through the backend ({@link CpuBackend#expShiftedSum}), vectorized
+ * by the Vector API backend with the same bits. A one-row block (a KV-cache
+ * decode step) runs the same online softmax as a dot/axpy loop per key: packing K and V for gemm
+ * would copy them for products that have nothing to reuse.
+ *
+ * <p>The scratch per thread is O(tile), independent of the sequence length: scores and their
+ * gradient (two 64 × 128 blocks, a third for the soft-cap's derivative), an output or dQ block
+ * (D × 64) and the dK, dV tiles (D × 128 each), reused across calls; backward also keeps
+ * Dᵢ = dOᵢ·Oᵢ of the rows of one kv group (H/G × T floats, as many as L holds).
  *
  * <p>Results are deterministic and independent of the thread count: tasks are (batch, head) in
- * forward and (batch, kv head) in backward, each writing its own rows, and within a task blocks and
- * heads run in a fixed order; gemm itself sums in an order fixed by its depth alone.
+ * forward and (batch, kv head) in backward, each writing its own rows, and within a task tiles,
+ * heads and blocks run in a fixed order; gemm itself sums in an order fixed by its depth alone.
  */
 final class CpuAttention {
     /**
-     * Query rows per block. 64 keeps a block of scores (64 × keys floats) and its gemm panels in
-     * L2 at the usual context lengths, while making each product tall enough to amortize packing
-     * K and V; the diagonal block wastes at most half of 64 × 64 scores on masked pairs.
+     * Query rows per block: tall enough for the products of a tile to amortize packing a tile of K
+     * and V, short enough that a block of scores (64 × {@value #KEY_BLOCK} floats, 32 KiB) and the
+     * packed panels stay in L2.
      */
     static final int QUERY_BLOCK = 64;
-    private static final int TRANSPOSE_TILE = 16;
+    /**
+     * Keys per tile. The causal diagonal wastes at most the masked half of a 64 × 128 tile; longer
+     * tiles would waste more there and hold more scratch, shorter ones pay the rescaling and the
+     * gemm call overhead more often.
+     */
+    static final int KEY_BLOCK = 128;
     private static final ThreadLocal<Scratch> SCRATCH = ThreadLocal.withInitial(Scratch::new);
 
     private final CpuBackend be;
@@ -138,51 +153,39 @@ final class CpuAttention {
         return mask.endKey(bi, i, s);
     }
 
-    /** Per-thread buffers, grown on demand; see the class comment. */
+    /** Per-thread buffers of tile size, grown on demand; see the class comment. */
     private static final class Scratch {
         boolean inUse;
-        float[] scores = new float[0];
-        float[] other = new float[0];
+        final float[] rowMax = new float[QUERY_BLOCK];
+        final double[] rowSum = new double[QUERY_BLOCK];
+        final float[] rowScale = new float[QUERY_BLOCK];
+        final float[] scores = new float[QUERY_BLOCK * KEY_BLOCK];
+        final float[] other = new float[QUERY_BLOCK * KEY_BLOCK];
+        final float[] capGrad = new float[QUERY_BLOCK * KEY_BLOCK];
+        final FloatStorage scoresStorage = new FloatStorage(scores);
+        final FloatStorage otherStorage = new FloatStorage(other);
         float[] outT = new float[0];
         float[] dkT = new float[0];
         float[] dvT = new float[0];
-        float[] rowMax = new float[0];
-        double[] rowSum = new double[0];
-        float[] rowScale = new float[0];
-        FloatStorage scoresStorage;
-        FloatStorage otherStorage;
         FloatStorage outTStorage;
         FloatStorage dkTStorage;
         FloatStorage dvTStorage;
+        /** Dᵢ = dOᵢ·Oᵢ of the query rows of one kv group in backward, (head in group) × T. */
+        float[] rowDots = new float[0];
 
-        Scratch ensure(int rows, int keys, int d, boolean backward) {
-            if (scores.length < rows * keys) {
-                scores = new float[rows * keys];
-                other = new float[rows * keys];
-                scoresStorage = null;
+        float[] rowDots(int n) {
+            if (rowDots.length < n) {
+                rowDots = new float[n];
             }
-            if (outT.length < d * rows) {
-                outT = new float[d * rows];
-                outTStorage = null;
-            }
-            if (backward && dkT.length < d * keys) {
-                dkT = new float[d * keys];
-                dvT = new float[d * keys];
-                dkTStorage = null;
-            }
-            if (rowMax.length < rows) {
-                rowMax = new float[rows];
-                rowSum = new double[rows];
-                rowScale = new float[rows];
-            }
-            if (scoresStorage == null) {
-                scoresStorage = new FloatStorage(scores);
-                otherStorage = new FloatStorage(other);
-            }
-            if (outTStorage == null) {
+            return rowDots;
+        }
+
+        Scratch ensure(int d) {
+            if (outT.length < d * QUERY_BLOCK) {
+                outT = new float[d * QUERY_BLOCK];
+                dkT = new float[d * KEY_BLOCK];
+                dvT = new float[d * KEY_BLOCK];
                 outTStorage = new FloatStorage(outT);
-            }
-            if (dkTStorage == null) {
                 dkTStorage = new FloatStorage(dkT);
                 dvTStorage = new FloatStorage(dvT);
             }
@@ -191,14 +194,28 @@ final class CpuAttention {
     }
 
     /** This thread's scratch, or a fresh one if a task further up this thread's stack holds it. */
-    private static Scratch acquire(int rows, int keys, int d, boolean backward) {
+    private static Scratch acquire(int d) {
         Scratch w = SCRATCH.get();
         if (w.inUse) {
             w = new Scratch();
         }
         w.inUse = true;
-        return w.ensure(rows, keys, d, backward);
+        return w.ensure(d);
     }
+
+    /** s·tanh(x/s), Gemma 2's logit soft-cap (identity when no cap is set). */
+    private float capped(float x) {
+        return cap > 0 ? cap * (float) Math.tanh(x / cap) : x;
+    }
+
+    /*
+     * Why the output products are written with D as the row count (Oᵀ = Vᵀ·Pᵀ rather than O = P·V,
+     * and likewise dQᵀ, dKᵀ, dVᵀ): gemm's register tile is mr rows (6 or 8) by nr columns (two
+     * vectors, 32 floats with AVX-512). With D = 8 as the column count, three quarters of every
+     * tile would be padding; as the row count it fills the tile's rows, and keys or query rows run
+     * along the vectors. Scores stay [rows, keys], so that each row's maximum and exponentials run
+     * over contiguous floats; the price is writing the D-row results of a block back into place.
+     */
 
     // ---------------------------------------------------------------- forward
 
@@ -213,11 +230,16 @@ final class CpuAttention {
                     + Arrays.toString(lse.shape()));
         }
         Parallel.forRange(b * h, 1, (p0, p1) -> {
-            Scratch w = acquire(Math.min(QUERY_BLOCK, t), s, d, false);
+            Scratch w = acquire(d);
             try {
                 for (int bh = p0; bh < p1; bh++) {
                     for (int i0 = 0; i0 < t; i0 += QUERY_BLOCK) {
-                        forwardBlock(bh / h, bh % h, i0, Math.min(t, i0 + QUERY_BLOCK), w, o, oOff, l, lOff);
+                        int i1 = Math.min(t, i0 + QUERY_BLOCK);
+                        if (i1 - i0 == 1) {
+                            forwardRow(bh / h, bh % h, i0, w.scores, o, oOff, l, lOff);
+                        } else {
+                            forwardBlock(bh / h, bh % h, i0, i1, w, o, oOff, l, lOff);
+                        }
                     }
                 }
             } finally {
@@ -226,103 +248,120 @@ final class CpuAttention {
         });
     }
 
-    /** s·tanh(x/s), Gemma 2's logit soft-cap (identity when no cap is set). */
-    private float capped(float x) {
-        return cap > 0 ? cap * (float) Math.tanh(x / cap) : x;
-    }
-
-    /*
-     * Why the products below are written with D as the row count (Oᵀ = Vᵀ·Pᵀ rather than O = P·V,
-     * and likewise dQᵀ, dKᵀ, dVᵀ): gemm's register tile is mr rows (6 or 8) by nr columns (two
-     * vectors, 32 floats with AVX-512). With D = 8 as the column count, three quarters of every
-     * tile would be padding; as the row count it fills the tile's rows, and keys or query rows run
-     * along the vectors. The price is transposing P or dS once per block (a copy per element, small
-     * next to the exponential each element already costs) and the D-row results back into place.
-     */
-
     /**
-     * Query rows [i0, i1) of head hi in batch bi: Sᵀ = scale·K·Qᵀ over the keys [lo, hi) the rows
-     * can see, a softmax per query row (a column here, masking keys outside the row's range), the
-     * row's log-sum-exp kept for backward, then Oᵀ = Vᵀ·Pᵀ. Scoring keys as rows gives Pᵀ, stored
-     * [keys, rows], directly in the layout that Vᵀ·Pᵀ reads; each column is still summed in
-     * increasing key order.
+     * Query rows [i0, i1) of head hi in batch bi, over the key tiles they can see: per tile
+     * S = scale·Q·Kᵀ for the rows that see any of its keys, the online-softmax update of each
+     * row, then Oᵀ += Vᵀ·Pᵀ into the block's accumulator (D × rows); finally O = acc / l and
+     * L = m + log l.
      */
-    private void forwardBlock(int bi, int hi, int i0, int i1, Scratch w, float[] out, int oOff, float[] lse, int lOff) {
+    private void forwardBlock(int bi, int hi, int i0, int i1, Scratch w, float[] out, int oOff, float[] lse,
+                              int lOff) {
         int rows = i1 - i0;
         int qo = queryRow(bi, i0, hi);
         int ldq = h * d;
         int gi = hi / groupSize;
-        if (rows == 1) {
-            forwardRow(bi, hi, i0, w.scores, out, oOff, lse, lOff);
-            return;
-        }
+        int outRow = qo - qOff + oOff;
+        int lseRow = lOff + (bi * h + hi) * t + i0;
+        float[] max = w.rowMax;
+        double[] sum = w.rowSum;
+        float[] corr = w.rowScale;
+        float[] p = w.scores;
+        float[] accT = w.outT;
+        Arrays.fill(max, 0, rows, Float.NEGATIVE_INFINITY);
+        Arrays.fill(sum, 0, rows, 0.0);
+        Arrays.fill(accT, 0, d * rows, 0f);
         int lo = from(i0);
-        int hiKey = to(bi, i1 - 1);
+        int hiKey = 0;
         for (int r = 0; r < rows; r++) {
             hiKey = Math.max(hiKey, to(bi, i0 + r));
         }
-        int keys = Math.max(0, hiKey - lo);
-        int outRow = qo - qOff + oOff;
-        if (keys == 0) {
-            for (int r = 0; r < rows; r++) {
-                Arrays.fill(out, outRow + r * ldq, outRow + r * ldq + d, 0f);
-                lse[lOff + (bi * h + hi) * t + i0 + r] = Float.NEGATIVE_INFINITY;
+        for (int j0 = lo; j0 < hiKey; j0 += KEY_BLOCK) {
+            int j1 = Math.min(hiKey, j0 + KEY_BLOCK);
+            int kb = j1 - j0;
+            // the rows that see a key of this tile (a contiguous run, as both ends of a row's
+            // range grow with the row; rows inside it that see none are handled below)
+            int ra = 0;
+            while (ra < rows && !sees(bi, i0 + ra, j0, j1)) {
+                ra++;
             }
-            return;
-        }
-        float[] scoresT = w.scores;
-        float[] max = w.rowMax;
-        double[] sum = w.rowSum;
-        int ko = keyRow(bi, lo, gi);
-        be.gemm(false, true, keys, rows, d, scale, ks, ko, kPos, qs, qo, ldq, 0f, w.scoresStorage, 0, rows);
-        Arrays.fill(max, 0, rows, Float.NEGATIVE_INFINITY);
-        for (int j = 0; j < keys; j++) {
-            int base = j * rows;
-            int key = lo + j;
-            for (int r = 0; r < rows; r++) {
-                if (key >= from(i0 + r) && key < to(bi, i0 + r)) {
-                    float sc = capped(scoresT[base + r]);
-                    scoresT[base + r] = sc;
-                    max[r] = Math.max(max[r], sc);
+            if (ra == rows) {
+                continue;
+            }
+            int rb = rows;
+            while (!sees(bi, i0 + rb - 1, j0, j1)) {
+                rb--;
+            }
+            int n = rb - ra;
+            be.gemm(false, true, n, kb, d, scale, qs, qo + ra * ldq, ldq, ks, keyRow(bi, j0, gi), kPos, 0f,
+                    w.scoresStorage, (long) ra * kb, kb);
+            boolean rescale = false;
+            for (int r = ra; r < rb; r++) {
+                int row = r * kb;
+                int a = Math.max(0, from(i0 + r) - j0);
+                int e = Math.min(kb, to(bi, i0 + r) - j0);
+                corr[r] = 1f;
+                if (a >= e) {
+                    Arrays.fill(p, row, row + kb, 0f);
+                    continue;
+                }
+                if (cap > 0) {
+                    for (int j = row + a; j < row + e; j++) {
+                        p[j] = capped(p[j]);
+                    }
+                }
+                float m = Math.max(max[r], maxOf(p, row + a, e - a));
+                if (m > max[r] && max[r] != Float.NEGATIVE_INFINITY) {
+                    corr[r] = be.expf(max[r] - m);
+                    sum[r] *= corr[r];
+                    rescale = true;
+                }
+                max[r] = m;
+                Arrays.fill(p, row, row + a, 0f);
+                sum[r] += be.expShiftedSum(p, row + a, e - a, m);
+                Arrays.fill(p, row + e, row + kb, 0f);
+            }
+            if (rescale) {
+                for (int c = 0; c < d; c++) {
+                    int col = c * rows;
+                    for (int r = ra; r < rb; r++) {
+                        accT[col + r] *= corr[r];
+                    }
                 }
             }
+            // accᵀ[:, ra:rb] += Vᵀ·Pᵀ
+            be.gemm(true, true, d, n, kb, 1f, vs, valueRow(bi, j0, gi), vPos, w.scoresStorage, (long) ra * kb, kb, 1f,
+                    w.outTStorage, ra, rows);
         }
-        Arrays.fill(sum, 0, rows, 0.0);
-        for (int j = 0; j < keys; j++) {
-            int base = j * rows;
-            int key = lo + j;
-            for (int r = 0; r < rows; r++) {
-                if (key >= from(i0 + r) && key < to(bi, i0 + r)) {
-                    float e = be.expf(scoresT[base + r] - max[r]);
-                    scoresT[base + r] = e;
-                    sum[r] += e;
-                } else {
-                    scoresT[base + r] = 0f;
-                }
-            }
-        }
-        // O = (exp(S − max)·V) / sum: dividing the D columns of a row of O rather than its keys
-        // entries of P costs D instead of keys multiplications per row
-        float[] inv = w.rowScale;
         for (int r = 0; r < rows; r++) {
             boolean none = sum[r] == 0;
-            inv[r] = none ? 0f : (float) (1.0 / sum[r]);
-            lse[lOff + (bi * h + hi) * t + i0 + r] = none ? Float.NEGATIVE_INFINITY : (float) (max[r] + Math.log(sum[r]));
-        }
-        be.gemm(true, false, d, rows, keys, 1f, vs, valueRow(bi, lo, gi), vPos, w.scoresStorage, 0, rows, 0f,
-                w.outTStorage, 0, rows);
-        for (int c = 0; c < d; c++) {
-            for (int r = 0; r < rows; r++) {
-                w.outT[c * rows + r] *= inv[r];
+            float inv = none ? 0f : (float) (1.0 / sum[r]);
+            lse[lseRow + r] = none ? Float.NEGATIVE_INFINITY : (float) (max[r] + Math.log(sum[r]));
+            int to = outRow + r * ldq;
+            for (int c = 0; c < d; c++) {
+                out[to + c] = accT[c * rows + r] * inv;
             }
         }
-        scatter(w.outT, rows, d, rows, out, outRow, ldq);
+    }
+
+    /** The largest of x[off], ..., x[off + n − 1] (−∞ for n = 0). */
+    private static float maxOf(float[] x, int off, int n) {
+        float m = Float.NEGATIVE_INFINITY;
+        for (int i = off; i < off + n; i++) {
+            m = Math.max(m, x[i]);
+        }
+        return m;
+    }
+
+    /** Whether query row i of batch row bi sees a key in [j0, j1). */
+    private boolean sees(int bi, int i, int j0, int j1) {
+        return Math.max(from(i), j0) < Math.min(to(bi, i), j1);
     }
 
     /**
-     * A block of one query row, as in a KV-cache decode step: a dot product and an axpy per key,
-     * reading each K and V row once. Packing K and V for gemm would copy them (and pad the single
-     * column to a full register tile) for products that have nothing to reuse.
+     * A block of one query row, as in a KV-cache decode step: per tile of keys a dot product per
+     * key, the online-softmax update, and an axpy per key into the output row, reading each K and V
+     * row once. Packing K and V for gemm would copy them (and pad the single row to a full
+     * register tile) for products that have nothing to reuse.
      */
     private void forwardRow(int bi, int hi, int i, float[] scores, float[] out, int oOff, float[] lse, int lOff) {
         int qo = queryRow(bi, i, hi);
@@ -331,24 +370,34 @@ final class CpuAttention {
         int lo = from(i);
         int end = to(bi, i);
         float max = Float.NEGATIVE_INFINITY;
-        for (int j = lo; j < end; j++) {
-            float sc = capped(scale * be.dot(q, qo, k, keyRow(bi, j, gi), d));
-            scores[j - lo] = sc;
-            max = Math.max(max, sc);
-        }
-        be.expShifted(scores, 0, Math.max(0, end - lo), max);
         double sum = 0;
-        for (int j = lo; j < end; j++) {
-            sum += scores[j - lo];
-        }
         Arrays.fill(out, oo, oo + d, 0f);
+        for (int j0 = lo; j0 < end; j0 += KEY_BLOCK) {
+            int kb = Math.min(end, j0 + KEY_BLOCK) - j0;
+            for (int j = 0; j < kb; j++) {
+                scores[j] = capped(scale * be.dot(q, qo, k, keyRow(bi, j0 + j, gi), d));
+            }
+            float m = Math.max(max, maxOf(scores, 0, kb));
+            if (m > max && max != Float.NEGATIVE_INFINITY) {
+                float corr = be.expf(max - m);
+                sum *= corr;
+                for (int c = oo; c < oo + d; c++) {
+                    out[c] *= corr;
+                }
+            }
+            max = m;
+            sum += be.expShiftedSum(scores, 0, kb, m);
+            for (int j = 0; j < kb; j++) {
+                be.axpy(scores[j], v, valueRow(bi, j0 + j, gi), out, oo, d);
+            }
+        }
         if (sum == 0) {
             lse[lOff + (bi * h + hi) * t + i] = Float.NEGATIVE_INFINITY;
             return;
         }
         float inv = (float) (1.0 / sum);
-        for (int j = lo; j < end; j++) {
-            be.axpy(scores[j - lo] * inv, v, valueRow(bi, j, gi), out, oo, d);
+        for (int c = oo; c < oo + d; c++) {
+            out[c] *= inv;
         }
         lse[lOff + (bi * h + hi) * t + i] = (float) (max + Math.log(sum));
     }
@@ -368,27 +417,49 @@ final class CpuAttention {
         float[] dO = CpuBackend.array(dOut);
         float[] o = CpuBackend.array(out);
         float[] l = CpuBackend.array(lse);
-        Grads x = new Grads(dq, dQ.intOffset(), dO, dOut.intOffset(), new FloatStorage(dO), o, out.intOffset(), l,
-                lse.intOffset());
+        Grads x = new Grads(dq, dQ.intOffset(), dO, dOut.intOffset(), (FloatStorage) dOut.storage(), o,
+                out.intOffset(), l, lse.intOffset());
         int dkOff = dK.intOffset();
         int dvOff = dV.intOffset();
+        int ldk = g * d;
         // one task per (batch, kv head): the query heads of a group write the same dK, dV rows
         Parallel.forRange(b * g, 1, (p0, p1) -> {
-            Scratch w = acquire(Math.min(QUERY_BLOCK, t), s, d, true);
+            Scratch w = acquire(d);
             try {
                 for (int bg = p0; bg < p1; bg++) {
                     int bi = bg / g;
                     int gi = bg % g;
-                    Arrays.fill(w.dkT, 0, d * s, 0f);
-                    Arrays.fill(w.dvT, 0, d * s, 0f);
+                    float[] rowDots = w.rowDots(groupSize * t);
                     for (int hi = gi * groupSize; hi < (gi + 1) * groupSize; hi++) {
-                        for (int i0 = 0; i0 < t; i0 += QUERY_BLOCK) {
-                            backwardBlock(bi, hi, i0, Math.min(t, i0 + QUERY_BLOCK), x, w);
+                        for (int i = 0; i < t; i++) {
+                            int row = queryRow(bi, i, hi) - qOff;
+                            Arrays.fill(dq, x.dqOff + row, x.dqOff + row + d, 0f);
+                            rowDots[(hi - gi * groupSize) * t + i] = be.dot(dO, x.dOOff + row, o, x.outOff + row, d);
                         }
                     }
-                    int ko = ((bi * s) * g + gi) * d;
-                    scatter(w.dkT, s, d, s, dk, dkOff + ko, g * d);
-                    scatter(w.dvT, s, d, s, dv, dvOff + ko, g * d);
+                    // keys no query row sees get no gradient
+                    int kLo = from(0);
+                    int kHi = 0;
+                    for (int i = 0; i < t; i++) {
+                        kHi = Math.max(kHi, to(bi, i));
+                    }
+                    kHi = Math.max(kLo, kHi);
+                    for (int j = 0; j < s; j++) {
+                        if (j < kLo || j >= kHi) {
+                            int ko = (bi * s + j) * ldk + gi * d;
+                            Arrays.fill(dk, dkOff + ko, dkOff + ko + d, 0f);
+                            Arrays.fill(dv, dvOff + ko, dvOff + ko + d, 0f);
+                        }
+                    }
+                    for (int j0 = kLo; j0 < kHi; j0 += KEY_BLOCK) {
+                        int kb = Math.min(kHi, j0 + KEY_BLOCK) - j0;
+                        Arrays.fill(w.dkT, 0, d * kb, 0f);
+                        Arrays.fill(w.dvT, 0, d * kb, 0f);
+                        backwardTile(bi, gi, j0, j0 + kb, x, w);
+                        int ko = (bi * s + j0) * ldk + gi * d;
+                        scatter(w.dkT, kb, d, kb, dk, dkOff + ko, ldk);
+                        scatter(w.dvT, kb, d, kb, dv, dvOff + ko, ldk);
+                    }
                 }
             } finally {
                 w.inUse = false;
@@ -402,96 +473,96 @@ final class CpuAttention {
     }
 
     /**
-     * Gradients of query rows [i0, i1) of head hi: P is recomputed from the saved log-sum-exp
-     * (exactly the forward's S, so exp(S − L) is the forward's P), then the four products of the
-     * block. dQ rows belong to this block alone; dKᵀ and dVᵀ sum over the blocks and heads of the
-     * kv group, which the caller runs in a fixed order on one thread.
+     * The gradients from key tile [j0, j1) of kv head gi: over the group's query heads, and over
+     * the query rows that see a key of the tile in blocks of {@value #QUERY_BLOCK}, in that order.
+     * dKᵀ and dVᵀ of the tile accumulate in the scratch; dQ rows are added to in place.
      */
-    private void backwardBlock(int bi, int hi, int i0, int i1, Grads x, Scratch w) {
+    private void backwardTile(int bi, int gi, int j0, int j1, Grads x, Scratch w) {
+        // the query rows that see a key of the tile: a contiguous run (see forwardBlock)
+        int qa = 0;
+        while (qa < t && !sees(bi, qa, j0, j1)) {
+            qa++;
+        }
+        if (qa == t) {
+            return;
+        }
+        int qb = t;
+        while (!sees(bi, qb - 1, j0, j1)) {
+            qb--;
+        }
+        for (int hi = gi * groupSize; hi < (gi + 1) * groupSize; hi++) {
+            for (int i0 = qa; i0 < qb; i0 += QUERY_BLOCK) {
+                backwardBlock(bi, hi, i0, Math.min(qb, i0 + QUERY_BLOCK), j0, j1, x, w);
+            }
+        }
+    }
+
+    /**
+     * Query rows [i0, i1) of head hi against keys [j0, j1): P is recomputed from the saved
+     * log-sum-exp (exactly the forward's S, so exp(S − L) is the forward's P), then dVᵀ += dOᵀ·P,
+     * dP = dO·Vᵀ, dS = P ⊙ (dP − D), dKᵀ += scale·Qᵀ·dS and dQ += scale·dS·K.
+     */
+    private void backwardBlock(int bi, int hi, int i0, int i1, int j0, int j1, Grads x, Scratch w) {
         int rows = i1 - i0;
+        int kb = j1 - j0;
         int qo = queryRow(bi, i0, hi);
         int rel = qo - qOff;
         int gi = hi / groupSize;
         int ldq = h * d;
-        int lo = from(i0);
-        int hiKey = 0;
-        for (int r = 0; r < rows; r++) {
-            hiKey = Math.max(hiKey, to(bi, i0 + r));
-        }
-        int keys = Math.max(0, hiKey - lo);
-        if (keys == 0) {
-            for (int r = 0; r < rows; r++) {
-                Arrays.fill(x.dq, x.dqOff + rel + r * ldq, x.dqOff + rel + r * ldq + d, 0f);
-            }
-            return;
-        }
-        int ko = keyRow(bi, lo, gi);
-        int vo = valueRow(bi, lo, gi);
+        int ko = keyRow(bi, j0, gi);
+        int vo = valueRow(bi, j0, gi);
         float[] p = w.scores;
         float[] dp = w.other;
-        be.gemm(false, true, rows, keys, d, scale, qs, qo, ldq, ks, ko, kPos, 0f, w.scoresStorage, 0, keys);
+        float[] capGrad = w.capGrad;
+        be.gemm(false, true, rows, kb, d, scale, qs, qo, ldq, ks, ko, kPos, 0f, w.scoresStorage, 0, kb);
         for (int r = 0; r < rows; r++) {
-            int row = r * keys;
+            int row = r * kb;
             float l = x.lse[x.lseOff + (bi * h + hi) * t + i0 + r];
-            int first = Math.max(0, from(i0 + r) - lo);
-            int end = Math.max(first, to(bi, i0 + r) - lo);
+            int a = Math.max(0, from(i0 + r) - j0);
+            int e = Math.max(a, Math.min(kb, to(bi, i0 + r) - j0));
             if (l == Float.NEGATIVE_INFINITY) {
-                end = first;
+                e = a;
             }
-            Arrays.fill(p, row, row + first, 0f);
+            Arrays.fill(p, row, row + a, 0f);
             if (cap > 0) {
-                for (int j = row + first; j < row + end; j++) {
-                    p[j] = capped(p[j]);
+                // through the soft-cap: d(c·tanh(u/c))/du = 1 − tanh²
+                for (int j = row + a; j < row + e; j++) {
+                    float th = (float) Math.tanh(p[j] / cap);
+                    p[j] = cap * th;
+                    capGrad[j] = 1f - th * th;
                 }
             }
-            be.expShifted(p, row + first, end - first, l);
-            Arrays.fill(p, row + end, row + keys, 0f);
+            be.expShifted(p, row + a, e - a, l);
+            Arrays.fill(p, row + e, row + kb, 0f);
         }
         // dVᵀ += dOᵀ·P
-        be.gemm(true, false, d, keys, rows, 1f, x.dOs, x.dOOff + rel, ldq, w.scoresStorage, 0, keys, 1f, w.dvTStorage,
-                lo, s);
+        be.gemm(true, false, d, kb, rows, 1f, x.dOs, x.dOOff + rel, ldq, w.scoresStorage, 0, kb, 1f, w.dvTStorage, 0,
+                kb);
         // dP = dO·Vᵀ, then dS = P ⊙ (dP − D) in place (masked entries stay 0 since P is 0 there)
-        be.gemm(false, true, rows, keys, d, 1f, x.dOs, x.dOOff + rel, ldq, vs, vo, vPos, 0f, w.otherStorage, 0, keys);
+        be.gemm(false, true, rows, kb, d, 1f, x.dOs, x.dOOff + rel, ldq, vs, vo, vPos, 0f, w.otherStorage, 0, kb);
         for (int r = 0; r < rows; r++) {
-            int row = r * keys;
-            int oRow = rel + r * ldq;
-            float rowDot = be.dot(x.dO, x.dOOff + oRow, x.out, x.outOff + oRow, d);
-            for (int j = row; j < row + keys; j++) {
+            int row = r * kb;
+            float rowDot = w.rowDots[(hi - gi * groupSize) * t + i0 + r];
+            for (int j = row; j < row + kb; j++) {
                 dp[j] = p[j] * (dp[j] - rowDot);
             }
-        }
-        if (cap > 0) {
-            // through the soft-cap: d(c·tanh(u/c))/du = 1 − tanh², with tanh = capped/c recomputed from the raw score
-            be.gemm(false, true, rows, keys, d, scale, qs, qo, ldq, ks, ko, kPos, 0f, w.scoresStorage, 0, keys);
-            for (int j = 0; j < rows * keys; j++) {
-                float th = (float) Math.tanh(p[j] / cap);
-                dp[j] *= 1f - th * th;
+            if (cap > 0) {
+                int a = Math.max(0, from(i0 + r) - j0);
+                int e = Math.max(a, Math.min(kb, to(bi, i0 + r) - j0));
+                for (int j = row + a; j < row + e; j++) {
+                    dp[j] *= capGrad[j];
+                }
             }
         }
-        // dKᵀ += Qᵀ·dS·scale
-        be.gemm(true, false, d, keys, rows, scale, qs, qo, ldq, w.otherStorage, 0, keys, 1f, w.dkTStorage, lo, s);
-        // dQᵀ = Kᵀ·dSᵀ·scale, with dSᵀ in the buffer P no longer needs; these dQ rows are this block's alone
-        transpose(dp, rows, keys, p);
-        be.gemm(true, false, d, rows, keys, scale, ks, ko, kPos, w.scoresStorage, 0, rows, 0f, w.outTStorage, 0, rows);
-        scatter(w.outT, rows, d, rows, x.dq, x.dqOff + rel, ldq);
-    }
-
-    /**
-     * dst[c·rows + r] = src[r·cols + c]: a [rows, cols] matrix stored [cols, rows]. In tiles of
-     * {@value #TRANSPOSE_TILE} × {@value #TRANSPOSE_TILE}, so that the destination lines a tile
-     * writes, {@code rows} floats apart, stay in L1 until filled.
-     */
-    private static void transpose(float[] src, int rows, int cols, float[] dst) {
-        for (int r0 = 0; r0 < rows; r0 += TRANSPOSE_TILE) {
-            int r1 = Math.min(rows, r0 + TRANSPOSE_TILE);
-            for (int c0 = 0; c0 < cols; c0 += TRANSPOSE_TILE) {
-                int c1 = Math.min(cols, c0 + TRANSPOSE_TILE);
-                for (int r = r0; r < r1; r++) {
-                    int from = r * cols;
-                    for (int c = c0; c < c1; c++) {
-                        dst[c * rows + r] = src[from + c];
-                    }
-                }
+        // dKᵀ += scale·Qᵀ·dS
+        be.gemm(true, false, d, kb, rows, scale, qs, qo, ldq, w.otherStorage, 0, kb, 1f, w.dkTStorage, 0, kb);
+        // dQᵀ = scale·Kᵀ·dSᵀ for this tile, added to the dQ rows
+        be.gemm(true, true, d, rows, kb, scale, ks, ko, kPos, w.otherStorage, 0, kb, 0f, w.outTStorage, 0, rows);
+        float[] accT = w.outT;
+        for (int r = 0; r < rows; r++) {
+            int to = x.dqOff + rel + r * ldq;
+            for (int c = 0; c < d; c++) {
+                x.dq[to + c] += accT[c * rows + r];
             }
         }
     }

@@ -897,6 +897,15 @@ public abstract class CpuBackend implements Backend {
         }
     }
 
+    /**
+     * x[off + i] = exp(x[off + i] − shift) for i &lt; n, in place, returning their sum (in float,
+     * in index order; the Vector API backend gives the same bits).
+     * Attention's online softmax: each key tile's numerators against the running maximum.
+     */
+    float expShiftedSum(float[] x, int off, int n, float shift) {
+        return Exp.expShiftSum(x, off, shift, x, off, n);
+    }
+
     @Override
     public void softmax(Tensor y, Tensor x) {
         int v = x.dim(-1);

@@ -1,5 +1,8 @@
 package dev.lora4j.backend;
 
+import static dev.lora4j.backend.GemmPacking.ceilDiv;
+
+import dev.lora4j.backend.GemmPacking.Widener;
 import dev.lora4j.tensor.FloatStorage;
 import dev.lora4j.tensor.Storage;
 import java.util.Arrays;
@@ -16,16 +19,15 @@ import java.util.Arrays;
  * register-blocked micro-kernel adds each {@code mr x nr} tile of the product to C. Packing turns
  * all four transpose forms and every leading dimension into the same unit-stride inner loop, and
  * means a BF16/F16/4-bit B is only ever widened one panel at a time, into a thread-local buffer.
- * Two shapes of x·Wᵀ (B transposed) take shortcuts: with at most {@value #DOT_ROWS} rows each
- * element is a {@link #dot} of two rows, and when a backend has a row kernel and the depth block
- * is longer than A is tall, rows of W are streamed in place as the broadcast operand of tiles of
- * Cᵀ instead of being transposed into micro-panels.
+ With at most {@value #DOT_ROWS} rows, x·Wᵀ (B transposed) takes a shortcut: each element
+ * is a {@link #dot} of two rows. The packing steps are {@link GemmPacking}'s, shared with the
+ * Vector API's product.
  *
  * <p>Every element of C is computed as
  * {@code c = beta*c (or 0 when beta == 0); for each depth block in order: c += alpha * s_block},
  * where {@code s_block} sums its products in increasing k. This order depends only on k, so results
- * are bit-identical whatever the thread split or scheduling, and the packed and row-streaming
- * paths agree bit for bit (the few-row dot path sums differently). Zero padding of partial
+ * are bit-identical whatever the thread split or scheduling (the few-row dot path sums
+ * differently). Zero padding of partial
  * micro-panels only feeds padded lanes, which are discarded.
  */
 public class ScalarBackend extends CpuBackend {
@@ -44,7 +46,6 @@ public class ScalarBackend extends CpuBackend {
      */
     static final int DOT_ROWS = 4;
 
-    private static final int TRANSPOSE_BLOCK = 16;
     private static final int SCALAR_MR = 4;
     private static final int SCALAR_NR = 4;
 
@@ -111,7 +112,7 @@ public class ScalarBackend extends CpuBackend {
         }
         int co = (int) cOffset;
         if (k == 0 || alpha == 0f) {
-            scale(cArray, co, ldc, 0, m, 0, n, beta);
+            GemmPacking.scale(cArray, co, ldc, 0, m, 0, n, beta);
             return;
         }
         float[] aArray = GemmArguments.heapFloats(name(), "A", a);
@@ -120,15 +121,11 @@ public class ScalarBackend extends CpuBackend {
             rowDots(m, n, k, alpha, aArray, (int) aOffset, lda, b, bOffset, ldb, beta, cArray, co, ldc);
             return;
         }
-        // streaming rows of B saves transposing them but adds a transposed update of C per tile:
-        // it wins while a depth block is longer than op(A) is tall (shorter for widened B, measured)
-        int streamRows = b instanceof FloatStorage ? m : 4 * m;
-        boolean rowStream = transB && hasRowKernel() && streamRows <= Math.min(k, kcBlock);
         Product p = new Product(transA, transB, k, alpha, aArray, (int) aOffset, lda, b, bOffset, ldb, beta, cArray,
-                co, ldc, rowStream);
+                co, ldc);
         int threads = Parallel.parallelism();
         long macs = (long) m * n * k;
-        int rowUnit = rowStream ? nr : mr;
+        int rowUnit = mr;
         int columnUnits = ceilDiv(n, p.columnUnit);
         int rowUnits = ceilDiv(m, rowUnit);
         if (threads <= 1 || macs < MIN_PARALLEL_MACS || (columnUnits == 1 && rowUnits == 1)) {
@@ -151,7 +148,7 @@ public class ScalarBackend extends CpuBackend {
                          int ldb, float beta, float[] c, int cOffset, int ldc) {
         float[] bHeap = b instanceof FloatStorage fs ? fs.array() : null;
         Parallel.RangeBody body = (j0, j1) -> {
-            scale(c, cOffset, ldc, 0, m, j0, j1, beta);
+            GemmPacking.scale(c, cOffset, ldc, 0, m, j0, j1, beta);
             Workspace ws = acquireWorkspace();
             try {
                 float[] row = ws.row(k);
@@ -208,14 +205,12 @@ public class ScalarBackend extends CpuBackend {
         final float[] c;
         final int cOffset;
         final int ldc;
-        /** Stream rows of B through {@link #rowKernel} instead of packing B (needs transB). */
-        final boolean rowStream;
         /** C columns handed to threads are multiples of this. */
         final int columnUnit;
         final int ncBlock;
 
         Product(boolean transA, boolean transB, int k, float alpha, float[] a, int aOffset, int lda, Storage b,
-                long bOffset, int ldb, float beta, float[] c, int cOffset, int ldc, boolean rowStream) {
+                long bOffset, int ldb, float beta, float[] c, int cOffset, int ldc) {
             this.transA = transA;
             this.transB = transB;
             this.k = k;
@@ -231,21 +226,16 @@ public class ScalarBackend extends CpuBackend {
             this.c = c;
             this.cOffset = cOffset;
             this.ldc = ldc;
-            this.rowStream = rowStream;
-            this.columnUnit = rowStream ? mr : columnUnit(b, transB);
+            this.columnUnit = columnUnit(b, transB);
             this.ncBlock = Math.max(columnUnit, ScalarBackend.this.ncBlock / columnUnit * columnUnit);
         }
 
         /** C[i0:i1, j0:j1] = alpha * op(A)[i0:i1, :] * op(B)[:, j0:j1] + beta * C[i0:i1, j0:j1]. */
         void run(int i0, int i1, int j0, int j1) {
-            scale(c, cOffset, ldc, i0, i1, j0, j1, beta);
+            GemmPacking.scale(c, cOffset, ldc, i0, i1, j0, j1, beta);
             Workspace ws = acquireWorkspace();
             try {
-                if (rowStream) {
-                    runRowStream(ws, i0, i1, j0, j1);
-                } else {
-                    runPacked(ws, i0, i1, j0, j1);
-                }
+                runPacked(ws, i0, i1, j0, j1);
             } finally {
                 ws.inUse = false;
             }
@@ -262,13 +252,15 @@ public class ScalarBackend extends CpuBackend {
                 for (int pc = 0; pc < k; pc += kcBlock) {
                     int kc = Math.min(kcBlock, k - pc);
                     if (transB) {
-                        packBTransposed(ws, widener, packedB, pc, kc, jc, nc);
+                        GemmPacking.packBTransposed(bHeap, widener, bOffset, ldb, bHeap == null ? ws.stage(nr * kc)
+                                : null, ws.starts(nr), packedB, pc, kc, jc, nc, nr);
                     } else {
-                        packB(ws, widener, packedB, pc, kc, jc, nc);
+                        GemmPacking.packB(bHeap, widener, bOffset, ldb, bHeap == null ? ws.row(nc) : null, packedB, pc,
+                                kc, jc, nc, nr);
                     }
                     for (int ic = i0; ic < i1; ic += mcBlock) {
                         int mc = Math.min(mcBlock, i1 - ic);
-                        packA(ws, packedA, ic, mc, pc, kc, mr);
+                        GemmPacking.packA(a, aOffset, lda, transA, ws.starts(mr), packedA, ic, mc, pc, kc, mr);
                         multiplyBlock(packedA, packedB, tile, ic, mc, jc, nc, kc);
                     }
                 }
@@ -295,170 +287,6 @@ public class ScalarBackend extends CpuBackend {
                                 c[ci] = accumulate(c[ci], alpha, tile[r * nr + j]);
                             }
                         }
-                    }
-                }
-            }
-        }
-
-        /**
-         * op(B) = Bᵀ, computed as tiles of Cᵀ = B·op(A)ᵀ: {@code mr} rows of B (read in place when
-         * B is heap F32, else widened row by row) are the broadcast operand, op(A) is packed into
-         * {@code nr}-wide panels, and each tile is added to C transposed. Per element this is the
-         * same sequence of fused operations as {@link #runPacked}, without transposing B.
-         */
-        private void runRowStream(Workspace ws, int i0, int i1, int j0, int j1) {
-            Widener widener = bHeap == null ? widener(b) : null;
-            int kcMax = Math.min(kcBlock, k);
-            int mcPanels = Math.max(nr, mcBlock / nr * nr);
-            float[] packedA = ws.packedA(ceilDiv(Math.min(mcPanels, i1 - i0), nr) * nr * kcMax);
-            float[] rows = ws.stage(ceilDiv(Math.min(ncBlock, j1 - j0), mr) * mr * kcMax);
-            int[] starts = ws.starts(mr);
-            float[] tile = ws.tile(mr * nr);
-            for (int jc = j0; jc < j1; jc += ncBlock) {
-                int nc = Math.min(ncBlock, j1 - jc);
-                for (int pc = 0; pc < k; pc += kcBlock) {
-                    int kc = Math.min(kcBlock, k - pc);
-                    if (bHeap == null) {
-                        for (int j = 0; j < nc; j++) {
-                            widener.widen(bOffset + (long) (jc + j) * ldb + pc, kc, rows, j * kc);
-                        }
-                    }
-                    for (int ic = i0; ic < i1; ic += mcPanels) {
-                        int mc = Math.min(mcPanels, i1 - ic);
-                        packA(ws, packedA, ic, mc, pc, kc, nr);
-                        for (int jr = 0; jr < nc; jr += mr) {
-                            int count = Math.min(mr, nc - jr);
-                            float[] w = bHeap != null && count == mr ? bHeap : rows;
-                            for (int r = 0; r < mr; r++) {
-                                starts[r] = w == bHeap ? (int) (bOffset + (long) (jc + jr + r) * ldb + pc)
-                                        : (jr + r) * kc;
-                            }
-                            if (w == rows) {
-                                fillPartialGroup(rows, jc, jr, count, pc, kc);
-                            }
-                            for (int ir = 0; ir < mc; ir += nr) {
-                                rowKernel(kc, w, starts, packedA, ir * kc, tile);
-                                int cols = Math.min(nr, mc - ir);
-                                for (int i = 0; i < cols; i++) {
-                                    int ci = cOffset + (ic + ir + i) * ldc + jc + jr;
-                                    for (int r = 0; r < count; r++) {
-                                        c[ci + r] = accumulate(c[ci + r], alpha, tile[r * nr + i]);
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-
-        /** A group of fewer than mr rows of B is completed with zero rows in the staging buffer. */
-        private void fillPartialGroup(float[] rows, int jc, int jr, int count, int pc, int kc) {
-            if (count == mr) {
-                return;
-            }
-            if (bHeap != null) {
-                for (int r = 0; r < count; r++) {
-                    System.arraycopy(bHeap, (int) (bOffset + (long) (jc + jr + r) * ldb + pc), rows, (jr + r) * kc, kc);
-                }
-            }
-            Arrays.fill(rows, (jr + count) * kc, (jr + mr) * kc, 0f);
-        }
-
-        /**
-         * Packs op(A)[ic:ic+mc, pc:pc+kc] into panels of {@code width} rows, each stored depth
-         * step by depth step ({@code width} values per step), zero-padding the last panel.
-         */
-        private void packA(Workspace ws, float[] dst, int ic, int mc, int pc, int kc, int width) {
-            int[] starts = ws.aStarts(width);
-            for (int ir = 0, d = 0; ir < mc; ir += width, d += width * kc) {
-                int rows = Math.min(width, mc - ir);
-                if (transA) { // A stored [k, m]: each depth step of a panel is a contiguous run
-                    int src = aOffset + pc * lda + ic + ir;
-                    for (int p = 0, q = d; p < kc; p++, src += lda, q += width) {
-                        System.arraycopy(a, src, dst, q, rows);
-                        if (rows < width) {
-                            Arrays.fill(dst, q + rows, q + width, 0f);
-                        }
-                    }
-                } else {
-                    for (int r = 0; r < rows; r++) {
-                        starts[r] = aOffset + (ic + ir + r) * lda + pc;
-                    }
-                    transposeRows(a, starts, rows, kc, dst, d, width);
-                }
-            }
-        }
-
-        /** op(B) = B stored [k, n]: copy nr-wide runs of each row, widening a whole row segment first. */
-        private void packB(Workspace ws, Widener widener, float[] dst, int pc, int kc, int jc, int nc) {
-            int fullPanels = nc / nr;
-            int rest = nc - fullPanels * nr;
-            for (int p = 0; p < kc; p++) {
-                long start = bOffset + (long) (pc + p) * ldb + jc;
-                float[] row = bHeap;
-                int rowBase = (int) start;
-                if (bHeap == null) {
-                    row = ws.row(nc);
-                    widener.widen(start, nc, row, 0);
-                    rowBase = 0;
-                }
-                int d = p * nr;
-                for (int q = 0; q < fullPanels; q++, d += nr * kc) {
-                    System.arraycopy(row, rowBase + q * nr, dst, d, nr);
-                }
-                if (rest > 0) {
-                    System.arraycopy(row, rowBase + fullPanels * nr, dst, d, rest);
-                    Arrays.fill(dst, d + rest, d + nr, 0f);
-                }
-            }
-        }
-
-        /**
-         * op(B) = Bᵀ with B stored [n, k] (the layout of a weight in y = x·Wᵀ): a micro-panel is
-         * the transpose of {@code nr} row segments of B, widened into a staging buffer first
-         * unless B is heap F32.
-         */
-        private void packBTransposed(Workspace ws, Widener widener, float[] dst, int pc, int kc, int jc, int nc) {
-            int[] starts = ws.starts(nr);
-            for (int jr = 0; jr < nc; jr += nr) {
-                int cols = Math.min(nr, nc - jr);
-                float[] src = bHeap;
-                if (bHeap != null) {
-                    for (int j = 0; j < cols; j++) {
-                        starts[j] = (int) (bOffset + (long) (jc + jr + j) * ldb + pc);
-                    }
-                } else {
-                    src = ws.stage(nr * kc);
-                    for (int j = 0; j < cols; j++) {
-                        widener.widen(bOffset + (long) (jc + jr + j) * ldb + pc, kc, src, j * kc);
-                        starts[j] = j * kc;
-                    }
-                }
-                transposeRows(src, starts, cols, kc, dst, jr * kc, nr);
-            }
-        }
-    }
-
-    /**
-     * {@code dst[d + p*width + r] = src[starts[r] + p]} for {@code r < rows, p < kc}, zero for
-     * {@code rows <= r < width}. Done in 16 x 16 blocks, so that the 16 destination lines of a block
-     * stay in L1 while each source line is consumed at once: source rows of a weight are usually a
-     * multiple of 4 KiB apart and would evict each other if read in parallel.
-     */
-    static void transposeRows(float[] src, int[] starts, int rows, int kc, float[] dst, int d, int width) {
-        if (rows < width) {
-            Arrays.fill(dst, d, d + width * kc, 0f);
-        }
-        for (int p0 = 0; p0 < kc; p0 += TRANSPOSE_BLOCK) {
-            int pn = Math.min(TRANSPOSE_BLOCK, kc - p0);
-            for (int r0 = 0; r0 < rows; r0 += TRANSPOSE_BLOCK) {
-                int rn = Math.min(r0 + TRANSPOSE_BLOCK, rows);
-                for (int r = r0; r < rn; r++) {
-                    int from = starts[r] + p0;
-                    int to = d + p0 * width + r;
-                    for (int p = 0; p < pn; p++, to += width) {
-                        dst[to] = src[from + p];
                     }
                 }
             }
@@ -525,23 +353,6 @@ public class ScalarBackend extends CpuBackend {
     }
 
     /**
-     * Whether {@link #rowKernel} exists; then x·Wᵀ products deeper than they are tall stream the
-     * rows of W instead of transposing them into micro-panels.
-     */
-    boolean hasRowKernel() {
-        return false;
-    }
-
-    /**
-     * The {@code mr x nr} tile of Cᵀ from {@code mr} rows of B, {@code w[starts[r] + p]}, and a
-     * packed op(A) panel of {@code nr} columns: {@code out[r*nr + i] = sum_p w[r][p] * a[p][i]},
-     * summed in increasing p exactly as {@link #microKernel} sums.
-     */
-    void rowKernel(int kc, float[] w, int[] starts, float[] a, int aIndex, float[] out) {
-        throw new UnsupportedOperationException(name() + " has no row kernel");
-    }
-
-    /**
      * This thread's packing buffers; a fresh set if they are already in use further up this
      * thread's stack (a gemm re-entered from a fork-join wait).
      */
@@ -554,31 +365,9 @@ public class ScalarBackend extends CpuBackend {
         return ws;
     }
 
-    /** Widens elements of a non-heap B into a float buffer; one instance per thread and product. */
-    @FunctionalInterface
-    interface Widener {
-        void widen(long start, int count, float[] dst, int dstOffset);
-    }
-
     /** How B elements are widened; subclasses vectorize the storages they know. */
     Widener widener(Storage b) {
         return b::decode;
-    }
-
-    private static void scale(float[] c, int cOffset, int ldc, int i0, int i1, int j0, int j1, float beta) {
-        if (beta == 1f) {
-            return;
-        }
-        for (int i = i0; i < i1; i++) {
-            int row = cOffset + i * ldc;
-            if (beta == 0f) {
-                Arrays.fill(c, row + j0, row + j1, 0f);
-            } else {
-                for (int j = row + j0; j < row + j1; j++) {
-                    c[j] *= beta;
-                }
-            }
-        }
     }
 
     /** Per-thread packing buffers, grown on demand and reused across calls. */
@@ -590,14 +379,6 @@ public class ScalarBackend extends CpuBackend {
         private float[] tile = new float[0];
         private float[] stage = new float[0];
         private int[] starts = new int[0];
-        private int[] aStarts = new int[0];
-
-        int[] aStarts(int size) {
-            if (aStarts.length < size) {
-                aStarts = new int[size];
-            }
-            return aStarts;
-        }
 
         float[] stage(int size) {
             if (stage.length < size) {
@@ -640,10 +421,6 @@ public class ScalarBackend extends CpuBackend {
             }
             return tile;
         }
-    }
-
-    static int ceilDiv(int x, int y) {
-        return (x + y - 1) / y;
     }
 
     // ---------------------------------------------------------------- vector primitives

@@ -296,6 +296,22 @@ public class VectorBackend extends ScalarBackend {
         }
     }
 
+    /**
+     * The numerators with vectors ({@link #expShifted}), then their sum in float in index order,
+     * as the scalar kernel sums: the same bits as {@link CpuBackend#expShiftedSum}. A vector
+     * accumulator carried through the loop (as {@link VectorExp#expShiftSum} has) was boxed on the
+     * heap by C2 in some JVM runs, megabytes per attention call.
+     */
+    @Override
+    float expShiftedSum(float[] x, int off, int n, float shift) {
+        expShifted(x, off, n, shift);
+        float sum = 0f;
+        for (int i = off; i < off + n; i++) {
+            sum += x[i];
+        }
+        return sum;
+    }
+
     /** Σ exp(x − max) over a chunk: the terms with vectors, summed in double in index order as the scalar kernel sums. */
     @Override
     double sumExp(float[] x, int o, int n, float max) {
@@ -369,24 +385,47 @@ public class VectorBackend extends ScalarBackend {
         int dOff = dH.intOffset(), go = gate.intOffset(), uo = up.intOffset(), dgo = dGate.intOffset();
         int duo = dUp.intOffset();
         Parallel.forRange(n, 1 << 14, (i0, i1) -> {
-            FloatVector one = FloatVector.broadcast(F, 1f);
-            int i = i0;
-            for (int bound = i0 + F.loopBound(i1 - i0); i < bound; i += L) {
-                FloatVector gv = FloatVector.fromArray(F, g, go + i);
-                FloatVector s = one.div(VectorExp.exp(gv.neg()).add(1f));
-                FloatVector dv = FloatVector.fromArray(F, d, dOff + i);
-                dv.mul(gv).mul(s).add(FloatVector.fromArray(F, du, duo + i)).intoArray(du, duo + i);
-                dv.mul(FloatVector.fromArray(F, u, uo + i)).mul(s).mul(one.sub(s).mul(gv).add(1f))
-                        .add(FloatVector.fromArray(F, dg, dgo + i)).intoArray(dg, dgo + i);
-            }
-            for (; i < i1; i++) {
-                float gv = g[go + i];
-                float s = sigmoid(gv);
-                float dv = d[dOff + i];
-                du[duo + i] += dv * gv * s;
-                dg[dgo + i] += dv * u[uo + i] * s * (1f + gv * (1f - s));
+            float[] sig = rowScratch(SWIGLU_CHUNK);
+            for (int c0 = i0; c0 < i1; c0 += SWIGLU_CHUNK) {
+                int len = Math.min(SWIGLU_CHUNK, i1 - c0);
+                sigmoids(g, go + c0, sig, len);
+                swigluGrads(d, dOff + c0, g, go + c0, u, uo + c0, sig, du, duo + c0, dg, dgo + c0, len);
             }
         });
+    }
+
+    /**
+     * Elements per pass of {@link #swigluBackward}: σ of a chunk with vectors first (the
+     * exponential), then the two gradients in a plain loop that C2 vectorizes itself. Written with
+     * vector operations, that second loop (and the fused loop before it) was compiled in some JVM
+     * runs without intrinsifying some of its operations, which then boxed every intermediate
+     * vector: about 200 MB per step of the SmolLM2-135M shape, depending on what the type profiles
+     * of the shared Vector API methods held when C2 compiled it.
+     */
+    private static final int SWIGLU_CHUNK = 1024;
+
+    /** sig[i] = 1 / (1 + e^(−g[go + i])) for i &lt; n, bit for bit as {@link CpuBackend#sigmoid}. */
+    private static void sigmoids(float[] g, int go, float[] sig, int n) {
+        FloatVector one = FloatVector.broadcast(F, 1f);
+        int i = 0;
+        for (int bound = F.loopBound(n); i < bound; i += L) {
+            one.div(VectorExp.exp(FloatVector.fromArray(F, g, go + i).neg()).add(1f)).intoArray(sig, i);
+        }
+        for (; i < n; i++) {
+            sig[i] = sigmoid(g[go + i]);
+        }
+    }
+
+    /** du += d·g·σ, dg += d·u·σ·(1 + g·(1 − σ)): the scalar kernel's operations in its order. */
+    private static void swigluGrads(float[] d, int dOff, float[] g, int go, float[] u, int uo, float[] sig, float[] du,
+                                    int duo, float[] dg, int dgo, int n) {
+        for (int i = 0; i < n; i++) {
+            float gv = g[go + i];
+            float s = sig[i];
+            float dv = d[dOff + i];
+            du[duo + i] += dv * gv * s;
+            dg[dgo + i] += dv * u[uo + i] * s * (1f + gv * (1f - s));
+        }
     }
 
     private static final float GELU_2C = 2f * GELU_C;

@@ -1,5 +1,9 @@
 package dev.lora4j.backend;
 
+import static dev.lora4j.backend.GemmPacking.ceilDiv;
+import static dev.lora4j.backend.GemmPacking.scale;
+
+import dev.lora4j.backend.GemmPacking.Widener;
 import dev.lora4j.tensor.BufferStorage;
 import dev.lora4j.tensor.DType;
 import dev.lora4j.tensor.FloatStorage;
@@ -58,7 +62,6 @@ public abstract class VectorGemm implements GemmKernel {
      * packing.
      */
     static final int REPACK_EXTENT = 320;
-    private static final int TRANSPOSE_BLOCK = 16;
 
     private final String name;
     final int mr;
@@ -269,13 +272,15 @@ public abstract class VectorGemm implements GemmKernel {
                     for (int pc = 0; pc < k; pc += kcBlock) {
                         int kc = Math.min(kcBlock, k - pc);
                         if (transB) {
-                            packBTransposed(ws, widener, packedB, pc, kc, jc, ncb);
+                            GemmPacking.packBTransposed(bHeap, widener, bOffset, ldb,
+                                    bHeap == null ? ws.stage(nr * kc) : null, ws.starts(nr), packedB, pc, kc, jc, ncb, nr);
                         } else {
-                            packB(ws, widener, packedB, pc, kc, jc, ncb);
+                            GemmPacking.packB(bHeap, widener, bOffset, ldb, bHeap == null ? ws.row(ncb) : null, packedB,
+                                    pc, kc, jc, ncb, nr);
                         }
                         for (int ic = i0; ic < i1; ic += mcBlock) {
                             int mc = Math.min(mcBlock, i1 - ic);
-                            packA(ws, packedA, ic, mc, pc, kc);
+                            GemmPacking.packA(a, aOffset, lda, transA, ws.starts(mr), packedA, ic, mc, pc, kc, mr);
                             multiplyBlock(packedA, packedB, tile, ic, mc, jc, ncb, kc);
                         }
                     }
@@ -309,130 +314,9 @@ public abstract class VectorGemm implements GemmKernel {
                 }
             }
         }
-
-        /**
-         * Packs op(A)[ic:ic+mc, pc:pc+kc] into micro-panels of {@code mr} rows, each stored depth
-         * step by depth step ({@code mr} values per step), zero-padding the last panel.
-         */
-        private void packA(Workspace ws, float[] dst, int ic, int mc, int pc, int kc) {
-            int[] starts = ws.starts(mr);
-            for (int ir = 0, d = 0; ir < mc; ir += mr, d += mr * kc) {
-                int rows = Math.min(mr, mc - ir);
-                if (transA) { // A stored [k, m]: each depth step of a panel is a contiguous run
-                    int src = aOffset + pc * lda + ic + ir;
-                    for (int p = 0, q = d; p < kc; p++, src += lda, q += mr) {
-                        System.arraycopy(a, src, dst, q, rows);
-                        if (rows < mr) {
-                            Arrays.fill(dst, q + rows, q + mr, 0f);
-                        }
-                    }
-                } else {
-                    for (int r = 0; r < rows; r++) {
-                        starts[r] = aOffset + (ic + ir + r) * lda + pc;
-                    }
-                    transposeRows(a, starts, rows, kc, dst, d, mr);
-                }
-            }
-        }
-
-        /** op(B) = B stored [k, n]: nr-wide runs of each row, a whole row segment widened first. */
-        private void packB(Workspace ws, Widener widener, float[] dst, int pc, int kc, int jc, int ncb) {
-            int fullPanels = ncb / nr;
-            int rest = ncb - fullPanels * nr;
-            float[] row = bHeap == null ? ws.row(ncb) : bHeap;
-            for (int p = 0; p < kc; p++) {
-                long start = bOffset + (long) (pc + p) * ldb + jc;
-                int rowBase = (int) start;
-                if (bHeap == null) {
-                    widener.widen(start, ncb, row, 0);
-                    rowBase = 0;
-                }
-                int d = p * nr;
-                for (int q = 0; q < fullPanels; q++, d += nr * kc) {
-                    System.arraycopy(row, rowBase + q * nr, dst, d, nr);
-                }
-                if (rest > 0) {
-                    System.arraycopy(row, rowBase + fullPanels * nr, dst, d, rest);
-                    Arrays.fill(dst, d + rest, d + nr, 0f);
-                }
-            }
-        }
-
-        /**
-         * op(B) = Bᵀ with B stored [n, k] (a weight in y = x·Wᵀ): a micro-panel is the transpose of
-         * {@code nr} row segments of B, widened into a staging buffer first unless B is heap F32.
-         */
-        private void packBTransposed(Workspace ws, Widener widener, float[] dst, int pc, int kc, int jc, int ncb) {
-            int[] starts = ws.starts(nr);
-            float[] src = bHeap == null ? ws.stage(nr * kc) : bHeap;
-            for (int jr = 0; jr < ncb; jr += nr) {
-                int cols = Math.min(nr, ncb - jr);
-                for (int j = 0; j < cols; j++) {
-                    long start = bOffset + (long) (jc + jr + j) * ldb + pc;
-                    if (bHeap == null) {
-                        widener.widen(start, kc, src, j * kc);
-                        starts[j] = j * kc;
-                    } else {
-                        starts[j] = (int) start;
-                    }
-                }
-                transposeRows(src, starts, cols, kc, dst, jr * kc, nr);
-            }
-        }
-    }
-
-    /**
-     * {@code dst[d + p*width + r] = src[starts[r] + p]} for {@code r < rows, p < kc}, zero for
-     * {@code rows <= r < width}. Done in 16 x 16 blocks, so that each source cache line is consumed
-     * at once: rows of a weight are often a multiple of 4 KiB apart and, read in parallel, would
-     * evict each other from the same L1 set.
-     */
-    static void transposeRows(float[] src, int[] starts, int rows, int kc, float[] dst, int d, int width) {
-        if (rows < width) {
-            Arrays.fill(dst, d, d + width * kc, 0f);
-        }
-        for (int p0 = 0; p0 < kc; p0 += TRANSPOSE_BLOCK) {
-            int pn = Math.min(TRANSPOSE_BLOCK, kc - p0);
-            for (int r0 = 0; r0 < rows; r0 += TRANSPOSE_BLOCK) {
-                int rn = Math.min(r0 + TRANSPOSE_BLOCK, rows);
-                for (int r = r0; r < rn; r++) {
-                    int from = starts[r] + p0;
-                    int to = d + p0 * width + r;
-                    for (int p = 0; p < pn; p++, to += width) {
-                        dst[to] = src[from + p];
-                    }
-                }
-            }
-        }
-    }
-
-    static void scale(float[] c, int cOffset, int ldc, int i0, int i1, int j0, int j1, float beta) {
-        if (beta == 1f) {
-            return;
-        }
-        for (int i = i0; i < i1; i++) {
-            int row = cOffset + i * ldc;
-            if (beta == 0f) {
-                Arrays.fill(c, row + j0, row + j1, 0f);
-            } else {
-                for (int j = row + j0; j < row + j1; j++) {
-                    c[j] *= beta;
-                }
-            }
-        }
-    }
-
-    static int ceilDiv(int x, int y) {
-        return (x + y - 1) / y;
     }
 
     // ---------------------------------------------------------------- widening B
-
-    /** Widens elements of a non-heap B into floats; one instance per thread and product. */
-    @FunctionalInterface
-    interface Widener {
-        void widen(long start, int count, float[] dst, int dstOffset);
-    }
 
     /** BF16, F16 and F32 buffers are copied in bulk (half precision widened with vector ops); others decode. */
     static Widener widener(Storage b) {

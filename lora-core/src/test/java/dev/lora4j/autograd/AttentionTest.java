@@ -6,6 +6,7 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import dev.lora4j.backend.AttentionMask;
 import dev.lora4j.backend.Backend;
 import dev.lora4j.backend.Backends;
+import dev.lora4j.backend.Parallel;
 import dev.lora4j.tensor.Tensor;
 import java.util.ArrayList;
 import java.util.List;
@@ -207,5 +208,63 @@ class AttentionTest {
         // Gemma 2's combination: a query scale, a window and a soft-cap, keys already in a cache
         check(backend, 2, Attention.QUERY_BLOCK + 4, 4, 2, 16, new AttentionMask(11, 0.5f, true, 6, null, 1.5f), 10);
         check(backend, 2, 1, 4, 2, 8, new AttentionMask(40, (float) (1 / Math.sqrt(8)), true, 6, null, 3f), 11);
+    }
+
+    @ParameterizedTest
+    @MethodSource("backends")
+    void awkwardLengthsAndHeadSizesAcrossKeyTiles(Backend backend) {
+        // lengths 1, 7, 31, 207, 702 (up to six key tiles of 128, partial ones at both ends), head
+        // sizes 8 to 128, grouped heads, each with the combination of mask features that stresses it
+        check(backend, 2, 1, 4, 2, 8, AttentionMask.causal(0, 8), 20);
+        check(backend, 1, 7, 4, 1, 128, AttentionMask.causal(0, 128), 21);
+        check(backend, 2, 31, 6, 3, 24, AttentionMask.causal(0, 24).withSoftCap(2f), 22);
+        check(backend, 1, 207, 2, 1, 64, AttentionMask.causal(0, 64), 23);
+        check(backend, 1, 207, 2, 1, 16, AttentionMask.causal(19, 16).withWindow(150), 24);
+        check(backend, 1, 702, 2, 1, 8, AttentionMask.causal(0, 8), 25);
+    }
+
+    @ParameterizedTest
+    @MethodSource("backends")
+    void windowsSkipWholeKeyTiles(Backend backend) {
+        // a window of 7 leaves every block one or two tiles to score; 130 straddles tile edges;
+        // a padded batch row ends inside a tile and makes the tiles after it invisible
+        check(backend, 1, 702, 1, 1, 8, AttentionMask.causal(0, 8).withWindow(7), 26);
+        check(backend, 1, 300, 2, 1, 16, AttentionMask.causal(0, 16).withWindow(130).withSoftCap(5f), 27);
+        check(backend, 2, 300, 1, 1, 8, AttentionMask.causal(0, 8).withKeyLengths(new int[] {300, 140}), 28);
+    }
+
+    @ParameterizedTest
+    @MethodSource("backends")
+    void decodeStepOverALongCacheSpansKeyTiles(Backend backend) {
+        // one query row against 301 cached keys: three key tiles of the online softmax, with and
+        // without a window and a cap, and a large score range that forces rescaling
+        check(backend, 2, 1, 4, 2, 16, AttentionMask.causal(300, 16), 29);
+        check(backend, 1, 1, 3, 1, 8, new AttentionMask(300, 3f, true, 200, null, 0f), 30);
+        check(backend, 2, 1, 4, 4, 8, new AttentionMask(300, 1f, true, 0, null, 4f), 31);
+    }
+
+    @ParameterizedTest
+    @MethodSource("backends")
+    void resultsDoNotDependOnTheThreadCount(Backend backend) {
+        // inside a parallel range every nested range runs on the calling thread alone: the same
+        // call there must give the bits it gives on all threads
+        SplittableRandom rng = new SplittableRandom(32);
+        int t = 300;
+        Tensor q = Tensor.normal(rng, 0f, 1f, 2, t, 6, 16);
+        Tensor k = Tensor.normal(rng, 0f, 1f, 2, t, 2, 16);
+        Tensor v = Tensor.normal(rng, 0f, 1f, 2, t, 2, 16);
+        float[] dOut = Tensor.normal(rng, 0f, 1f, 2 * t * 6 * 16).data();
+        AttentionMask mask = AttentionMask.causal(0, 16).withWindow(200);
+        Run all = run(backend, q, k, v, mask, dOut);
+        Run[] one = new Run[1];
+        Parallel.forRange(2, 1, (from, to) -> {
+            if (from == 0) {
+                one[0] = run(backend, q, k, v, mask, dOut);
+            }
+        });
+        assertArrayEquals(all.out(), one[0].out(), 0f);
+        assertArrayEquals(all.dq(), one[0].dq(), 0f);
+        assertArrayEquals(all.dk(), one[0].dk(), 0f);
+        assertArrayEquals(all.dv(), one[0].dv(), 0f);
     }
 }

@@ -75,6 +75,33 @@ class VectorOpsTest {
 
     @ParameterizedTest(name = "{0}")
     @MethodSource("backendNames")
+    void expShiftedSumMatchesTheScalarKernelBitForBit(String name) {
+        // attention's online-softmax numerators: in place, within the array's other elements
+        CpuBackend backend = (CpuBackend) GemmTest.backend(name);
+        CpuBackend scalar = (CpuBackend) GemmTest.backend("scalar");
+        SplittableRandom rng = new SplittableRandom(4);
+        for (int n : LENGTHS) {
+            float[] x = GemmTest.random(rng, n + 3);
+            for (int i = 0; i < x.length; i++) {
+                x[i] *= 30f;
+            }
+            float[] orig = x.clone();
+            float[] want = x.clone();
+            float shift = n == 0 ? 0f : x[2];
+            float wantSum = scalar.expShiftedSum(want, 2, n, shift);
+            float gotSum = backend.expShiftedSum(x, 2, n, shift);
+            assertEquals(Float.floatToRawIntBits(wantSum), Float.floatToRawIntBits(gotSum), name + " sum n=" + n);
+            for (int i = 0; i < x.length; i++) {
+                assertEquals(Float.floatToRawIntBits(want[i]), Float.floatToRawIntBits(x[i]), name + " n=" + n + " at " + i);
+                boolean inside = i >= 2 && i < 2 + n;
+                double exact = inside ? Math.exp(orig[i] - shift) : orig[i]; // the float difference, as the kernel forms it
+                assertEquals(exact, x[i], inside ? 3e-7 * exact + 1e-44 : 0, name + " value n=" + n + " at " + i);
+            }
+        }
+    }
+
+    @ParameterizedTest(name = "{0}")
+    @MethodSource("backendNames")
     void rangesAreChecked(String name) {
         Backend backend = GemmTest.backend(name);
         IndexOutOfBoundsException e = assertThrows(IndexOutOfBoundsException.class,
