@@ -26,6 +26,10 @@ final class HeapPool {
     private long largestArenaBytes;
     private long created;
     private long reused;
+    /** Bytes of buffers handed out to open arenas and not yet given back. */
+    private long liveBytes;
+    /** The most {@link #liveBytes} has been since start or the last {@link #resetPeak()}. */
+    private long peakLiveBytes;
     private static final ThreadLocal<HeapArena> CURRENT = new ThreadLocal<>();
 
     /** Capacity of the bucket that holds {@code n} floats. */
@@ -46,16 +50,42 @@ final class HeapPool {
         if (a != null) {
             idleBytes -= 4L * a.length;
             reused++;
+            handedOut(a.length);
             return a;
         }
         created++;
+        handedOut(capacity);
         return null;
+    }
+
+    private void handedOut(int floats) {
+        liveBytes += 4L * floats;
+        peakLiveBytes = Math.max(peakLiveBytes, liveBytes);
+    }
+
+    /**
+     * The high-water mark of bytes held by open arenas at once (activations, their gradients and
+     * scratch of one step) since start or the last {@link #resetPeak()}: what a memory plan's
+     * activation row predicts.
+     */
+    synchronized long peakLiveBytes() {
+        return peakLiveBytes;
+    }
+
+    synchronized long liveBytes() {
+        return liveBytes;
+    }
+
+    /** Starts a new high-water mark from the bytes live now. */
+    synchronized void resetPeak() {
+        peakLiveBytes = liveBytes;
     }
 
     synchronized void give(List<float[]> arrays, long arenaBytes) {
         largestArenaBytes = Math.max(largestArenaBytes, arenaBytes);
         long limit = 2 * largestArenaBytes;
         for (float[] a : arrays) {
+            liveBytes -= 4L * a.length;
             if (idleBytes + 4L * a.length > limit) {
                 continue;
             }
@@ -66,6 +96,7 @@ final class HeapPool {
 
     synchronized void giveOne(float[] a, long arenaBytes) {
         largestArenaBytes = Math.max(largestArenaBytes, arenaBytes);
+        liveBytes -= 4L * a.length;
         free.computeIfAbsent(a.length, k -> new ArrayDeque<>()).addLast(a);
         idleBytes += 4L * a.length;
     }

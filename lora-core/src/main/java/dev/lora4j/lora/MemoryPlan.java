@@ -1,0 +1,698 @@
+package dev.lora4j.lora;
+
+import dev.lora4j.model.Architecture;
+import dev.lora4j.model.LlamaConfig;
+import dev.lora4j.model.LlamaModel;
+import dev.lora4j.nn.Linear;
+import dev.lora4j.tensor.BufferStorage;
+import dev.lora4j.tensor.MetaStorage;
+import dev.lora4j.tensor.Storage;
+import dev.lora4j.tensor.Tensor;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.IdentityHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Optional;
+import java.util.Set;
+
+/**
+ * What a LoRA training run will hold in memory, predicted before it starts: one row per
+ * component (frozen weights, adapters, their gradients, optimizer state, the step arena of
+ * activations and their gradients, per-thread workspaces, RoPE tables, the JVM itself), each on
+ * the Java heap or off it, and the two totals that decide whether the run fits:
+ * {@link #predictedPeakHeap()} (compare with {@code -Xmx}) and {@link #predictedRss()} (compare
+ * with the machine's memory).
+ *
+ * <pre>{@code
+ * MemoryPlan plan = lora.memoryPlan(MemoryPlan.Shape.of(4, 512).activationCheckpointing(true));
+ * System.out.println(plan);                           // the table
+ * plan.check(Runtime.getRuntime().maxMemory(), MemoryPlan.physicalMemory().orElse(-1)); // throws if it does not fit
+ *
+ * // from a config alone, nothing loaded:
+ * MemoryPlan.of(LlamaConfig.read(dir), LoraConfig.rank(16), MemoryPlan.Weights.BF16_MAPPED, MemoryPlan.Shape.of(1, 2048));
+ * }</pre>
+ *
+ * <p>How each row is derived (from the code, see the README's "Memory plan" section for the
+ * measured accuracy):
+ * <ul>
+ * <li>weights: the bytes of every distinct storage ({@link Storage#byteSize()}); F32 arrays and
+ * 4-bit blocks are heap, memory-mapped BF16/F16 safetensors are off-heap (page cache, resident
+ * once a step has read them);</li>
+ * <li>adapters, gradients, optimizer: 4 bytes per trainable parameter each; AdamW keeps two
+ * moments, SGD with momentum one buffer;</li>
+ * <li>activations: the step arena's high-water mark, counted op by op as the forward allocates
+ * (every output and what it saves for backward, rounded up to the pool's size buckets) plus the
+ * largest set of gradients alive at once in backward (the logits' gradient at the head, or three
+ * intermediate-size gradients in an MLP); with activation checkpointing only block inputs are
+ * kept and one block is recomputed at a time;</li>
+ * <li>workspace: per compute thread, the gemm packing panels and the attention score blocks;</li>
+ * <li>JVM baseline: an estimate (class metadata, JIT code cache, thread stacks, GC structures),
+ * not derived from lora4j's code.</li>
+ * </ul>
+ * The heap total is the live set at the peak; the JVM needs some headroom above it to collect
+ * without thrashing, which {@link #predictedRss()} includes as {@value #GC_HEADROOM_PERCENT}%.
+ */
+public final class MemoryPlan {
+    /** Heap the garbage collector keeps above the live set (young generation, fragmentation), percent. */
+    public static final int GC_HEADROOM_PERCENT = 10;
+    /** Resident memory of a JVM before lora4j allocates (metaspace, code cache, GC tables), bytes: an estimate. */
+    public static final long JVM_BASELINE_BYTES = 96L << 20;
+    /** Resident stack and thread-local allocation of each compute thread, bytes: an estimate. */
+    public static final long THREAD_BYTES = 2L << 20;
+
+    /** Where a row's bytes live. */
+    public enum Place {
+        HEAP,
+        OFF_HEAP
+    }
+
+    /** One component: its name, bytes, place and how it was counted. */
+    public record Row(String name, long bytes, Place place, String detail) {
+    }
+
+    /** The optimizer's state per trainable parameter. */
+    public enum Optimizer {
+        /** Two F32 moments (m, v). */
+        ADAMW(2),
+        /** One F32 momentum buffer. */
+        SGD_MOMENTUM(1),
+        /** No state. */
+        SGD(0);
+
+        private final int slots;
+
+        Optimizer(int slots) {
+            this.slots = slots;
+        }
+
+        /** F32 values kept per trainable parameter. */
+        public int slots() {
+            return slots;
+        }
+    }
+
+    /**
+     * How the frozen base weights are stored, for plans made from a config alone.
+     *
+     * @param name          shown in the table
+     * @param bytesPerValue bytes per parameter of the 16/32-bit tensors
+     * @param offHeap       16-bit tensors memory-mapped from safetensors (off the Java heap)
+     * @param quantBits     0, or 4 for NF4/FP4 linear weights (decoder projections; embedding, norms
+     *                      and lm_head stay 16/32-bit as bitsandbytes keeps them)
+     * @param blocksize     values per absmax scale of the 4-bit weights
+     * @param doubleQuant   scales stored as 8-bit codes with an F32 scale per 256 blocks
+     */
+    public record Weights(String name, int bytesPerValue, boolean offHeap, int quantBits, int blocksize,
+                          boolean doubleQuant) {
+        /** F32 arrays on the heap (BF16/F16 checkpoints loaded with widening, or F32 checkpoints). */
+        public static final Weights F32 = new Weights("f32 (heap)", 4, false, 0, 0, false);
+        /** BF16/F16 safetensors memory-mapped as they are (the loader's default for 16-bit files). */
+        public static final Weights BF16_MAPPED = new Weights("bf16 (memory-mapped)", 2, true, 0, 0, false);
+
+        /** NF4 (or FP4) linear weights with the given blocksize, the rest F32 on the heap. */
+        public static Weights nf4(int blocksize, boolean doubleQuant) {
+            if (blocksize < 16 || Integer.bitCount(blocksize) != 1) {
+                throw new IllegalArgumentException("blocksize must be a power of two >= 16, was " + blocksize);
+            }
+            return new Weights("4-bit blocksize " + blocksize + (doubleQuant ? " double-quant" : "") + ", rest f32", 4, false,
+                    4, blocksize, doubleQuant);
+        }
+
+        long linearBytes(long values) {
+            if (quantBits == 0) {
+                return values * bytesPerValue;
+            }
+            long blocks = (values + blocksize - 1) / blocksize;
+            long scales = doubleQuant ? blocks + 4 * ((blocks + 255) / 256) + 4 : 4 * blocks;
+            return (values + 1) / 2 + scales;
+        }
+    }
+
+    /**
+     * The shape of one training step.
+     *
+     * @param microBatchSize          sequences per forward/backward (gradient accumulation does not add memory)
+     * @param sequenceLength          tokens per sequence (the longest example of a micro-batch)
+     * @param optimizer               the optimizer's state
+     * @param activationCheckpointing recompute each decoder block in backward
+     * @param threads                 compute threads ({@code lora4j.threads})
+     */
+    public record Shape(int microBatchSize, int sequenceLength, Optimizer optimizer, boolean activationCheckpointing,
+                        int threads) {
+        public Shape {
+            if (microBatchSize < 1) {
+                throw new IllegalArgumentException("microBatchSize must be >= 1, was " + microBatchSize);
+            }
+            if (sequenceLength < 1) {
+                throw new IllegalArgumentException("sequenceLength must be >= 1, was " + sequenceLength);
+            }
+            if (threads < 1) {
+                throw new IllegalArgumentException("threads must be >= 1, was " + threads);
+            }
+            if (optimizer == null) {
+                throw new IllegalArgumentException("optimizer must be set (ADAMW, SGD_MOMENTUM or SGD)");
+            }
+        }
+
+        /** AdamW, no checkpointing, the thread count lora4j computes with. */
+        public static Shape of(int microBatchSize, int sequenceLength) {
+            return new Shape(microBatchSize, sequenceLength, Optimizer.ADAMW, false, dev.lora4j.backend.Parallel.parallelism());
+        }
+
+        public Shape activationCheckpointing(boolean value) {
+            return new Shape(microBatchSize, sequenceLength, optimizer, value, threads);
+        }
+
+        public Shape optimizer(Optimizer value) {
+            return new Shape(microBatchSize, sequenceLength, value, activationCheckpointing, threads);
+        }
+
+        public Shape threads(int value) {
+            return new Shape(microBatchSize, sequenceLength, optimizer, activationCheckpointing, value);
+        }
+
+        public Shape microBatchSize(int value) {
+            return new Shape(value, sequenceLength, optimizer, activationCheckpointing, threads);
+        }
+
+        @Override
+        public String toString() {
+            return String.format(Locale.ROOT, "micro-batch %d x %d tokens, %s, activation checkpointing %s, %d thread%s",
+                    microBatchSize, sequenceLength, optimizer.name().toLowerCase(Locale.ROOT), activationCheckpointing ? "on" : "off",
+                    threads, threads == 1 ? "" : "s");
+        }
+    }
+
+    /** Thrown by {@link #check} when the run does not fit; the message names the numbers and the fixes. */
+    public static final class DoesNotFitException extends IllegalStateException {
+        private final transient MemoryPlan plan;
+
+        DoesNotFitException(String message, MemoryPlan plan) {
+            super(message);
+            this.plan = plan;
+        }
+
+        public MemoryPlan plan() {
+            return plan;
+        }
+    }
+
+    private final String title;
+    private final Shape shape;
+    private final List<Row> rows;
+    private final Inputs inputs;
+
+    private MemoryPlan(String title, Shape shape, List<Row> rows, Inputs inputs) {
+        this.title = title;
+        this.shape = shape;
+        this.rows = List.copyOf(rows);
+        this.inputs = inputs;
+    }
+
+    // ---------------------------------------------------------------- construction
+
+    /** The plan of a loaded model with its adapters: weights and adapters counted from the tensors themselves. */
+    public static MemoryPlan of(LoraModel lora, Shape shape) {
+        LlamaModel model = lora.model();
+        long heapWeights = 0;
+        long offHeapWeights = 0;
+        Set<Storage> seen = Collections.newSetFromMap(new IdentityHashMap<>());
+        for (Tensor t : model.allTensors().values()) {
+            if (!seen.add(t.storage()) || t.requiresGrad()) {
+                continue;
+            }
+            if (offHeap(t.storage())) {
+                offHeapWeights += t.storage().byteSize();
+            } else {
+                heapWeights += t.storage().byteSize();
+            }
+        }
+        long adapterParams = 0;
+        long trainable = 0;
+        List<LayerLora> perLayer = new ArrayList<>();
+        for (int i = 0; i < model.config().numHiddenLayers(); i++) {
+            perLayer.add(new LayerLora());
+        }
+        LayerLora head = new LayerLora();
+        for (Map.Entry<String, Linear> e : model.linears().entrySet()) {
+            if (e.getValue() instanceof LoraLinear ll) {
+                for (LoraAdapter ad : ll.adapters().values()) {
+                    adapterParams += ad.a().numel() + ad.b().numel();
+                    trainable += (ad.a().requiresGrad() ? ad.a().numel() : 0) + (ad.b().requiresGrad() ? ad.b().numel() : 0);
+                }
+                if (ll.isDisabled() || ll.active().isEmpty()) {
+                    continue;
+                }
+                LayerLora target = layerOf(e.getKey(), perLayer, head);
+                for (String name : ll.active()) {
+                    if (ll.merged().contains(name)) {
+                        continue;
+                    }
+                    LoraAdapter ad = ll.adapter(name);
+                    target.add(shortName(e.getKey()), ad.rank(), ad.dropout() > 0);
+                }
+            }
+        }
+        for (Tensor t : model.allTensors().values()) {
+            if (t.requiresGrad()) {
+                trainable += t.numel();
+                adapterParams += t.numel(); // a trained base tensor (full fine-tuning of a norm) is held like an adapter
+            }
+        }
+        Inputs in = new Inputs(model.config(), perLayer, head, heapWeights, offHeapWeights, adapterParams, trainable,
+                "loaded tensors");
+        return build("memory plan of the loaded model", shape, in);
+    }
+
+    /**
+     * The plan from a config alone, nothing loaded or allocated: for {@code finetune --dry-run} and
+     * {@code inspect} on models of any size.
+     */
+    public static MemoryPlan of(LlamaConfig config, LoraConfig lora, Weights weights, Shape shape) {
+        LlamaModel meta = LlamaModel.meta(config);
+        Map<String, Linear> linears = meta.linears();
+        LoraConfig mapped = Target.forModel(lora, config.architecture(), linears.keySet());
+        List<String> selected = mapped.validateAgainst(linears.keySet());
+        long heap = 0;
+        long offHeap = 0;
+        Set<Tensor> linearWeights = Collections.newSetFromMap(new IdentityHashMap<>());
+        for (Map.Entry<String, Linear> e : linears.entrySet()) {
+            if (!e.getKey().equals("lm_head")) {
+                linearWeights.add(e.getValue().weight());
+            }
+        }
+        for (Tensor t : new java.util.LinkedHashSet<>(identity(meta.allTensors().values()))) {
+            long n = t.numel();
+            if (weights.quantBits() > 0 && linearWeights.contains(t)) {
+                heap += weights.linearBytes(n);
+            } else if (weights.quantBits() > 0) {
+                heap += 4 * n;
+            } else if (weights.offHeap()) {
+                offHeap += n * weights.bytesPerValue();
+            } else {
+                heap += n * weights.bytesPerValue();
+            }
+        }
+        List<LayerLora> perLayer = new ArrayList<>();
+        for (int i = 0; i < config.numHiddenLayers(); i++) {
+            perLayer.add(new LayerLora());
+        }
+        LayerLora head = new LayerLora();
+        long params = 0;
+        for (String module : selected) {
+            ModuleLora m = mapped.resolve(module).orElseThrow();
+            Linear lin = linears.get(module);
+            params += (long) m.rank() * (lin.inFeatures() + lin.outFeatures());
+            layerOf(module, perLayer, head).add(shortName(module), m.rank(), m.dropout() > 0);
+        }
+        Inputs in = new Inputs(config, perLayer, head, heap, offHeap, params, params, weights.name());
+        return build("memory plan from the config (" + weights.name() + " weights)", shape, in);
+    }
+
+    private static List<Tensor> identity(java.util.Collection<Tensor> tensors) {
+        List<Tensor> out = new ArrayList<>();
+        Set<Tensor> seen = Collections.newSetFromMap(new IdentityHashMap<>());
+        for (Tensor t : tensors) {
+            if (seen.add(t)) {
+                out.add(t);
+            }
+        }
+        return out;
+    }
+
+    static boolean offHeap(Storage s) {
+        if (s instanceof BufferStorage b) {
+            return b.bytes().isDirect();
+        }
+        if (s instanceof MetaStorage) {
+            return false;
+        }
+        // other storages (4-bit blocks, GGUF quant blocks) say so themselves when they map a file
+        return s.getClass().getSimpleName().contains("Mapped");
+    }
+
+    private static LayerLora layerOf(String module, List<LayerLora> perLayer, LayerLora head) {
+        java.util.regex.Matcher m = java.util.regex.Pattern.compile("\\.(\\d+)\\.").matcher(module);
+        if (m.find()) {
+            int i = Integer.parseInt(m.group(1));
+            if (i < perLayer.size()) {
+                return perLayer.get(i);
+            }
+        }
+        return head;
+    }
+
+    private static String shortName(String module) {
+        return module.substring(module.lastIndexOf('.') + 1);
+    }
+
+    /** The LoRA adapters of one decoder layer (or of the head): rank and dropout per module short name. */
+    static final class LayerLora {
+        final Map<String, int[]> modules = new java.util.HashMap<>();
+
+        void add(String shortName, int rank, boolean dropout) {
+            int[] prev = modules.get(shortName);
+            int count = prev == null ? 0 : prev[2];
+            int ranks = prev == null ? 0 : prev[0];
+            int drops = prev == null ? 0 : prev[1];
+            modules.put(shortName, new int[] {ranks + rank, drops + (dropout ? 1 : 0), count + 1});
+        }
+
+        /** Sum of the ranks of the active adapters on this module, 0 without. */
+        int rank(String shortName) {
+            int[] m = modules.get(shortName);
+            return m == null ? 0 : m[0];
+        }
+
+        /** Adapters of this module with dropout (each keeps its own dropped copy of the input). */
+        int dropouts(String shortName) {
+            int[] m = modules.get(shortName);
+            return m == null ? 0 : m[1];
+        }
+
+        int adapters(String shortName) {
+            int[] m = modules.get(shortName);
+            return m == null ? 0 : m[2];
+        }
+    }
+
+    private record Inputs(LlamaConfig config, List<LayerLora> layers, LayerLora head, long heapWeights, long offHeapWeights,
+                          long adapterParams, long trainableParams, String weightSource) {
+    }
+
+    private static MemoryPlan build(String title, Shape shape, Inputs in) {
+        LlamaConfig c = in.config();
+        List<Row> rows = new ArrayList<>();
+        rows.add(new Row("base weights (heap)", in.heapWeights(), Place.HEAP, "frozen, " + in.weightSource()));
+        if (in.offHeapWeights() > 0) {
+            rows.add(new Row("base weights (mapped)", in.offHeapWeights(), Place.OFF_HEAP, "memory-mapped, resident once read"));
+        }
+        rows.add(new Row("LoRA adapters", 4 * in.adapterParams(), Place.HEAP, String.format(Locale.ROOT, "%,d F32 parameters",
+                in.adapterParams())));
+        rows.add(new Row("LoRA gradients", 4 * in.trainableParams(), Place.HEAP, "one F32 per trainable parameter"));
+        rows.add(new Row("optimizer state", 4L * shape.optimizer().slots() * in.trainableParams(), Place.HEAP,
+                shape.optimizer() == Optimizer.ADAMW ? "AdamW m and v" : shape.optimizer() == Optimizer.SGD_MOMENTUM
+                        ? "SGD momentum" : "none"));
+        long activations = 4 * ActivationCount.peakFloats(c, in.layers(), in.head(), shape);
+        rows.add(new Row("activations + grads", activations, Place.HEAP, "step arena high-water mark"
+                + (shape.activationCheckpointing() ? ", block inputs + one recomputed block" : "")));
+        int rotary = c.rotaryDim();
+        long rope = 2L * 4 * shape.sequenceLength() * (rotary / 2)
+                * (c.architecture().localRopeTheta() > 0 ? 2 : 1);
+        rows.add(new Row("RoPE tables", rope, Place.HEAP, "cos/sin for " + shape.sequenceLength() + " positions"));
+        rows.add(new Row("compute workspace", (long) shape.threads() * workspaceBytesPerThread(c, shape), Place.HEAP,
+                shape.threads() + " x (gemm panels + attention scores)"));
+        rows.add(new Row("JVM baseline", JVM_BASELINE_BYTES + (long) shape.threads() * THREAD_BYTES, Place.OFF_HEAP,
+                "estimate: metaspace, code cache, GC tables, stacks"));
+        return new MemoryPlan(title, shape, rows, in);
+    }
+
+    /** gemm's packed B (NC x KC) and A (MC x KC) panels, and attention's score blocks and transposes. */
+    static long workspaceBytesPerThread(LlamaConfig c, Shape shape) {
+        long gemm = 3072L * 256 + 256L * 256 + 3072 + 16 * 16;
+        long s = shape.sequenceLength();
+        long d = c.headDim();
+        long attention = 2 * 64 * s + d * 64 + 2 * d * s + 3 * 64;
+        return 4 * (gemm + attention);
+    }
+
+    /**
+     * Floats of the step arena, op by op as {@code LlamaModel.forward}, the autograd ops and
+     * {@code CausalLmLoss} allocate them (each rounded up to the pool's bucket), then the
+     * backward's largest set of live gradients.
+     */
+    static final class ActivationCount {
+        private ActivationCount() {
+        }
+
+        static long bucket(long n) {
+            if (n <= 4096) {
+                return n;
+            }
+            long high = Long.highestOneBit(n);
+            long quarter = high >>> 2;
+            return high + quarter * ((n - high + quarter - 1) / quarter);
+        }
+
+        static long peakFloats(LlamaConfig c, List<LayerLora> layers, LayerLora head, Shape shape) {
+            long n = (long) shape.microBatchSize() * shape.sequenceLength();
+            long hidden = c.hiddenSize();
+            long vocab = c.vocabSize();
+            Architecture a = c.architecture();
+            long embed = bucket(n * hidden) + (a.scaleEmbeddings() ? bucket(n * hidden) : 0);
+            // final norm, lm_head (+ LoRA), optional soft-cap, the loss's log-sum-exp, loss scaling
+            long headFwd = norm(a, n, hidden) + lora(head, "lm_head", n, hidden, vocab)
+                    + (a.finalSoftCap() > 0 ? bucket(n * vocab) : 0) + bucket(n) + 2;
+            long saved = embed + headFwd;
+            long maxLayerFwd = 0;
+            long maxLayerBwd = 0;
+            for (LayerLora l : layers) {
+                long fwd = layerForward(c, l, n);
+                maxLayerFwd = Math.max(maxLayerFwd, fwd);
+                maxLayerBwd = Math.max(maxLayerBwd, layerBackward(c, l, n));
+                saved += shape.activationCheckpointing() ? bucket(n * hidden) : fwd;
+            }
+            // backward at the head: the logits' gradient, the head's input gradient, the adapter's scratch
+            long headBwd = bucket(n * vocab) + bucket(n * hidden) + rankScratch(head, "lm_head", n)
+                    + head.dropouts("lm_head") * bucket(n * hidden) + 2;
+            // in a block: the incoming residual gradient plus the block's own live gradients; with
+            // checkpointing also the block input's gradient and the block's recomputed forward
+            long blockBwd = shape.activationCheckpointing()
+                    ? 2 * bucket(n * hidden) + maxLayerFwd + maxLayerBwd + 2
+                    : bucket(n * hidden) + maxLayerBwd + 2;
+            return saved + Math.max(headBwd, blockBwd);
+        }
+
+        private static long norm(Architecture a, long n, long width) {
+            return bucket(n * width) + bucket(n) * (a.norm() == Architecture.Norm.LAYER_NORM ? 2 : 1);
+        }
+
+        /** A linear layer's output and, per adapter, x·Aᵀ and the dropped-out input. */
+        private static long lora(LayerLora l, String module, long n, long in, long out) {
+            long floats = bucket(n * out);
+            if (l.adapters(module) > 0) {
+                floats += l.adapters(module) * bucket(n * Math.max(1, l.rank(module) / l.adapters(module)))
+                        + l.dropouts(module) * bucket(n * in);
+            }
+            return floats;
+        }
+
+        private static long rankScratch(LayerLora l, String module, long n) {
+            return l.adapters(module) > 0 ? bucket(n * Math.max(1, l.rank(module) / l.adapters(module))) : 0;
+        }
+
+        static long layerForward(LlamaConfig c, LayerLora l, long n) {
+            Architecture a = c.architecture();
+            long hidden = c.hiddenSize();
+            long q = c.queryDim();
+            long kv = c.keyValueDim();
+            long inter = c.intermediateSize();
+            long heads = c.numAttentionHeads();
+            long f = norm(a, n, hidden);
+            if (a.qkv().fused()) {
+                String name = a.qkv().names().get(0);
+                f += lora(l, name, n, hidden, q + 2 * kv) + bucket(n * q) + 2 * bucket(n * kv); // contiguous q, k, v
+            } else {
+                f += lora(l, "q_proj", n, hidden, q) + lora(l, "k_proj", n, hidden, kv) + lora(l, "v_proj", n, hidden, kv);
+            }
+            if (a.qkNorm()) {
+                f += bucket(n * q) + bucket(n * heads) + bucket(n * kv) + bucket(n * c.numKeyValueHeads());
+            }
+            f += bucket(n * q) + bucket(n * kv); // RoPE outputs
+            f += bucket(n * q) + bucket(n * heads); // attention output and log-sum-exp
+            f += lora(l, a.outputName(), n, q, hidden);
+            if (a.sandwich()) {
+                f += norm(a, n, hidden);
+            }
+            List<String> mlp = a.mlp().names();
+            String down = mlp.get(mlp.size() - 1);
+            long mlpF;
+            if (a.mlp() == Architecture.Mlp.GATED_FUSED) {
+                mlpF = lora(l, mlp.get(0), n, hidden, 2 * inter) + 2 * bucket(n * inter) + bucket(n * inter);
+            } else if (a.mlp().gated()) {
+                mlpF = lora(l, mlp.get(0), n, hidden, inter) + lora(l, mlp.get(1), n, hidden, inter) + bucket(n * inter);
+            } else {
+                mlpF = lora(l, mlp.get(0), n, hidden, inter) + bucket(n * inter);
+            }
+            mlpF += lora(l, down, n, inter, hidden);
+            if (a.sandwich()) {
+                mlpF += norm(a, n, hidden);
+            }
+            if (a.parallel()) {
+                f += mlpF + 2 * bucket(n * hidden); // attn + mlp, then the residual
+            } else {
+                f += bucket(n * hidden) + norm(a, n, hidden) + mlpF + bucket(n * hidden);
+            }
+            return f;
+        }
+
+        /** The most gradient floats a block holds at once in backward, besides the incoming residual gradient. */
+        static long layerBackward(LlamaConfig c, LayerLora l, long n) {
+            Architecture a = c.architecture();
+            long hidden = bucket(n * c.hiddenSize());
+            long q = bucket(n * c.queryDim());
+            long kv = bucket(n * c.keyValueDim());
+            long inter = bucket(n * c.intermediateSize());
+            List<String> mlp = a.mlp().names();
+            String down = mlp.get(mlp.size() - 1);
+            // down_proj: its output gradient, the activation's gradient (+ the dropped-out copy's)
+            long downBwd = hidden + inter + l.dropouts(down) * inter + rankScratch(l, down, n);
+            // the gate: the activation's gradient and those of gate and up (or the fused gate_up)
+            long gateBwd = a.mlp().gated() ? 3 * inter : 2 * inter;
+            // attention: the output's gradient and those of q, k, v
+            long attnBwd = 2 * q + 2 * kv + hidden;
+            return Math.max(downBwd, Math.max(gateBwd, attnBwd));
+        }
+    }
+
+    // ---------------------------------------------------------------- results
+
+    public Shape shape() {
+        return shape;
+    }
+
+    public List<Row> rows() {
+        return rows;
+    }
+
+    /** The row with this name. */
+    public Optional<Row> row(String name) {
+        return rows.stream().filter(r -> r.name().equals(name)).findFirst();
+    }
+
+    /** Bytes of the step arena at its high-water mark (the "activations + grads" row). */
+    public long activationBytes() {
+        return row("activations + grads").orElseThrow().bytes();
+    }
+
+    /** The live Java heap at the step's peak: the sum of the heap rows. */
+    public long predictedPeakHeap() {
+        long sum = 0;
+        for (Row r : rows) {
+            if (r.place() == Place.HEAP) {
+                sum += r.bytes();
+            }
+        }
+        return sum;
+    }
+
+    /** Off-heap bytes: mapped weights and the JVM's own memory. */
+    public long offHeapBytes() {
+        long sum = 0;
+        for (Row r : rows) {
+            if (r.place() == Place.OFF_HEAP) {
+                sum += r.bytes();
+            }
+        }
+        return sum;
+    }
+
+    /** Resident memory at the peak: the heap with {@value #GC_HEADROOM_PERCENT}% GC headroom, plus everything off-heap. */
+    public long predictedRss() {
+        return predictedPeakHeap() + predictedPeakHeap() * GC_HEADROOM_PERCENT / 100 + offHeapBytes();
+    }
+
+    // ---------------------------------------------------------------- the check
+
+    /**
+     * The machine's physical memory (com.sun.management.OperatingSystemMXBean), or empty when the
+     * JVM does not say.
+     */
+    public static java.util.OptionalLong physicalMemory() {
+        try {
+            java.lang.management.OperatingSystemMXBean os = java.lang.management.ManagementFactory.getOperatingSystemMXBean();
+            if (os instanceof com.sun.management.OperatingSystemMXBean sun) {
+                long total = sun.getTotalPhysicalMemorySize();
+                return total > 0 ? java.util.OptionalLong.of(total) : java.util.OptionalLong.empty();
+            }
+        } catch (RuntimeException | LinkageError e) {
+            // not a HotSpot-compatible JVM: no figure
+        }
+        return java.util.OptionalLong.empty();
+    }
+
+    /**
+     * Throws {@link DoesNotFitException} when the predicted peak heap exceeds {@code maxHeap} or the
+     * predicted resident memory exceeds {@code physicalMemory}; the message names both numbers and
+     * which settings would make the run fit. A limit of 0 or less is not checked.
+     */
+    public void check(long maxHeap, long physicalMemory) {
+        List<String> problems = new ArrayList<>();
+        if (maxHeap > 0 && predictedPeakHeap() > maxHeap) {
+            problems.add("the predicted peak heap " + size(predictedPeakHeap()) + " exceeds the JVM's maximum heap "
+                    + size(maxHeap) + " (-Xmx)");
+        }
+        if (physicalMemory > 0 && predictedRss() > physicalMemory) {
+            problems.add("the predicted resident memory " + size(predictedRss()) + " exceeds the machine's memory "
+                    + size(physicalMemory));
+        }
+        if (problems.isEmpty()) {
+            return;
+        }
+        throw new DoesNotFitException("training would run out of memory: " + String.join("; ", problems) + " for "
+                + shape + ". " + suggestions(maxHeap, physicalMemory) + "\n" + format(), this);
+    }
+
+    /** What to change, with the figure each change gives. */
+    String suggestions(long maxHeap, long physicalMemory) {
+        List<String> out = new ArrayList<>();
+        long heap = predictedPeakHeap();
+        if (!shape.activationCheckpointing()) {
+            MemoryPlan p = build(title, shape.activationCheckpointing(true), inputs);
+            out.add("turn on activation checkpointing (--activation-checkpointing / activationCheckpointing(true)): peak heap "
+                    + size(p.predictedPeakHeap()));
+        }
+        if (shape.microBatchSize() > 1) {
+            MemoryPlan p = build(title, shape.microBatchSize(1), inputs);
+            out.add("use micro-batch size 1 with gradient accumulation (--micro-batch-size 1): " + size(p.predictedPeakHeap()));
+        }
+        if (shape.sequenceLength() > 256) {
+            Shape shorter = new Shape(shape.microBatchSize(), shape.sequenceLength() / 2, shape.optimizer(),
+                    shape.activationCheckpointing(), shape.threads());
+            MemoryPlan p = build(title, shorter, inputs);
+            out.add("halve the sequence length to " + shorter.sequenceLength() + " (--max-length): " + size(p.predictedPeakHeap()));
+        }
+        long weights = row("base weights (heap)").map(Row::bytes).orElse(0L);
+        if (weights > heap / 3) {
+            out.add("load the base in 4 bits (QLoRA, --quantize nf4-dq) or memory-mapped 16-bit weights: the heap weights are "
+                    + size(weights));
+        }
+        if (maxHeap > 0 && heap > maxHeap) {
+            out.add("give the JVM more heap: -Xmx" + ((heap + heap * GC_HEADROOM_PERCENT / 100 >> 20) + 1) + "m or more");
+        }
+        return "To make it fit: " + String.join("; or ", out) + ". (Trainer.builder(...).memoryCheck(false) skips this check.)";
+    }
+
+    // ---------------------------------------------------------------- printing
+
+    /** Bytes as MiB or GiB with one decimal. */
+    public static String size(long bytes) {
+        if (bytes >= 10L << 30) {
+            return String.format(Locale.ROOT, "%.1f GiB", bytes / (double) (1L << 30));
+        }
+        return String.format(Locale.ROOT, "%.1f MiB", bytes / (double) (1L << 20));
+    }
+
+    /** The table: one line per row, then the two totals. */
+    public String format() {
+        StringBuilder sb = new StringBuilder();
+        sb.append(title).append(": ").append(shape).append('\n');
+        sb.append(String.format(Locale.ROOT, "  %-24s %12s  %-8s %s%n", "component", "size", "where", "how"));
+        for (Row r : rows) {
+            sb.append(String.format(Locale.ROOT, "  %-24s %12s  %-8s %s%n", r.name(), size(r.bytes()),
+                    r.place() == Place.HEAP ? "heap" : "off-heap", r.detail()));
+        }
+        sb.append(String.format(Locale.ROOT, "  %-24s %12s  %-8s %s%n", "predicted peak heap", size(predictedPeakHeap()), "heap",
+                "live set at the step's peak; compare with -Xmx"));
+        sb.append(String.format(Locale.ROOT, "  %-24s %12s  %-8s %s", "predicted peak RSS", size(predictedRss()), "",
+                "heap + " + GC_HEADROOM_PERCENT + "% GC headroom + off-heap"));
+        return sb.toString();
+    }
+
+    @Override
+    public String toString() {
+        return format();
+    }
+}
