@@ -215,7 +215,11 @@ public final class MemoryPlan {
 
     /** The plan of a loaded model with its adapters: weights and adapters counted from the tensors themselves. */
     public static MemoryPlan of(LoraModel lora, Shape shape) {
-        LlamaModel model = lora.model();
+        return of(lora.model(), shape);
+    }
+
+    /** The plan of a loaded model whose LoRA layers (if any) are in place; see {@link #of(LoraModel, Shape)}. */
+    public static MemoryPlan of(LlamaModel model, Shape shape) {
         long heapWeights = 0;
         long offHeapWeights = 0;
         Set<Storage> seen = Collections.newSetFromMap(new IdentityHashMap<>());
