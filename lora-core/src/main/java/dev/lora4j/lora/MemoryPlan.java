@@ -4,8 +4,6 @@ import dev.lora4j.model.Architecture;
 import dev.lora4j.model.LlamaConfig;
 import dev.lora4j.model.LlamaModel;
 import dev.lora4j.nn.Linear;
-import dev.lora4j.tensor.BufferStorage;
-import dev.lora4j.tensor.MetaStorage;
 import dev.lora4j.tensor.Storage;
 import dev.lora4j.tensor.Tensor;
 import java.util.ArrayList;
@@ -97,33 +95,45 @@ public final class MemoryPlan {
      * How the frozen base weights are stored, for plans made from a config alone.
      *
      * @param name          shown in the table
-     * @param bytesPerValue bytes per parameter of the 16/32-bit tensors
-     * @param offHeap       16-bit tensors memory-mapped from safetensors (off the Java heap)
-     * @param quantBits     0, or 4 for NF4/FP4 linear weights (decoder projections; embedding, norms
-     *                      and lm_head stay 16/32-bit as bitsandbytes keeps them)
+     * @param bytesPerValue bytes per parameter of the unquantized matrices (embedding, projections, lm_head)
+     * @param offHeap       those matrices are memory-mapped from safetensors (off the Java heap); norm
+     *                      weights are always F32 copies on the heap
+     * @param quantBits     0, or 4 for NF4/FP4 decoder projections (embedding, norms and lm_head stay
+     *                      as stored, as bitsandbytes keeps them)
      * @param blocksize     values per absmax scale of the 4-bit weights
      * @param doubleQuant   scales stored as 8-bit codes with an F32 scale per 256 blocks
      */
     public record Weights(String name, int bytesPerValue, boolean offHeap, int quantBits, int blocksize,
                           boolean doubleQuant) {
-        /** F32 arrays on the heap (BF16/F16 checkpoints loaded with widening, or F32 checkpoints). */
-        public static final Weights F32 = new Weights("f32 (heap)", 4, false, 0, 0, false);
+        /** F32 arrays on the heap (a model built in memory, or weights converted on load). */
+        public static final Weights F32 = new Weights("f32 heap", 4, false, 0, 0, false);
         /** BF16/F16 safetensors memory-mapped as they are (the loader's default for 16-bit files). */
-        public static final Weights BF16_MAPPED = new Weights("bf16 (memory-mapped)", 2, true, 0, 0, false);
+        public static final Weights BF16_MAPPED = stored(2, true);
 
-        /** NF4 (or FP4) linear weights with the given blocksize, the rest F32 on the heap. */
+        /** Weights as a checkpoint stores them: 2 or 4 bytes per value, memory-mapped or on the heap. */
+        public static Weights stored(int bytesPerValue, boolean mapped) {
+            if (bytesPerValue != 2 && bytesPerValue != 4) {
+                throw new IllegalArgumentException("bytesPerValue must be 2 (bf16/f16) or 4 (f32), was " + bytesPerValue);
+            }
+            return new Weights((bytesPerValue == 2 ? "16-bit" : "f32") + (mapped ? " memory-mapped" : " heap"), bytesPerValue,
+                    mapped, 0, 0, false);
+        }
+
+        /** NF4 (or FP4) decoder projections with the given blocksize; the other matrices F32 on the heap. */
         public static Weights nf4(int blocksize, boolean doubleQuant) {
+            return F32.quantized(blocksize, doubleQuant);
+        }
+
+        /** These weights with the decoder projections in 4 bits (QLoRA's --quantize). */
+        public Weights quantized(int blocksize, boolean doubleQuant) {
             if (blocksize < 16 || Integer.bitCount(blocksize) != 1) {
                 throw new IllegalArgumentException("blocksize must be a power of two >= 16, was " + blocksize);
             }
-            return new Weights("4-bit blocksize " + blocksize + (doubleQuant ? " double-quant" : "") + ", rest f32", 4, false,
-                    4, blocksize, doubleQuant);
+            return new Weights("4-bit projections (blocksize " + blocksize + (doubleQuant ? ", double-quant" : "") + "), rest "
+                    + name, bytesPerValue, offHeap, 4, blocksize, doubleQuant);
         }
 
-        long linearBytes(long values) {
-            if (quantBits == 0) {
-                return values * bytesPerValue;
-            }
+        long quantizedBytes(long values) {
             long blocks = (values + blocksize - 1) / blocksize;
             long scales = doubleQuant ? blocks + 4 * ((blocks + 255) / 256) + 4 : 4 * blocks;
             return (values + 1) / 2 + scales;
@@ -287,12 +297,18 @@ public final class MemoryPlan {
                 linearWeights.add(e.getValue().weight());
             }
         }
-        for (Tensor t : new java.util.LinkedHashSet<>(identity(meta.allTensors().values()))) {
+        Set<Tensor> norms = Collections.newSetFromMap(new IdentityHashMap<>());
+        meta.allTensors().forEach((name, t) -> {
+            if (t.rank() == 1 && name.contains("norm")) {
+                norms.add(t);
+            }
+        });
+        for (Tensor t : identity(meta.allTensors().values())) {
             long n = t.numel();
             if (weights.quantBits() > 0 && linearWeights.contains(t)) {
-                heap += weights.linearBytes(n);
-            } else if (weights.quantBits() > 0) {
-                heap += 4 * n;
+                heap += weights.quantizedBytes(n);
+            } else if (norms.contains(t) && weights.offHeap()) {
+                heap += 4 * n; // the loader copies norm weights to F32
             } else if (weights.offHeap()) {
                 offHeap += n * weights.bytesPerValue();
             } else {
@@ -327,14 +343,7 @@ public final class MemoryPlan {
     }
 
     static boolean offHeap(Storage s) {
-        if (s instanceof BufferStorage b) {
-            return b.bytes().isDirect();
-        }
-        if (s instanceof MetaStorage) {
-            return false;
-        }
-        // other storages (4-bit blocks, GGUF quant blocks) say so themselves when they map a file
-        return s.getClass().getSimpleName().contains("Mapped");
+        return s.offHeap();
     }
 
     private static LayerLora layerOf(String module, List<LayerLora> perLayer, LayerLora head) {

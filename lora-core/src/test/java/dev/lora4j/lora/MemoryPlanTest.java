@@ -107,9 +107,12 @@ class MemoryPlanTest {
     void fourBitAndMappedWeightsFromTheConfig() {
         LlamaConfig c = config(1024, 256, 2, 4, 4, 512, false);
         long linear = 2L * (4 * 256 * 256 + 3 * 256 * 512); // per layer q, k, v, o and gate, up, down
-        long other = 2L * 1024 * 256 + 5L * 256; // embedding, lm_head, norms
+        long matrices = 2L * 1024 * 256; // embedding, lm_head
+        long norms = 5L * 256;
+        long other = matrices + norms;
         MemoryPlan mapped = MemoryPlan.of(c, LoraConfig.rank(8), MemoryPlan.Weights.BF16_MAPPED, MemoryPlan.Shape.of(1, 64));
-        assertEquals(2 * (linear + other), mapped.row("base weights (mapped)").orElseThrow().bytes());
+        assertEquals(2 * (linear + matrices), mapped.row("base weights (mapped)").orElseThrow().bytes());
+        assertEquals(4 * norms, mapped.row("base weights (heap)").orElseThrow().bytes()); // copied to F32 by the loader
         MemoryPlan nf4 = MemoryPlan.of(c, LoraConfig.rank(8), MemoryPlan.Weights.nf4(64, true), MemoryPlan.Shape.of(1, 64));
         // 4 bits per value, one 8-bit code per block of 64, an F32 per 256 blocks (+ the offset) per tensor
         long q4 = 0;
