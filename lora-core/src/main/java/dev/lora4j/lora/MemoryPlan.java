@@ -53,8 +53,12 @@ import java.util.Set;
  * without thrashing, which {@link #predictedRss()} includes as {@value #GC_HEADROOM_PERCENT}%.
  */
 public final class MemoryPlan {
-    /** Heap the garbage collector keeps above the live set (young generation, fragmentation), percent. */
-    public static final int GC_HEADROOM_PERCENT = 10;
+    /**
+     * Heap the garbage collector keeps committed above the live set, percent: G1 sizes the heap to
+     * keep 40 % of it free after a collection (MinHeapFreeRatio), i.e. about 1.5 to 1.7 times the
+     * live set, and touches all of it as the young generation cycles.
+     */
+    public static final int GC_HEADROOM_PERCENT = 50;
     /** Resident memory of a JVM before lora4j allocates (metaspace, code cache, GC tables), bytes: an estimate. */
     public static final long JVM_BASELINE_BYTES = 96L << 20;
     /** Resident stack and thread-local allocation of each compute thread, bytes: an estimate. */
@@ -233,6 +237,8 @@ public final class MemoryPlan {
         long heapWeights = 0;
         long offHeapWeights = 0;
         Set<Storage> seen = Collections.newSetFromMap(new IdentityHashMap<>());
+        List<Long> frozenArrays = new ArrayList<>();
+        List<Long> trainableArrays = new ArrayList<>();
         for (Tensor t : model.allTensors().values()) {
             if (!seen.add(t.storage()) || t.requiresGrad()) {
                 continue;
@@ -241,6 +247,7 @@ public final class MemoryPlan {
                 offHeapWeights += t.storage().byteSize();
             } else {
                 heapWeights += t.storage().byteSize();
+                frozenArrays.add(t.storage().byteSize());
             }
         }
         long adapterParams = 0;
@@ -255,6 +262,8 @@ public final class MemoryPlan {
                 for (LoraAdapter ad : ll.adapters().values()) {
                     adapterParams += ad.a().numel() + ad.b().numel();
                     trainable += (ad.a().requiresGrad() ? ad.a().numel() : 0) + (ad.b().requiresGrad() ? ad.b().numel() : 0);
+                    trainableArrays.add(4 * ad.a().numel());
+                    trainableArrays.add(4 * ad.b().numel());
                 }
                 if (ll.isDisabled() || ll.active().isEmpty()) {
                     continue;
@@ -273,10 +282,11 @@ public final class MemoryPlan {
             if (t.requiresGrad()) {
                 trainable += t.numel();
                 adapterParams += t.numel(); // a trained base tensor (full fine-tuning of a norm) is held like an adapter
+                trainableArrays.add(4 * t.numel());
             }
         }
         Inputs in = new Inputs(model.config(), perLayer, head, heapWeights, offHeapWeights, adapterParams, trainable,
-                "loaded tensors");
+                "loaded tensors", frozenArrays, trainableArrays);
         return build("memory plan of the loaded model", shape, in);
     }
 
@@ -303,17 +313,22 @@ public final class MemoryPlan {
                 norms.add(t);
             }
         });
+        List<Long> frozenArrays = new ArrayList<>();
         for (Tensor t : identity(meta.allTensors().values())) {
             long n = t.numel();
+            long bytes;
             if (weights.quantBits() > 0 && linearWeights.contains(t)) {
-                heap += weights.quantizedBytes(n);
+                bytes = weights.quantizedBytes(n);
             } else if (norms.contains(t) && weights.offHeap()) {
-                heap += 4 * n; // the loader copies norm weights to F32
+                bytes = 4 * n; // the loader copies norm weights to F32
             } else if (weights.offHeap()) {
                 offHeap += n * weights.bytesPerValue();
+                continue;
             } else {
-                heap += n * weights.bytesPerValue();
+                bytes = n * weights.bytesPerValue();
             }
+            heap += bytes;
+            frozenArrays.add(bytes);
         }
         List<LayerLora> perLayer = new ArrayList<>();
         for (int i = 0; i < config.numHiddenLayers(); i++) {
@@ -321,13 +336,17 @@ public final class MemoryPlan {
         }
         LayerLora head = new LayerLora();
         long params = 0;
+        List<Long> trainableArrays = new ArrayList<>();
         for (String module : selected) {
             ModuleLora m = mapped.resolve(module).orElseThrow();
             Linear lin = linears.get(module);
             params += (long) m.rank() * (lin.inFeatures() + lin.outFeatures());
+            trainableArrays.add(4L * m.rank() * lin.inFeatures());
+            trainableArrays.add(4L * m.rank() * lin.outFeatures());
             layerOf(module, perLayer, head).add(shortName(module), m.rank(), m.dropout() > 0);
         }
-        Inputs in = new Inputs(config, perLayer, head, heap, offHeap, params, params, weights.name());
+        Inputs in = new Inputs(config, perLayer, head, heap, offHeap, params, params, weights.name(), frozenArrays,
+                trainableArrays);
         return build("memory plan from the config (" + weights.name() + " weights)", shape, in);
     }
 
@@ -392,7 +411,43 @@ public final class MemoryPlan {
     }
 
     private record Inputs(LlamaConfig config, List<LayerLora> layers, LayerLora head, long heapWeights, long offHeapWeights,
-                          long adapterParams, long trainableParams, String weightSource) {
+                          long adapterParams, long trainableParams, String weightSource, List<Long> frozenArrays,
+                          List<Long> trainableArrays) {
+        /**
+         * Bytes G1 adds to the heap arrays of weights and trainable tensors (each trainable one
+         * held as value, gradient and optimizer slots) by giving humongous ones whole regions.
+         */
+        long weightRounding(long region, int optimizerSlots) {
+            long extra = 0;
+            for (long b : frozenArrays) {
+                extra += rounding(b, region);
+            }
+            for (long b : trainableArrays) {
+                extra += (2 + optimizerSlots) * rounding(b, region);
+            }
+            return extra;
+        }
+
+        private static long rounding(long bytes, long region) {
+            return bytes + 16 >= region / 2 ? (bytes + 16 + region - 1) / region * region - bytes : 0;
+        }
+    }
+
+    /**
+     * G1's heap region size in this JVM (humongous arrays take whole regions), or 0 when the JVM
+     * does not use G1 or does not say.
+     */
+    public static long heapRegionBytes() {
+        try {
+            var diagnostics = java.lang.management.ManagementFactory.getPlatformMXBean(
+                    com.sun.management.HotSpotDiagnosticMXBean.class);
+            if (diagnostics == null || !"true".equals(diagnostics.getVMOption("UseG1GC").getValue())) {
+                return 0;
+            }
+            return Long.parseLong(diagnostics.getVMOption("G1HeapRegionSize").getValue());
+        } catch (RuntimeException | LinkageError e) {
+            return 0;
+        }
     }
 
     private static MemoryPlan build(String title, Shape shape, Inputs in) {
@@ -408,9 +463,16 @@ public final class MemoryPlan {
         rows.add(new Row("optimizer state", 4L * shape.optimizer().slots() * in.trainableParams(), Place.HEAP,
                 shape.optimizer() == Optimizer.ADAMW ? "AdamW m and v" : shape.optimizer() == Optimizer.SGD_MOMENTUM
                         ? "SGD momentum" : "none"));
-        long activations = 4 * ActivationCount.peakFloats(c, in.layers(), in.head(), shape);
+        long activations = new ActivationCount(0).peak(c, in.layers(), in.head(), shape);
         rows.add(new Row("activations + grads", activations, Place.HEAP, "step arena high-water mark"
                 + (shape.activationCheckpointing() ? ", block inputs + one recomputed block" : "")));
+        long region = heapRegionBytes();
+        if (region > 0) {
+            long rounding = new ActivationCount(region).peak(c, in.layers(), in.head(), shape) - activations
+                    + in.weightRounding(region, shape.optimizer().slots());
+            rows.add(new Row("G1 region rounding", rounding, Place.HEAP, "humongous arrays take whole "
+                    + (region >> 20) + " MiB regions"));
+        }
         int rotary = c.rotaryDim();
         long rope = 2L * 4 * shape.sequenceLength() * (rotary / 2)
                 * (c.architecture().localRopeTheta() > 0 ? 2 : 1);
@@ -432,15 +494,32 @@ public final class MemoryPlan {
     }
 
     /**
-     * Floats of the step arena, op by op as {@code LlamaModel.forward}, the autograd ops and
+     * Bytes of the step arena, op by op as {@code LlamaModel.forward}, the autograd ops and
      * {@code CausalLmLoss} allocate them (each rounded up to the pool's bucket), then the
      * backward's largest set of live gradients.
      */
     static final class ActivationCount {
-        private ActivationCount() {
+        /** G1 heap region bytes (0: count the arena's bytes as they are). */
+        private final long region;
+
+        ActivationCount(long region) {
+            this.region = region;
         }
 
-        static long bucket(long n) {
+        /**
+         * Bytes of a pool buffer of at least n floats: its bucket, and with G1 regions the whole
+         * regions a humongous array (half a region or more, header included) occupies.
+         */
+        long bucket(long n) {
+            long bytes = 4 * floats(n);
+            if (region > 0 && bytes + 16 >= region / 2) {
+                return (bytes + 16 + region - 1) / region * region;
+            }
+            return bytes;
+        }
+
+        /** The pool's bucket (HeapPool.bucket): exact up to 4096 floats, then four sizes per octave. */
+        static long floats(long n) {
             if (n <= 4096) {
                 return n;
             }
@@ -449,7 +528,7 @@ public final class MemoryPlan {
             return high + quarter * ((n - high + quarter - 1) / quarter);
         }
 
-        static long peakFloats(LlamaConfig c, List<LayerLora> layers, LayerLora head, Shape shape) {
+        long peak(LlamaConfig c, List<LayerLora> layers, LayerLora head, Shape shape) {
             long n = (long) shape.microBatchSize() * shape.sequenceLength();
             long hidden = c.hiddenSize();
             long vocab = c.vocabSize();
@@ -457,7 +536,7 @@ public final class MemoryPlan {
             long embed = bucket(n * hidden) + (a.scaleEmbeddings() ? bucket(n * hidden) : 0);
             // final norm, lm_head (+ LoRA), optional soft-cap, the loss's log-sum-exp, loss scaling
             long headFwd = norm(a, n, hidden) + lora(head, "lm_head", n, hidden, vocab)
-                    + (a.finalSoftCap() > 0 ? bucket(n * vocab) : 0) + bucket(n) + 2;
+                    + (a.finalSoftCap() > 0 ? bucket(n * vocab) : 0) + bucket(n) + 2 * bucket(1);
             long saved = embed + headFwd;
             long maxLayerFwd = 0;
             long maxLayerBwd = 0;
@@ -469,34 +548,34 @@ public final class MemoryPlan {
             }
             // backward at the head: the logits' gradient, the head's input gradient, the adapter's scratch
             long headBwd = bucket(n * vocab) + bucket(n * hidden) + rankScratch(head, "lm_head", n)
-                    + head.dropouts("lm_head") * bucket(n * hidden) + 2;
+                    + head.dropouts("lm_head") * bucket(n * hidden) + 2 * bucket(1);
             // in a block: the incoming residual gradient plus the block's own live gradients; with
             // checkpointing also the block input's gradient and the block's recomputed forward
             long blockBwd = shape.activationCheckpointing()
-                    ? 2 * bucket(n * hidden) + maxLayerFwd + maxLayerBwd + 2
-                    : bucket(n * hidden) + maxLayerBwd + 2;
+                    ? 2 * bucket(n * hidden) + maxLayerFwd + maxLayerBwd + 2 * bucket(1)
+                    : bucket(n * hidden) + maxLayerBwd + 2 * bucket(1);
             return saved + Math.max(headBwd, blockBwd);
         }
 
-        private static long norm(Architecture a, long n, long width) {
+        private long norm(Architecture a, long n, long width) {
             return bucket(n * width) + bucket(n) * (a.norm() == Architecture.Norm.LAYER_NORM ? 2 : 1);
         }
 
         /** A linear layer's output and, per adapter, x·Aᵀ and the dropped-out input. */
-        private static long lora(LayerLora l, String module, long n, long in, long out) {
-            long floats = bucket(n * out);
+        private long lora(LayerLora l, String module, long n, long in, long out) {
+            long bytes = bucket(n * out);
             if (l.adapters(module) > 0) {
-                floats += l.adapters(module) * bucket(n * Math.max(1, l.rank(module) / l.adapters(module)))
+                bytes += l.adapters(module) * bucket(n * Math.max(1, l.rank(module) / l.adapters(module)))
                         + l.dropouts(module) * bucket(n * in);
             }
-            return floats;
+            return bytes;
         }
 
-        private static long rankScratch(LayerLora l, String module, long n) {
+        private long rankScratch(LayerLora l, String module, long n) {
             return l.adapters(module) > 0 ? bucket(n * Math.max(1, l.rank(module) / l.adapters(module))) : 0;
         }
 
-        static long layerForward(LlamaConfig c, LayerLora l, long n) {
+        long layerForward(LlamaConfig c, LayerLora l, long n) {
             Architecture a = c.architecture();
             long hidden = c.hiddenSize();
             long q = c.queryDim();
@@ -542,7 +621,7 @@ public final class MemoryPlan {
         }
 
         /** The most gradient floats a block holds at once in backward, besides the incoming residual gradient. */
-        static long layerBackward(LlamaConfig c, LayerLora l, long n) {
+        long layerBackward(LlamaConfig c, LayerLora l, long n) {
             Architecture a = c.architecture();
             long hidden = bucket(n * c.hiddenSize());
             long q = bucket(n * c.queryDim());
@@ -673,17 +752,18 @@ public final class MemoryPlan {
                     + size(weights));
         }
         if (maxHeap > 0 && heap > maxHeap) {
-            out.add("give the JVM more heap: -Xmx" + ((heap + heap * GC_HEADROOM_PERCENT / 100 >> 20) + 1) + "m or more");
+            out.add("give the JVM more heap: -Xmx" + ((heap + heap * GC_HEADROOM_PERCENT / 100 >> 20) + 1) + "m (the peak "
+                    + "plus " + GC_HEADROOM_PERCENT + "% for the garbage collector)");
         }
         return "To make it fit: " + String.join("; or ", out) + ". (Trainer.builder(...).memoryCheck(false) skips this check.)";
     }
 
     // ---------------------------------------------------------------- printing
 
-    /** Bytes as MiB or GiB with one decimal. */
+    /** Bytes as MiB with one decimal, or from 1 GiB on as GiB with two. */
     public static String size(long bytes) {
-        if (bytes >= 10L << 30) {
-            return String.format(Locale.ROOT, "%.1f GiB", bytes / (double) (1L << 30));
+        if (bytes >= 1L << 30) {
+            return String.format(Locale.ROOT, "%.2f GiB", bytes / (double) (1L << 30));
         }
         return String.format(Locale.ROOT, "%.1f MiB", bytes / (double) (1L << 20));
     }
