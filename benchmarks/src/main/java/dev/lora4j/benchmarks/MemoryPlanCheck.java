@@ -35,8 +35,8 @@ import java.util.SplittableRandom;
  * {@link MemoryPlan#predictedPeakHeap()};</li>
  * <li>the peak resident set ({@code VmHWM} of /proc/self/status) against {@link MemoryPlan#predictedRss()}.</li>
  * </ul>
- * Each child runs with {@code -Xmx} of the predicted peak heap plus the plan's GC headroom (the
- * -Xmx the plan recommends), as a user following the plan would.
+ * Each child runs with the -Xmx the plan recommends ({@link MemoryPlan#recommendedMaxHeap()}), as a
+ * user following the plan would.
  *
  * <pre>java --add-modules jdk.incubator.vector -cp benchmarks/target/benchmarks.jar \
  *     dev.lora4j.benchmarks.MemoryPlanCheck [steps]</pre>
@@ -76,7 +76,7 @@ public final class MemoryPlanCheck {
                 "ratio", "heap", "plan", "ratio", "RSS", "plan", "ratio");
         for (Case c : CASES) {
             MemoryPlan plan = plan(c);
-            long xmx = Math.max(64L << 20, plan.predictedPeakHeap() * (100 + MemoryPlan.GC_HEADROOM_PERCENT) / 100);
+            long xmx = Math.max(64L << 20, plan.recommendedMaxHeap());
             List<String> cmd = new ArrayList<>(List.of(java, "-Xmx" + (xmx >> 20) + "m", "--add-modules",
                     "jdk.incubator.vector", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn", "-cp", cp,
                     MemoryPlanCheck.class.getName(), "--child", c.shape(), "" + c.batch(), "" + c.seq(),

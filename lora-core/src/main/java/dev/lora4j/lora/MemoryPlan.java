@@ -49,16 +49,23 @@ import java.util.Set;
  * <li>JVM baseline: an estimate (class metadata, JIT code cache, thread stacks, GC structures),
  * not derived from lora4j's code.</li>
  * </ul>
- * The heap total is the live set at the peak; the JVM needs some headroom above it to collect
- * without thrashing, which {@link #predictedRss()} includes as {@value #GC_HEADROOM_PERCENT}%.
+ * The heap total is the live set at the peak, as G1 counts it (humongous arrays in whole regions,
+ * the pool's idle buffers included); {@link #recommendedMaxHeap()} adds headroom for the collector
+ * and {@link #predictedRss()} what the young generation adds to the resident set.
  */
 public final class MemoryPlan {
     /**
-     * Heap the garbage collector keeps committed above the live set, percent: G1 sizes the heap to
-     * keep 40 % of it free after a collection (MinHeapFreeRatio), i.e. about 1.5 to 1.7 times the
-     * live set, and touches all of it as the young generation cycles.
+     * -Xmx the plan recommends above its peak heap, percent: G1 sizes the heap to keep 40 % of it
+     * free after a collection (MinHeapFreeRatio), so a heap barely above the live set collects
+     * far more often.
      */
-    public static final int GC_HEADROOM_PERCENT = 50;
+    public static final int XMX_HEADROOM_PERCENT = 50;
+    /**
+     * Resident memory above the peak heap, percent: the young generation's garbage between
+     * collections, net of the untouched tails of humongous regions (counted in the heap, never
+     * touched). Fitted to the measurements in the README (within 10 % on six shapes).
+     */
+    public static final int RSS_HEADROOM_PERCENT = 10;
     /** Resident memory of a JVM before lora4j allocates (metaspace, code cache, GC tables), bytes: an estimate. */
     public static final long JVM_BASELINE_BYTES = 96L << 20;
     /** Resident stack and thread-local allocation of each compute thread, bytes: an estimate. */
@@ -438,6 +445,18 @@ public final class MemoryPlan {
      * does not use G1 or does not say.
      */
     public static long heapRegionBytes() {
+        return RegionSize.BYTES;
+    }
+
+    /** Read once: the JVM's flags do not change while it runs. */
+    private static final class RegionSize {
+        static final long BYTES = read();
+
+        private RegionSize() {
+        }
+    }
+
+    private static long read() {
         try {
             var diagnostics = java.lang.management.ManagementFactory.getPlatformMXBean(
                     com.sun.management.HotSpotDiagnosticMXBean.class);
@@ -466,9 +485,12 @@ public final class MemoryPlan {
         long activations = new ActivationCount(0).peak(c, in.layers(), in.head(), shape);
         rows.add(new Row("activations + grads", activations, Place.HEAP, "step arena high-water mark"
                 + (shape.activationCheckpointing() ? ", block inputs + one recomputed block" : "")));
+        rows.add(new Row("arena pool slack", new ActivationCount(0).footprint(c, in.layers(), in.head(), shape) - activations,
+                Place.HEAP, "idle pooled buffers of sizes the peak does not use"));
         long region = heapRegionBytes();
         if (region > 0) {
-            long rounding = new ActivationCount(region).peak(c, in.layers(), in.head(), shape) - activations
+            long rounding = new ActivationCount(region).footprint(c, in.layers(), in.head(), shape)
+                    - new ActivationCount(0).footprint(c, in.layers(), in.head(), shape)
                     + in.weightRounding(region, shape.optimizer().slots());
             rows.add(new Row("G1 region rounding", rounding, Place.HEAP, "humongous arrays take whole "
                     + (region >> 20) + " MiB regions"));
@@ -502,8 +524,20 @@ public final class MemoryPlan {
         /** G1 heap region bytes (0: count the arena's bytes as they are). */
         private final long region;
 
+        /** While not null, every buffer counted is also tallied here: bytes per buffer -> buffers. */
+        private Map<Long, Long> tally;
+
         ActivationCount(long region) {
             this.region = region;
+        }
+
+        /** {@code count} buffers of at least n floats. */
+        long many(long count, long n) {
+            long sum = 0;
+            for (long i = 0; i < count; i++) {
+                sum += bucket(n);
+            }
+            return sum;
         }
 
         /**
@@ -513,9 +547,61 @@ public final class MemoryPlan {
         long bucket(long n) {
             long bytes = 4 * floats(n);
             if (region > 0 && bytes + 16 >= region / 2) {
-                return (bytes + 16 + region - 1) / region * region;
+                bytes = (bytes + 16 + region - 1) / region * region;
+            }
+            if (tally != null) {
+                tally.merge(bytes, 1L, Long::sum);
             }
             return bytes;
+        }
+
+        /** The buffers {@code phase} counts, by size. */
+        private Map<Long, Long> buffersOf(Runnable phase) {
+            Map<Long, Long> saved = tally;
+            tally = new java.util.HashMap<>();
+            try {
+                phase.run();
+                return tally;
+            } finally {
+                tally = saved;
+            }
+        }
+
+        /**
+         * The pool's buffers at the end of a step: besides what stays alive, each size as many times
+         * as the most buffers of that size any one backward phase holds at once (a buffer given back
+         * serves later requests of its own size only). At least {@link #peak}; the difference is the
+         * pool's slack.
+         */
+        long footprint(LlamaConfig c, List<LayerLora> layers, LayerLora head, Shape shape) {
+            long n = (long) shape.microBatchSize() * shape.sequenceLength();
+            long hidden = c.hiddenSize();
+            long saved = saved(c, layers, head, shape, n);
+            Map<Long, Long> union = new java.util.HashMap<>();
+            List<Map<Long, Long>> phases = new ArrayList<>();
+            phases.add(buffersOf(() -> headBackward(c, head, n)));
+            for (LayerLora l : layers) {
+                for (int sub = 0; sub < 3; sub++) {
+                    int which = sub;
+                    phases.add(buffersOf(() -> {
+                        bucket(n * hidden); // the incoming residual gradient
+                        many(2, 1);
+                        if (shape.activationCheckpointing()) {
+                            bucket(n * hidden); // the block input's gradient
+                            layerForward(c, l, n); // the recomputed block
+                        }
+                        layerBackwardPhase(c, l, n, which);
+                    }));
+                }
+            }
+            for (Map<Long, Long> phase : phases) {
+                phase.forEach((size, count) -> union.merge(size, count, Math::max));
+            }
+            long transient_ = 0;
+            for (Map.Entry<Long, Long> e : union.entrySet()) {
+                transient_ += e.getKey() * e.getValue();
+            }
+            return saved + transient_;
         }
 
         /** The pool's bucket (HeapPool.bucket): exact up to 4096 floats, then four sizes per octave. */
@@ -531,42 +617,53 @@ public final class MemoryPlan {
         long peak(LlamaConfig c, List<LayerLora> layers, LayerLora head, Shape shape) {
             long n = (long) shape.microBatchSize() * shape.sequenceLength();
             long hidden = c.hiddenSize();
+            long saved = saved(c, layers, head, shape, n);
+            long maxLayerFwd = 0;
+            long maxLayerBwd = 0;
+            for (LayerLora l : layers) {
+                maxLayerFwd = Math.max(maxLayerFwd, layerForward(c, l, n));
+                maxLayerBwd = Math.max(maxLayerBwd, layerBackward(c, l, n));
+            }
+            long headBwd = headBackward(c, head, n);
+            // in a block: the incoming residual gradient plus the block's own live gradients; with
+            // checkpointing also the block input's gradient and the block's recomputed forward
+            long blockBwd = shape.activationCheckpointing()
+                    ? 2 * bucket(n * hidden) + maxLayerFwd + maxLayerBwd + many(2, 1)
+                    : bucket(n * hidden) + maxLayerBwd + many(2, 1);
+            return saved + Math.max(headBwd, blockBwd);
+        }
+
+        /** What stays alive from the forward to the end of the backward. */
+        private long saved(LlamaConfig c, List<LayerLora> layers, LayerLora head, Shape shape, long n) {
+            long hidden = c.hiddenSize();
             long vocab = c.vocabSize();
             Architecture a = c.architecture();
             long embed = bucket(n * hidden) + (a.scaleEmbeddings() ? bucket(n * hidden) : 0);
             // final norm, lm_head (+ LoRA), optional soft-cap, the loss's log-sum-exp, loss scaling
-            long headFwd = norm(a, n, hidden) + lora(head, "lm_head", n, hidden, vocab)
-                    + (a.finalSoftCap() > 0 ? bucket(n * vocab) : 0) + bucket(n) + 2 * bucket(1);
-            long saved = embed + headFwd;
-            long maxLayerFwd = 0;
-            long maxLayerBwd = 0;
+            long saved = embed + norm(a, n, hidden) + lora(head, "lm_head", n, hidden, vocab)
+                    + (a.finalSoftCap() > 0 ? bucket(n * vocab) : 0) + bucket(n) + many(2, 1);
             for (LayerLora l : layers) {
-                long fwd = layerForward(c, l, n);
-                maxLayerFwd = Math.max(maxLayerFwd, fwd);
-                maxLayerBwd = Math.max(maxLayerBwd, layerBackward(c, l, n));
-                saved += shape.activationCheckpointing() ? bucket(n * hidden) : fwd;
+                saved += shape.activationCheckpointing() ? bucket(n * hidden) : layerForward(c, l, n);
             }
-            // backward at the head: the logits' gradient, the head's input gradient, the adapter's scratch
-            long headBwd = bucket(n * vocab) + bucket(n * hidden) + rankScratch(head, "lm_head", n)
-                    + head.dropouts("lm_head") * bucket(n * hidden) + 2 * bucket(1);
-            // in a block: the incoming residual gradient plus the block's own live gradients; with
-            // checkpointing also the block input's gradient and the block's recomputed forward
-            long blockBwd = shape.activationCheckpointing()
-                    ? 2 * bucket(n * hidden) + maxLayerFwd + maxLayerBwd + 2 * bucket(1)
-                    : bucket(n * hidden) + maxLayerBwd + 2 * bucket(1);
-            return saved + Math.max(headBwd, blockBwd);
+            return saved;
+        }
+
+        /** Backward at the head: the logits' gradient, the head's input gradient, the adapter's scratch. */
+        private long headBackward(LlamaConfig c, LayerLora head, long n) {
+            return bucket(n * c.vocabSize()) + bucket(n * c.hiddenSize()) + rankScratch(head, "lm_head", n)
+                    + many(head.dropouts("lm_head"), n * c.hiddenSize()) + many(2, 1);
         }
 
         private long norm(Architecture a, long n, long width) {
-            return bucket(n * width) + bucket(n) * (a.norm() == Architecture.Norm.LAYER_NORM ? 2 : 1);
+            return bucket(n * width) + many(a.norm() == Architecture.Norm.LAYER_NORM ? 2 : 1, n);
         }
 
         /** A linear layer's output and, per adapter, x·Aᵀ and the dropped-out input. */
         private long lora(LayerLora l, String module, long n, long in, long out) {
             long bytes = bucket(n * out);
             if (l.adapters(module) > 0) {
-                bytes += l.adapters(module) * bucket(n * Math.max(1, l.rank(module) / l.adapters(module)))
-                        + l.dropouts(module) * bucket(n * in);
+                bytes += many(l.adapters(module), n * Math.max(1, l.rank(module) / l.adapters(module)))
+                        + many(l.dropouts(module), n * in);
             }
             return bytes;
         }
@@ -585,7 +682,7 @@ public final class MemoryPlan {
             long f = norm(a, n, hidden);
             if (a.qkv().fused()) {
                 String name = a.qkv().names().get(0);
-                f += lora(l, name, n, hidden, q + 2 * kv) + bucket(n * q) + 2 * bucket(n * kv); // contiguous q, k, v
+                f += lora(l, name, n, hidden, q + 2 * kv) + bucket(n * q) + many(2, n * kv); // contiguous q, k, v
             } else {
                 f += lora(l, "q_proj", n, hidden, q) + lora(l, "k_proj", n, hidden, kv) + lora(l, "v_proj", n, hidden, kv);
             }
@@ -602,7 +699,7 @@ public final class MemoryPlan {
             String down = mlp.get(mlp.size() - 1);
             long mlpF;
             if (a.mlp() == Architecture.Mlp.GATED_FUSED) {
-                mlpF = lora(l, mlp.get(0), n, hidden, 2 * inter) + 2 * bucket(n * inter) + bucket(n * inter);
+                mlpF = lora(l, mlp.get(0), n, hidden, 2 * inter) + many(3, n * inter);
             } else if (a.mlp().gated()) {
                 mlpF = lora(l, mlp.get(0), n, hidden, inter) + lora(l, mlp.get(1), n, hidden, inter) + bucket(n * inter);
             } else {
@@ -613,29 +710,38 @@ public final class MemoryPlan {
                 mlpF += norm(a, n, hidden);
             }
             if (a.parallel()) {
-                f += mlpF + 2 * bucket(n * hidden); // attn + mlp, then the residual
+                f += mlpF + many(2, n * hidden); // attn + mlp, then the residual
             } else {
                 f += bucket(n * hidden) + norm(a, n, hidden) + mlpF + bucket(n * hidden);
             }
             return f;
         }
 
-        /** The most gradient floats a block holds at once in backward, besides the incoming residual gradient. */
+        /** The most gradient bytes a block holds at once in backward, besides the incoming residual gradient. */
         long layerBackward(LlamaConfig c, LayerLora l, long n) {
+            long most = 0;
+            for (int phase = 0; phase < 3; phase++) {
+                most = Math.max(most, layerBackwardPhase(c, l, n, phase));
+            }
+            return most;
+        }
+
+        /**
+         * The gradients live at three moments of a block's backward, besides the incoming residual
+         * gradient: 0, down_proj (its output's gradient, the activation's, the dropped-out copy's);
+         * 1, the gate (the activation's gradient and those of gate and up, or of the fused gate_up);
+         * 2, attention (the output's gradient and those of q, k, v).
+         */
+        long layerBackwardPhase(LlamaConfig c, LayerLora l, long n, int phase) {
             Architecture a = c.architecture();
-            long hidden = bucket(n * c.hiddenSize());
-            long q = bucket(n * c.queryDim());
-            long kv = bucket(n * c.keyValueDim());
-            long inter = bucket(n * c.intermediateSize());
             List<String> mlp = a.mlp().names();
             String down = mlp.get(mlp.size() - 1);
-            // down_proj: its output gradient, the activation's gradient (+ the dropped-out copy's)
-            long downBwd = hidden + inter + l.dropouts(down) * inter + rankScratch(l, down, n);
-            // the gate: the activation's gradient and those of gate and up (or the fused gate_up)
-            long gateBwd = a.mlp().gated() ? 3 * inter : 2 * inter;
-            // attention: the output's gradient and those of q, k, v
-            long attnBwd = 2 * q + 2 * kv + hidden;
-            return Math.max(downBwd, Math.max(gateBwd, attnBwd));
+            long inter = n * c.intermediateSize();
+            return switch (phase) {
+                case 0 -> bucket(n * c.hiddenSize()) + many(1 + l.dropouts(down), inter) + rankScratch(l, down, n);
+                case 1 -> many(a.mlp().gated() ? 3 : 2, inter);
+                default -> many(2, n * c.queryDim()) + many(2, n * c.keyValueDim()) + bucket(n * c.hiddenSize());
+            };
         }
     }
 
@@ -681,9 +787,14 @@ public final class MemoryPlan {
         return sum;
     }
 
-    /** Resident memory at the peak: the heap with {@value #GC_HEADROOM_PERCENT}% GC headroom, plus everything off-heap. */
+    /** Resident memory at the peak: the heap with {@value #RSS_HEADROOM_PERCENT}% headroom, plus everything off-heap. */
     public long predictedRss() {
-        return predictedPeakHeap() + predictedPeakHeap() * GC_HEADROOM_PERCENT / 100 + offHeapBytes();
+        return predictedPeakHeap() + predictedPeakHeap() * RSS_HEADROOM_PERCENT / 100 + offHeapBytes();
+    }
+
+    /** The -Xmx this plan recommends: the peak heap plus {@value #XMX_HEADROOM_PERCENT}%, in bytes. */
+    public long recommendedMaxHeap() {
+        return predictedPeakHeap() + predictedPeakHeap() * XMX_HEADROOM_PERCENT / 100;
     }
 
     // ---------------------------------------------------------------- the check
@@ -752,8 +863,8 @@ public final class MemoryPlan {
                     + size(weights));
         }
         if (maxHeap > 0 && heap > maxHeap) {
-            out.add("give the JVM more heap: -Xmx" + ((heap + heap * GC_HEADROOM_PERCENT / 100 >> 20) + 1) + "m (the peak "
-                    + "plus " + GC_HEADROOM_PERCENT + "% for the garbage collector)");
+            out.add("give the JVM more heap: -Xmx" + ((recommendedMaxHeap() >> 20) + 1) + "m (the peak plus "
+                    + XMX_HEADROOM_PERCENT + "% for the garbage collector)");
         }
         return "To make it fit: " + String.join("; or ", out) + ". (Trainer.builder(...).memoryCheck(false) skips this check.)";
     }
@@ -780,7 +891,7 @@ public final class MemoryPlan {
         sb.append(String.format(Locale.ROOT, "  %-24s %12s  %-8s %s%n", "predicted peak heap", size(predictedPeakHeap()), "heap",
                 "live set at the step's peak; compare with -Xmx"));
         sb.append(String.format(Locale.ROOT, "  %-24s %12s  %-8s %s", "predicted peak RSS", size(predictedRss()), "",
-                "heap + " + GC_HEADROOM_PERCENT + "% GC headroom + off-heap"));
+                "heap + " + RSS_HEADROOM_PERCENT + "% + off-heap; recommended -Xmx" + ((recommendedMaxHeap() >> 20) + 1) + "m"));
         return sb.toString();
     }
 

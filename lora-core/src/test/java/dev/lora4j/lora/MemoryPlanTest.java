@@ -173,7 +173,7 @@ class MemoryPlanTest {
                 "micro-batch 2 x 128 tokens", "MiB")) {
             assertTrue(table.contains(row), row + " missing from\n" + table);
         }
-        assertEquals(plan.predictedPeakHeap() + plan.predictedPeakHeap() * MemoryPlan.GC_HEADROOM_PERCENT / 100 + plan.offHeapBytes(),
+        assertEquals(plan.predictedPeakHeap() + plan.predictedPeakHeap() * MemoryPlan.RSS_HEADROOM_PERCENT / 100 + plan.offHeapBytes(),
                 plan.predictedRss());
         assertEquals("12.00 GiB", MemoryPlan.size(12L << 30));
         assertEquals("1023.0 MiB", MemoryPlan.size(1023L << 20));
