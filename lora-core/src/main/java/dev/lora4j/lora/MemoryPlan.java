@@ -45,6 +45,10 @@ import java.util.Set;
  * largest set of gradients alive at once in backward (the logits' gradient at the head, or three
  * intermediate-size gradients in an MLP); with activation checkpointing only block inputs are
  * kept and one block is recomputed at a time;</li>
+ * <li>arena pool slack: idle pooled buffers of sizes the peak does not use (a buffer given back
+ * serves only requests of its own size);</li>
+ * <li>G1 region rounding: arrays of half a G1 region or more take whole regions (with this JVM's
+ * region size; no row when the JVM does not use G1);</li>
  * <li>workspace: per compute thread, the gemm packing panels and the attention score blocks;</li>
  * <li>JVM baseline: an estimate (class metadata, JIT code cache, thread stacks, GC structures),
  * not derived from lora4j's code.</li>
@@ -801,14 +805,14 @@ public final class MemoryPlan {
     // ---------------------------------------------------------------- the check
 
     /**
-     * The machine's physical memory (com.sun.management.OperatingSystemMXBean), or empty when the
+     * The machine's memory (com.sun.management.OperatingSystemMXBean#getTotalMemorySize), or empty when the
      * JVM does not say.
      */
     public static java.util.OptionalLong physicalMemory() {
         try {
             java.lang.management.OperatingSystemMXBean os = java.lang.management.ManagementFactory.getOperatingSystemMXBean();
             if (os instanceof com.sun.management.OperatingSystemMXBean sun) {
-                long total = sun.getTotalPhysicalMemorySize();
+                long total = sun.getTotalMemorySize(); // the container's limit when there is one
                 return total > 0 ? java.util.OptionalLong.of(total) : java.util.OptionalLong.empty();
             }
         } catch (RuntimeException | LinkageError e) {
