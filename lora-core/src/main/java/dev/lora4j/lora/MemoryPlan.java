@@ -860,7 +860,7 @@ public final class MemoryPlan {
             Shape shorter = new Shape(shape.microBatchSize(), shape.sequenceLength() / 2, shape.optimizer(),
                     shape.activationCheckpointing(), shape.threads());
             MemoryPlan p = build(title, shorter, inputs);
-            out.add("halve the sequence length to " + shorter.sequenceLength() + " (--max-length): " + size(p.predictedPeakHeap()));
+            out.add("halve the sequence length to " + shorter.sequenceLength() + " (--max-seq-length): " + size(p.predictedPeakHeap()));
         }
         long weights = row("base weights (heap)").map(Row::bytes).orElse(0L);
         if (weights > heap / 3) {
@@ -871,7 +871,7 @@ public final class MemoryPlan {
             out.add("give the JVM more heap: -Xmx" + ((recommendedMaxHeap() >> 20) + 1) + "m (the peak plus "
                     + XMX_HEADROOM_PERCENT + "% for the garbage collector)");
         }
-        return "To make it fit: " + String.join("; or ", out) + ". (Trainer.builder(...).memoryCheck(false) skips this check.)";
+        return "To make it fit: " + String.join("; or ", out) + ". (--no-memory-check, or Trainer.builder(...).memoryCheck(false), skips this check.)";
     }
 
     // ---------------------------------------------------------------- printing
