@@ -7,6 +7,7 @@ import dev.lora4j.tokenizer.HfTokenizer;
 import dev.lora4j.data.PromptStyle;
 import dev.lora4j.lora.LoraConfig;
 import dev.lora4j.lora.LoraModel;
+import dev.lora4j.lora.MemoryPlan;
 import dev.lora4j.model.LlamaConfig;
 import dev.lora4j.model.LlamaModel;
 import dev.lora4j.train.Trainer;
@@ -126,6 +127,16 @@ public final class FinetuneCommand implements Callable<Integer> {
                     + "interrupted run would; --resume continues it.")
     Long stopAfterSteps;
 
+    @Option(names = "--dry-run",
+            description = "Print the run's memory plan (predicted peak heap and resident memory, from the config: no "
+                    + "weights loaded) and exit without training: exit code 0 if it fits the JVM's maximum heap and the "
+                    + "machine's memory, 1 if not.")
+    boolean dryRun;
+
+    @Option(names = "--assume-max-heap", paramLabel = "BYTES", hidden = true,
+            description = "Check the memory plan against this maximum heap instead of the JVM's (for tests).")
+    Long assumeMaxHeap;
+
     @Override
     public Integer call() {
         dev.lora4j.tensor.Device computeDevice = deviceOptions.resolve(spec);
@@ -139,7 +150,7 @@ public final class FinetuneCommand implements Callable<Integer> {
         // every option is checked before any data is read or written: a typo fails in a second
         LoraConfig loraConfig = loraOptions.toLoraConfig().seed(trainOptions.seed());
         trainOptions.configure(Trainer.builder(LlamaModel.meta(modelConfig)));
-        Path resumePoint = checkOut();
+        Path resumePoint = dryRun ? null : checkOut();
         HfTokenizer tokenizer = modelOptions.tokenizer();
         PromptStyle style = dataOptions.promptStyle(PromptStyle.alpaca());
         DataOptions.Prepared data = dataOptions.prepareForTraining(tokenizer, modelConfig.maxPositionEmbeddings());
@@ -151,6 +162,9 @@ public final class FinetuneCommand implements Callable<Integer> {
         int padId = tokenizer.padId().orElse(tokenizer.eosId().orElse(0));
         Path checkpoints = out.resolve(CHECKPOINT_DIR);
 
+        if (dryRun) {
+            return dryRun(modelConfig, loraConfig, data);
+        }
         Map<String, Object> settings = settings(folder, style, modelConfig, loraConfig, padId, data);
         if (resumePoint != null) {
             checkSameRun(settings, resumePoint);
@@ -236,6 +250,48 @@ public final class FinetuneCommand implements Callable<Integer> {
         writeSettings(settings, resultSection(result, last));
         printSummary(result, last, adapterDir, checkpoints, metricsFile, plotFile);
         return 0;
+    }
+
+    /**
+     * Prints the memory plan of this run, from the config alone, at the length of its longest
+     * training example; 0 if it fits, 1 (and why, with the settings to change) if it does not.
+     */
+    private int dryRun(LlamaConfig modelConfig, LoraConfig loraConfig, DataOptions.Prepared data) {
+        int longest = 1;
+        for (dev.lora4j.data.Example e : data.train()) {
+            longest = Math.max(longest, e.length());
+        }
+        MemoryPlan plan;
+        try {
+            plan = MemoryPlan.of(modelConfig, loraConfig, planWeights(modelConfig), trainOptions.planShape(longest));
+        } catch (IllegalArgumentException e) {
+            throw OptionErrors.usage(spec, "the LoRA targets do not fit the model: " + e.getMessage());
+        }
+        PrintWriter stdout = spec.commandLine().getOut();
+        stdout.println(plan.format());
+        stdout.flush();
+        long maxHeap = assumeMaxHeap != null ? assumeMaxHeap : Runtime.getRuntime().maxMemory();
+        try {
+            plan.check(maxHeap == Long.MAX_VALUE ? -1 : maxHeap, MemoryPlan.physicalMemory().orElse(-1));
+        } catch (MemoryPlan.DoesNotFitException e) {
+            PrintWriter err = spec.commandLine().getErr();
+            err.println("lora4j finetune: " + e.getMessage().substring(0, e.getMessage().indexOf('\n')));
+            err.flush();
+            return 1;
+        }
+        stdout.printf(Locale.ROOT, "fits: peak heap %s of the JVM's %s maximum; dry run, nothing trained%n",
+                MemoryPlan.size(plan.predictedPeakHeap()), maxHeap == Long.MAX_VALUE ? "unlimited" : MemoryPlan.size(maxHeap));
+        stdout.flush();
+        return 0;
+    }
+
+    /** How the loader will hold the base: as stored (memory-mapped), with --quantize's 4-bit projections. */
+    private MemoryPlan.Weights planWeights(LlamaConfig c) {
+        String dtype = c.torchDtype();
+        int bytes = "bfloat16".equals(dtype) || "float16".equals(dtype) ? 2 : 4;
+        MemoryPlan.Weights stored = MemoryPlan.Weights.stored(bytes, true);
+        dev.lora4j.quant.QuantConfig q = modelOptions.quantize();
+        return q == null ? stored : stored.quantized(q.blocksize(), q.doubleQuant());
     }
 
     private void checkIntervals() {

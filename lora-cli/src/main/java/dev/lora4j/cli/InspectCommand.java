@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.SerializationFeature;
 import dev.lora4j.lora.AdapterConfigJson;
 import dev.lora4j.lora.LoraConfig;
 import dev.lora4j.lora.LoraModel;
+import dev.lora4j.lora.MemoryPlan;
 import dev.lora4j.lora.Target;
 import dev.lora4j.model.LlamaConfig;
 import dev.lora4j.model.LlamaModel;
@@ -61,6 +62,24 @@ public final class InspectCommand implements Callable<Integer> {
     @Option(names = "--json", description = "Print one JSON object instead of text.")
     boolean json;
 
+    @Option(names = "--micro-batch-size", defaultValue = "1", paramLabel = "N",
+            description = "Micro-batch of the memory plan (default: ${DEFAULT-VALUE}).")
+    int microBatchSize;
+
+    @Option(names = "--seq-length", defaultValue = "" + DEFAULT_PLAN_LENGTH, paramLabel = "N",
+            description = "Tokens per sequence of the memory plan (default: ${DEFAULT-VALUE}, or the context if shorter).")
+    int seqLength;
+
+    @Option(names = "--activation-checkpointing", description = "Plan with activation checkpointing.")
+    boolean activationCheckpointing;
+
+    @Option(names = "--quantize", paramLabel = "TYPE", converter = ModelOptions.QuantConverter.class,
+            description = "Plan a QLoRA run: the projections in 4 bits (nf4, nf4-dq, fp4, fp4-dq[@BLOCKSIZE]).")
+    QuantConfig quantize;
+
+    /** Sequence length of inspect's memory plan unless --seq-length says otherwise. */
+    static final int DEFAULT_PLAN_LENGTH = 512;
+
     @Override
     public Integer call() throws IOException {
         LlamaConfig config = resolveConfig();
@@ -76,14 +95,57 @@ public final class InspectCommand implements Callable<Integer> {
         }
         LoraModel.ParameterCount count = LoraModel.count(config, lora);
         Map<String, Object> report = report(config, lora, adapted.size(), count, meta);
+        MemoryPlan plan = memoryPlan(config, lora);
+        report.put("memory_plan", planReport(plan));
         PrintWriter out = spec.commandLine().getOut();
         if (json) {
             out.println(new ObjectMapper().enable(SerializationFeature.INDENT_OUTPUT).writeValueAsString(report));
         } else {
             printText(out, config, lora, adapted.size(), count, report);
+            out.println(plan.format());
         }
         out.flush();
         return 0;
+    }
+
+    /**
+     * The memory plan of training this LoRA setting at --micro-batch-size x --seq-length (default
+     * 1 x 512) with AdamW, the base memory-mapped as its torch_dtype says (4-bit projections with
+     * --quantize).
+     */
+    private MemoryPlan memoryPlan(LlamaConfig c, LoraConfig lora) {
+        if (microBatchSize < 1) {
+            throw OptionErrors.invalid(spec, "--micro-batch-size", microBatchSize, "must be at least 1");
+        }
+        if (seqLength < 1) {
+            throw OptionErrors.invalid(spec, "--seq-length", seqLength, "must be at least 1");
+        }
+        int length = Math.min(seqLength, c.maxPositionEmbeddings());
+        String dtype = c.torchDtype();
+        MemoryPlan.Weights weights = MemoryPlan.Weights.stored("bfloat16".equals(dtype) || "float16".equals(dtype) ? 2 : 4,
+                true);
+        if (quantize != null) {
+            weights = weights.quantized(quantize.blocksize(), quantize.doubleQuant());
+        }
+        return MemoryPlan.of(c, lora, weights, new MemoryPlan.Shape(microBatchSize, length, MemoryPlan.Optimizer.ADAMW,
+                activationCheckpointing, dev.lora4j.backend.Parallel.parallelism()));
+    }
+
+    private static Map<String, Object> planReport(MemoryPlan plan) {
+        Map<String, Object> m = new LinkedHashMap<>();
+        m.put("micro_batch_size", plan.shape().microBatchSize());
+        m.put("sequence_length", plan.shape().sequenceLength());
+        m.put("optimizer", plan.shape().optimizer().name().toLowerCase(Locale.ROOT));
+        m.put("activation_checkpointing", plan.shape().activationCheckpointing());
+        m.put("threads", plan.shape().threads());
+        Map<String, Object> rows = new LinkedHashMap<>();
+        for (MemoryPlan.Row r : plan.rows()) {
+            rows.put(r.name(), r.bytes());
+        }
+        m.put("rows_bytes", rows);
+        m.put("predicted_peak_heap_bytes", plan.predictedPeakHeap());
+        m.put("predicted_rss_bytes", plan.predictedRss());
+        return m;
     }
 
     private LlamaConfig resolveConfig() {

@@ -68,6 +68,16 @@ public final class TrainOptions {
             description = "Clip gradients to this global norm; 0 disables clipping (default: ${DEFAULT-VALUE}).")
     double maxGradNorm;
 
+    @Option(names = "--activation-checkpointing",
+            description = "Recompute each decoder block in backward instead of keeping its activations: much less "
+                    + "memory, about one more forward pass of time, the same gradients.")
+    boolean activationCheckpointing;
+
+    @Option(names = "--no-memory-check",
+            description = "Start even when the memory plan predicts more than the JVM's maximum heap or the machine's "
+                    + "memory (see --dry-run).")
+    boolean noMemoryCheck;
+
     /**
      * Applies these options to a trainer builder and returns it.
      *
@@ -86,11 +96,19 @@ public final class TrainOptions {
         }
         OptionErrors.check(spec, "--max-grad-norm", maxGradNorm, () -> b.maxGradNorm(maxGradNorm));
         b.seed(seed);
+        b.activationCheckpointing(activationCheckpointing).memoryCheck(!noMemoryCheck);
         if (batchSize % microBatchSize != 0) {
             throw OptionErrors.invalid(spec, "--batch-size", batchSize, "must be a multiple of --micro-batch-size ("
                     + microBatchSize + "), e.g. " + microBatchSize * Math.max(1, batchSize / microBatchSize));
         }
         return b;
+    }
+
+    /** The step shape of these options for a memory plan, at this sequence length. */
+    public dev.lora4j.lora.MemoryPlan.Shape planShape(int sequenceLength) {
+        return new dev.lora4j.lora.MemoryPlan.Shape(microBatchSize, sequenceLength, optimizer.kind == Trainer.OptimizerKind.ADAMW
+                ? dev.lora4j.lora.MemoryPlan.Optimizer.ADAMW : dev.lora4j.lora.MemoryPlan.Optimizer.SGD_MOMENTUM,
+                activationCheckpointing, dev.lora4j.backend.Parallel.parallelism());
     }
 
     /** The seed (shuffling, dropout; finetune also seeds the LoRA initialization with it). */
@@ -102,6 +120,7 @@ public final class TrainOptions {
     public String toString() {
         return "TrainOptions(optimizer=" + optimizer + ", lr=" + learningRate + ", weightDecay=" + weightDecay
                 + ", warmupSteps=" + warmupSteps + ", batchSize=" + batchSize + ", microBatchSize=" + microBatchSize
-                + ", epochs=" + epochs + ", maxSteps=" + maxSteps + ", seed=" + seed + ", maxGradNorm=" + maxGradNorm + ")";
+                + ", epochs=" + epochs + ", maxSteps=" + maxSteps + ", seed=" + seed + ", maxGradNorm=" + maxGradNorm
+                + ", activationCheckpointing=" + activationCheckpointing + ")";
     }
 }

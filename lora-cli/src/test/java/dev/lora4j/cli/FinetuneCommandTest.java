@@ -420,4 +420,31 @@ class FinetuneCommandTest {
             return s.toList();
         }
     }
+
+    @Test
+    void dryRunPrintsThePlanAndTrainsNothing(@TempDir Path tmp) throws Exception {
+        Path data = writeArithmetic(tmp.resolve("arith.json"), 48, 5);
+        Path out = tmp.resolve("run");
+        CliRun run = run(smallRun(data, out, "--dry-run"));
+        assertEquals(0, run.exitCode(), run::toString);
+        assertTrue(run.out().contains("activations + grads"), run::toString);
+        assertTrue(run.out().contains("micro-batch 2 x "), run::toString);
+        assertTrue(run.out().contains("fits: peak heap"), run::toString);
+        assertFalse(Files.exists(out), "a dry run writes nothing");
+        // checkpointing shrinks the activation row
+        CliRun ckpt = run(smallRun(data, out, "--dry-run", "--activation-checkpointing"));
+        assertEquals(0, ckpt.exitCode(), ckpt::toString);
+        assertTrue(ckpt.out().contains("activation checkpointing on"), ckpt::toString);
+    }
+
+    @Test
+    void dryRunOverTheHeapExitsOneNamingTheSettingsToChange(@TempDir Path tmp) throws Exception {
+        Path data = writeArithmetic(tmp.resolve("arith.json"), 48, 5);
+        CliRun run = run(smallRun(data, tmp.resolve("run"), "--dry-run", "--assume-max-heap", "100000"));
+        assertEquals(1, run.exitCode(), run::toString);
+        assertTrue(run.err().contains("exceeds the JVM's maximum heap 0.1 MiB"), run::toString);
+        assertTrue(run.err().contains("activation checkpointing"), run::toString);
+        assertTrue(run.err().contains("-Xmx"), run::toString);
+        assertTrue(run.out().contains("predicted peak heap"), run::toString);
+    }
 }

@@ -188,4 +188,31 @@ class InspectCommandTest {
         assertTrue(run.exitCode() != 0, run::toString);
         assertTrue(run.err().contains(config + ": num_hidden_layers is 2147483647, above lora4j's bound of 1024"), run::toString);
     }
+
+    @Test
+    void printsTheMemoryPlanOfADefaultTrainingShape() throws Exception {
+        CliRun run = CliRun.of("inspect", "llama2-7b");
+        assertEquals(0, run.exitCode(), run::toString);
+        for (String row : List.of("micro-batch 1 x 512 tokens, adamw", "base weights (mapped)", "LoRA adapters",
+                "optimizer state", "activations + grads", "predicted peak heap", "predicted peak RSS")) {
+            assertTrue(run.out().contains(row), row + " missing:\n" + run);
+        }
+        // the JSON figures are the library's plan from the config (llama2-7b is float16: memory-mapped 2-byte weights)
+        JsonNode plan = json("inspect", "llama2-7b", "--micro-batch-size", "2", "--seq-length", "1024",
+                "--activation-checkpointing").get("memory_plan");
+        dev.lora4j.lora.MemoryPlan library = dev.lora4j.lora.MemoryPlan.of(dev.lora4j.model.LlamaConfig.llama2_7b(),
+                LoraConfig.defaults(),
+                dev.lora4j.lora.MemoryPlan.Weights.BF16_MAPPED, new dev.lora4j.lora.MemoryPlan.Shape(2, 1024,
+                        dev.lora4j.lora.MemoryPlan.Optimizer.ADAMW, true, plan.get("threads").asInt()));
+        assertEquals(1024, plan.get("sequence_length").asInt());
+        assertTrue(plan.get("activation_checkpointing").asBoolean());
+        assertEquals(library.predictedPeakHeap(), plan.get("predicted_peak_heap_bytes").asLong());
+        assertEquals(library.predictedRss(), plan.get("predicted_rss_bytes").asLong());
+        assertEquals(2L * 6_738_415_616L - 2L * 4096 * 65 + 4L * 4096 * 65,
+                plan.at("/rows_bytes/base weights (mapped)").asLong() + plan.at("/rows_bytes/base weights (heap)").asLong(),
+                "16-bit matrices mapped, the 65 norm vectors copied to F32");
+        // QLoRA: the projections in 4 bits shrink the heap weights below the 16-bit mapped ones
+        JsonNode qlora = json("inspect", "llama2-7b", "--quantize", "nf4-dq").get("memory_plan");
+        assertTrue(qlora.at("/rows_bytes/base weights (mapped)").asLong() < 2L * 6_738_415_616L / 5, qlora::toString);
+    }
 }

@@ -219,7 +219,8 @@ public final class Autograd {
 
     /**
      * grad(input) += g where g was made for this input alone (nothing else holds it): an
-     * intermediate input without a gradient yet takes g itself instead of a copy.
+     * intermediate input without a gradient yet takes g itself instead of a copy; otherwise g is
+     * added to the input's gradient and, being dead, goes back to the step arena at once.
      */
     public static void accumulateOwned(Tensor input, Tensor g) {
         if (!input.requiresGrad()) {
@@ -232,6 +233,9 @@ public final class Autograd {
             return;
         }
         accumulate(input, g);
+        if (input.grad() == null || input.grad().storage() != g.storage()) {
+            g.backend().release(g);
+        }
     }
 
     private static void checkGradient(Tensor input, Tensor g) {

@@ -167,6 +167,7 @@ public final class MatMul {
                 Tensor dXd = dxd ? xd[i].gradBuffer() : viaX ? x.gradBuffer() : null;
                 be.loraBackward(dXd, a[i].requiresGrad() ? a[i].gradBuffer() : null,
                         b[i].requiresGrad() ? b[i].gradBuffer() : null, u, dY, xdc[i], xa[i], ac[i], bc[i], scaling[i]);
+                be.release(u); // scratch of this adapter's backward only
             }
             if (x.requiresGrad()) {
                 be.linearBackwardInput(x.gradBuffer(), dY, weight);

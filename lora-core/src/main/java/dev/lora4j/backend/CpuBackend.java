@@ -67,6 +67,20 @@ public abstract class CpuBackend implements Backend {
         return new long[] {HeapPool.SHARED.idleBytes(), c[0], c[1]};
     }
 
+    /**
+     * The most bytes the open arenas of the shared heap pool have held at once since start or the
+     * last {@link #resetArenaPeak()}: the activation high-water mark of the training steps run in
+     * between (what {@code dev.lora4j.lora.MemoryPlan}'s activation row predicts).
+     */
+    public static long arenaPeakBytes() {
+        return HeapPool.SHARED.peakLiveBytes();
+    }
+
+    /** Starts a new {@link #arenaPeakBytes()} high-water mark from the bytes held by open arenas now. */
+    public static void resetArenaPeak() {
+        HeapPool.SHARED.resetPeak();
+    }
+
     @Override
     public Tensor fromHost(float[] values, int... shape) {
         return Tensor.of(values.clone(), shape);

@@ -13,9 +13,10 @@ import java.util.Map;
  * its length and sequences of slightly different lengths share buffers. Reused arrays stay
  * resident, so a steady-state step neither allocates nor faults in fresh pages.
  *
- * <p>The pool keeps at most {@link #retainedLimit} bytes of idle buffers (by default the most any
- * one arena has held, times two); what an arena returns beyond that is left to the garbage
- * collector, so a one-off large step does not pin its memory forever. Thread-safe.
+ * <p>The pool keeps at most twice the most any one arena has held in idle buffers; to take back
+ * what an arena returns beyond that it drops the oldest idle buffers of other sizes, leaving them
+ * to the garbage collector, so that buffers of earlier, differently shaped steps do not crowd out
+ * those of the current one. Thread-safe.
  */
 final class HeapPool {
     static final int EXACT_UP_TO = 4096;
@@ -26,6 +27,10 @@ final class HeapPool {
     private long largestArenaBytes;
     private long created;
     private long reused;
+    /** Bytes of buffers handed out to open arenas and not yet given back. */
+    private long liveBytes;
+    /** The most {@link #liveBytes} has been since start or the last {@link #resetPeak()}. */
+    private long peakLiveBytes;
     private static final ThreadLocal<HeapArena> CURRENT = new ThreadLocal<>();
 
     /** Capacity of the bucket that holds {@code n} floats. */
@@ -46,26 +51,72 @@ final class HeapPool {
         if (a != null) {
             idleBytes -= 4L * a.length;
             reused++;
+            handedOut(a.length);
             return a;
         }
         created++;
+        handedOut(capacity);
         return null;
+    }
+
+    private void handedOut(int floats) {
+        liveBytes += 4L * floats;
+        peakLiveBytes = Math.max(peakLiveBytes, liveBytes);
+    }
+
+    /**
+     * The high-water mark of bytes held by open arenas at once (activations, their gradients and
+     * scratch of one step) since start or the last {@link #resetPeak()}: what a memory plan's
+     * activation row predicts.
+     */
+    synchronized long peakLiveBytes() {
+        return peakLiveBytes;
+    }
+
+    synchronized long liveBytes() {
+        return liveBytes;
+    }
+
+    /** Starts a new high-water mark from the bytes live now. */
+    synchronized void resetPeak() {
+        peakLiveBytes = liveBytes;
     }
 
     synchronized void give(List<float[]> arrays, long arenaBytes) {
         largestArenaBytes = Math.max(largestArenaBytes, arenaBytes);
         long limit = 2 * largestArenaBytes;
         for (float[] a : arrays) {
-            if (idleBytes + 4L * a.length > limit) {
+            liveBytes -= 4L * a.length;
+            if (4L * a.length > limit) {
                 continue;
             }
+            makeRoom(4L * a.length, limit);
             free.computeIfAbsent(a.length, k -> new ArrayDeque<>()).addLast(a);
             idleBytes += 4L * a.length;
         }
     }
 
+    /**
+     * Drops the oldest idle buffers of other sizes until {@code bytes} more fit under the limit:
+     * the buffers a step has just given back are the ones the next step asks for, while sizes of
+     * earlier, differently shaped steps may never come back.
+     */
+    private void makeRoom(long bytes, long limit) {
+        var buckets = free.entrySet().iterator();
+        while (idleBytes + bytes > limit && buckets.hasNext()) {
+            ArrayDeque<float[]> list = buckets.next().getValue();
+            while (idleBytes + bytes > limit && !list.isEmpty()) {
+                idleBytes -= 4L * list.pollFirst().length;
+            }
+            if (list.isEmpty()) {
+                buckets.remove();
+            }
+        }
+    }
+
     synchronized void giveOne(float[] a, long arenaBytes) {
         largestArenaBytes = Math.max(largestArenaBytes, arenaBytes);
+        liveBytes -= 4L * a.length;
         free.computeIfAbsent(a.length, k -> new ArrayDeque<>()).addLast(a);
         idleBytes += 4L * a.length;
     }

@@ -609,6 +609,15 @@ public final class LoraModel {
         return n;
     }
 
+    /**
+     * The memory a training run of this model and its adapters will need at this step shape:
+     * weights and adapters counted from the loaded tensors, activations from the model's shape
+     * (see {@link MemoryPlan}). {@code Trainer} checks it against the heap before it starts.
+     */
+    public MemoryPlan memoryPlan(MemoryPlan.Shape shape) {
+        return MemoryPlan.of(this, shape);
+    }
+
     /** Parameter counts of a model and LoRA setting, computed from the config alone (nothing allocated). */
     public record ParameterCount(long base, long trainable) {
         public long total() {

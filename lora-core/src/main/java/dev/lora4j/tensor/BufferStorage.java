@@ -91,6 +91,11 @@ public final class BufferStorage implements Storage {
     }
 
     @Override
+    public boolean offHeap() {
+        return bytes.isDirect();
+    }
+
+    @Override
     public long byteSize() {
         return size * dtype.byteSize();
     }

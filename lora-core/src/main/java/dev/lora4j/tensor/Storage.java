@@ -35,6 +35,14 @@ public interface Storage {
     long byteSize();
 
     /**
+     * True when the bytes live outside the Java heap (a memory-mapped file or a direct buffer): they
+     * count toward resident memory but not toward {@code -Xmx}. Used by memory plans.
+     */
+    default boolean offHeap() {
+        return false;
+    }
+
+    /**
      * Size of the aligned groups that {@link #decode} prefers (1 for element-addressable formats,
      * the block size for blockwise-quantized ones). Callers decoding whole rows need not care.
      */

@@ -9,6 +9,7 @@ import dev.lora4j.io.SafetensorsWriter;
 import dev.lora4j.lora.LoraAdapter;
 import dev.lora4j.lora.LoraLinear;
 import dev.lora4j.lora.LoraModel;
+import dev.lora4j.lora.MemoryPlan;
 import dev.lora4j.model.LlamaModel;
 import dev.lora4j.nn.Linear;
 import dev.lora4j.tensor.Tensor;
@@ -199,6 +200,9 @@ public final class Trainer {
         checkLengths("example", data);
         if (config.validationData != null) {
             checkLengths("validation example", config.validationData);
+        }
+        if (config.memoryCheck) {
+            checkMemory(data);
         }
         long total = totalSteps(data.size());
         LearningRateSchedule schedule = LearningRateSchedule.warmupCosine(config.learningRate, config.warmupSteps, total,
@@ -415,6 +419,34 @@ public final class Trainer {
         Progress(long total) {
             losses = new double[Math.toIntExact(total)];
         }
+    }
+
+    /**
+     * The memory plan of a step of this trainer at the given sequence length (the longest example
+     * of a micro-batch): the model's tensors, the micro-batch size, optimizer, activation
+     * checkpointing and thread count as configured.
+     */
+    public MemoryPlan memoryPlan(int sequenceLength) {
+        MemoryPlan.Optimizer kind = config.optimizer == OptimizerKind.ADAMW ? MemoryPlan.Optimizer.ADAMW
+                : config.momentum > 0 ? MemoryPlan.Optimizer.SGD_MOMENTUM : MemoryPlan.Optimizer.SGD;
+        return MemoryPlan.of(model, new MemoryPlan.Shape(config.microBatchSize, sequenceLength, kind,
+                config.activationCheckpointing, dev.lora4j.backend.Parallel.parallelism()));
+    }
+
+    /** Refuses to start a run whose predicted peak does not fit the heap or the machine (see {@link MemoryPlan}). */
+    private void checkMemory(List<Example> data) {
+        if (model.embedTokens().device() != dev.lora4j.tensor.Device.CPU) {
+            return; // the plan describes the CPU backends' memory
+        }
+        int longest = 1;
+        for (Example e : data) {
+            longest = Math.max(longest, e.length());
+        }
+        MemoryPlan plan = memoryPlan(longest);
+        long maxHeap = config.maxHeapBytes != 0 ? config.maxHeapBytes : Runtime.getRuntime().maxMemory();
+        long machine = config.machineBytes != 0 ? config.machineBytes : MemoryPlan.physicalMemory().orElse(-1);
+        plan.check(maxHeap == Long.MAX_VALUE ? -1 : maxHeap, machine);
+        LOG.debug("{}", plan);
     }
 
     private void checkLengths(String what, List<Example> examples) {
@@ -715,6 +747,9 @@ public final class Trainer {
         private OnNonFinite onNonFinite = OnNonFinite.STOP;
         private GradientReducer reducer = LocalGradientReducer.INSTANCE;
         private long checksumEvery = 100;
+        private boolean memoryCheck = true;
+        private long maxHeapBytes;
+        private long machineBytes;
 
         private Builder(LlamaModel model) {
             if (model == null) {
@@ -834,6 +869,32 @@ public final class Trainer {
          */
         public Builder activationCheckpointing(boolean value) {
             activationCheckpointing = value;
+            return this;
+        }
+
+        /**
+         * Whether {@link Trainer#fit} first checks the run's {@link MemoryPlan} against the JVM's
+         * maximum heap and the machine's memory and refuses to start, naming the settings to change,
+         * when it does not fit (on by default). Turn it off if you know better than the plan, e.g.
+         * for a heap tuned close to the live set.
+         */
+        public Builder memoryCheck(boolean value) {
+            memoryCheck = value;
+            return this;
+        }
+
+        /**
+         * The limits the memory check compares with, instead of {@code Runtime.maxMemory()} and the
+         * machine's physical memory (e.g. a container's share); 0 keeps the JVM's figure, -1 skips
+         * that comparison.
+         */
+        public Builder memoryLimits(long maxHeapBytes, long machineBytes) {
+            if (maxHeapBytes < -1 || machineBytes < -1) {
+                throw new IllegalArgumentException("memoryLimits must be bytes > 0, 0 (the JVM's figure) or -1 (unchecked), was "
+                        + maxHeapBytes + " and " + machineBytes);
+            }
+            this.maxHeapBytes = maxHeapBytes;
+            this.machineBytes = machineBytes;
             return this;
         }
 
@@ -1068,6 +1129,9 @@ public final class Trainer {
             b.onNonFinite = onNonFinite;
             b.reducer = reducer;
             b.checksumEvery = checksumEvery;
+            b.memoryCheck = memoryCheck;
+            b.maxHeapBytes = maxHeapBytes;
+            b.machineBytes = machineBytes;
             return b;
         }
 
@@ -1076,7 +1140,7 @@ public final class Trainer {
                     + ", weightDecay=" + weightDecay + ", warmupSteps=" + warmupSteps + ", maxSteps=" + maxSteps
                     + ", epochs=" + epochs + ", globalBatchSize=" + globalBatchSize + ", microBatchSize=" + microBatchSize
                     + ", maxGradNorm=" + maxGradNorm + ", seed=" + seed + ", shuffle=" + shuffle
-                    + ", activationCheckpointing=" + activationCheckpointing
+                    + ", activationCheckpointing=" + activationCheckpointing + ", memoryCheck=" + memoryCheck
                     + ", checkpointDir=" + checkpointDir + ", checkpointEvery=" + checkpointEvery + ", keepLastCheckpoints="
                     + (keepLastCheckpoints == 0 ? "all" : keepLastCheckpoints) + ", adapterFolders=" + (lora != null)
                     + ", validation=" + (validationData == null ? "none" : validationData.size() + " examples every "

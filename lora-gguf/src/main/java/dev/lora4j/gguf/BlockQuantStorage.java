@@ -84,6 +84,11 @@ public final class BlockQuantStorage implements Storage {
     }
 
     @Override
+    public boolean offHeap() {
+        return bytes.isDirect();
+    }
+
+    @Override
     public long byteSize() {
         return bytes.capacity();
     }
